@@ -1,0 +1,276 @@
+"""Admin for tenant models, scoped once in OrgScopedAdmin: org admins see only their own orgs."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.http import Http404
+
+from analytics.models import (
+    ApiKey,
+    Activity,
+    Bot,
+    BotDailyMetrics,
+    BotHourlyRollup,
+    Campaign,
+    Conversation,
+    ConversationMetrics,
+    EventReceipt,
+    Gauge,
+    Membership,
+    Message,
+    Organization,
+    OrgHourlyUsage,
+    TenantModel,
+)
+from analytics.services.api_keys import api_key_issue_secret, api_key_revoke
+from config.admin_site import request_admin_org_ids
+
+
+class OrgScopedAdmin(admin.ModelAdmin):
+    """Base for every tenant model: rows, choices and permissions follow the user's admin orgs."""
+
+    read_only = False  # rollups and raw events are written by the product, never by hand
+    list_per_page = 50
+    show_full_result_count = False
+
+    def _org_ids(self, request) -> set[int]:
+        return request_admin_org_ids(request)
+
+    def get_queryset(self, request):
+        qs = super().get_queryset(request)
+        if request.user.is_superuser:
+            return qs
+        return qs.filter(organization_id__in=self._org_ids(request))
+
+    def get_object(self, request, object_id, from_field=None):
+        obj = super().get_object(request, object_id, from_field)
+        if obj is None:
+            # Another org's row and a missing row look the same: 404, not a redirect.
+            raise Http404("No such object.")
+        return obj
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if not request.user.is_superuser:
+            org_ids = self._org_ids(request)
+            related = db_field.related_model
+            if related is Organization:
+                kwargs["queryset"] = Organization.objects.filter(pk__in=org_ids)
+            elif issubclass(related, TenantModel):
+                kwargs["queryset"] = related.objects.filter(organization_id__in=org_ids)
+            elif related is get_user_model():
+                members = Membership.objects.filter(organization_id__in=org_ids).values("user_id")
+                kwargs["queryset"] = related.objects.filter(pk__in=members)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def get_changeform_initial_data(self, request):
+        initial = super().get_changeform_initial_data(request)
+        org_ids = self._org_ids(request)
+        if len(org_ids) == 1 and "organization" not in initial:
+            initial["organization"] = next(iter(org_ids))
+        return initial
+
+    # permissions: superusers follow Django's; org admins manage rows of their own orgs
+    def _in_scope(self, request, obj) -> bool:
+        if obj is None:
+            return bool(self._org_ids(request))
+        return obj.organization_id in self._org_ids(request)
+
+    def has_module_permission(self, request):
+        return request.user.is_superuser or bool(self._org_ids(request))
+
+    def has_view_permission(self, request, obj=None):
+        if request.user.is_superuser:
+            return True
+        return self._in_scope(request, obj)
+
+    def has_add_permission(self, request):
+        if self.read_only:
+            return False
+        return request.user.is_superuser or bool(self._org_ids(request))
+
+    def has_change_permission(self, request, obj=None):
+        if self.read_only:
+            return False
+        return request.user.is_superuser or self._in_scope(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        if self.read_only and not request.user.is_superuser:
+            return False
+        return request.user.is_superuser or self._in_scope(request, obj)
+
+
+@admin.register(Organization)
+class OrganizationAdmin(admin.ModelAdmin):
+    list_display = ("name", "slug", "timezone", "created_at")
+    search_fields = ("name", "slug")
+    prepopulated_fields = {"slug": ("name",)}
+
+    def get_queryset(self, request):
+        qs = super().get_queryset(request)
+        if request.user.is_superuser:
+            return qs
+        return qs.filter(pk__in=request_admin_org_ids(request))
+
+    def get_object(self, request, object_id, from_field=None):
+        obj = super().get_object(request, object_id, from_field)
+        if obj is None:
+            raise Http404("No such object.")
+        return obj
+
+    def get_readonly_fields(self, request, obj=None):
+        return () if request.user.is_superuser else ("slug", "created_at")
+
+    def has_module_permission(self, request):
+        return request.user.is_superuser or bool(request_admin_org_ids(request))
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.is_superuser or bool(request_admin_org_ids(request))
+
+    def has_change_permission(self, request, obj=None):
+        return self.has_view_permission(request, obj)
+
+    def has_add_permission(self, request):
+        return request.user.is_superuser
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+
+@admin.register(Membership)
+class MembershipAdmin(OrgScopedAdmin):
+    list_display = ("user", "organization", "role", "created_at")
+    list_filter = ("role",)
+    search_fields = ("user__username", "user__email")
+    list_select_related = ("user", "organization")
+
+
+class ApiKeyForm(forms.ModelForm):
+    scopes = forms.MultipleChoiceField(
+        choices=ApiKey.Scope.choices, widget=forms.CheckboxSelectMultiple
+    )
+
+    class Meta:
+        model = ApiKey
+        fields = ("organization", "name", "scopes")
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(OrgScopedAdmin):
+    form = ApiKeyForm
+    list_display = ("name", "organization", "prefix", "scopes", "created_at", "last_used_at", "is_active")
+    list_filter = ("revoked_at",)
+    search_fields = ("name", "prefix")
+    readonly_fields = ("prefix", "created_by", "created_at", "last_used_at", "revoked_at")
+    actions = ("revoke",)
+
+    @admin.display(boolean=True, description="active")
+    def is_active(self, obj):
+        return obj.is_active
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return ()
+        return (*self.readonly_fields, "organization")
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.created_by = request.user
+            secret = api_key_issue_secret(obj)
+            super().save_model(request, obj, form, change)
+            messages.warning(
+                request,
+                f"API key “{obj.name}” created. Copy it now — it will not be shown again: {secret}",
+            )
+            return
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description="Revoke selected API keys")
+    def revoke(self, request, queryset):
+        for api_key in queryset:
+            api_key_revoke(api_key=api_key)
+        self.message_user(request, f"Revoked {queryset.count()} key(s).")
+
+
+@admin.register(Bot)
+class BotAdmin(OrgScopedAdmin):
+    list_display = ("name", "slug", "organization", "kind", "persona", "channel", "is_active")
+    list_filter = ("kind", "channel", "is_active")
+    search_fields = ("name", "slug", "persona")
+    prepopulated_fields = {"slug": ("name",)}
+    list_select_related = ("organization",)
+
+
+@admin.register(Campaign)
+class CampaignAdmin(OrgScopedAdmin):
+    list_display = ("name", "slug", "organization", "status", "bot")
+    list_filter = ("status",)
+    search_fields = ("name", "slug")
+    prepopulated_fields = {"slug": ("name",)}
+    list_select_related = ("organization", "bot")
+
+
+@admin.register(Conversation)
+class ConversationAdmin(OrgScopedAdmin):
+    list_display = ("external_id", "customer", "bot", "channel", "status", "started_at", "csat")
+    list_filter = ("status", "channel", "handoff")
+    search_fields = ("external_id", "customer")
+    date_hierarchy = "started_at"
+    list_select_related = ("bot",)
+    raw_id_fields = ()
+
+
+class ReadOnlyOrgAdmin(OrgScopedAdmin):
+    read_only = True
+
+
+@admin.register(Message)
+class MessageAdmin(ReadOnlyOrgAdmin):
+    list_display = ("created_at", "bot", "direction", "outcome", "response_time_ms", "tokens")
+    list_filter = ("direction", "outcome")
+    list_select_related = ("bot",)
+    raw_id_fields = ("conversation",)
+
+
+@admin.register(Activity)
+class ActivityAdmin(ReadOnlyOrgAdmin):
+    list_display = ("created_at", "bot", "kind", "description", "customer", "value")
+    list_filter = ("kind",)
+    list_select_related = ("bot",)
+
+
+@admin.register(Gauge)
+class GaugeAdmin(ReadOnlyOrgAdmin):
+    list_display = ("created_at", "name", "value", "bot", "campaign")
+    list_select_related = ("bot", "campaign")
+
+
+@admin.register(EventReceipt)
+class EventReceiptAdmin(ReadOnlyOrgAdmin):
+    list_display = ("received_at", "type", "event_id")
+    search_fields = ("event_id",)
+
+
+@admin.register(ConversationMetrics)
+class ConversationMetricsAdmin(ReadOnlyOrgAdmin):
+    list_display = ("conversation", "bot", "started_at", "total_messages", "p95_response_time_ms")
+    raw_id_fields = ("conversation",)
+    list_select_related = ("bot", "conversation")
+
+
+@admin.register(BotHourlyRollup)
+class BotHourlyRollupAdmin(ReadOnlyOrgAdmin):
+    list_display = ("hour", "bot", "messages_in", "messages_out", "successes", "failures", "tokens")
+    list_select_related = ("bot",)
+
+
+@admin.register(BotDailyMetrics)
+class BotDailyMetricsAdmin(ReadOnlyOrgAdmin):
+    list_display = ("date", "bot", "total_conversations", "total_messages", "p95_response_time_ms")
+    list_select_related = ("bot",)
+
+
+@admin.register(OrgHourlyUsage)
+class OrgHourlyUsageAdmin(ReadOnlyOrgAdmin):
+    list_display = ("hour", "organization", "messages_sent", "messages_received", "active_users")

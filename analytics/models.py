@@ -1,0 +1,524 @@
+"""The domain model. Every tenant-owned row carries a non-null organization; indexes lead with it."""
+
+from __future__ import annotations
+
+import zoneinfo
+
+from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.utils.timezone import now
+
+
+def _validate_timezone(value: str) -> None:
+    if value not in zoneinfo.available_timezones():
+        raise ValidationError(f"{value!r} is not a known time zone (e.g. Europe/Berlin).")
+
+
+class Organization(models.Model):
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=60, unique=True)
+    timezone = models.CharField(max_length=64, default="UTC", validators=[_validate_timezone])
+    created_at = models.DateTimeField(default=now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def tz(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.timezone)
+
+
+class OrgQuerySet(models.QuerySet):
+    """The one way to read tenant rows: `Model.objects.for_org(org)`."""
+
+    def for_org(self, org: Organization | int) -> OrgQuerySet:
+        org_id = org if isinstance(org, int) else org.pk
+        if org_id is None:
+            raise ValueError("for_org() needs a saved organization")
+        return self.filter(organization_id=org_id)
+
+
+class TenantModel(models.Model):
+    """Base of every tenant-owned row; related tenant rows must belong to the same org."""
+
+    # No index of its own: every tenant table has a composite index that leads with it.
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+
+    objects = OrgQuerySet.as_manager()
+
+    # Foreign keys (to tenant models) that must point into this row's organization.
+    same_org_fields: tuple[str, ...] = ()
+
+    class Meta:
+        abstract = True
+
+    def unique_error_message(self, model_class, unique_check):
+        # A clash on (organization, x) is an error on x, where the user can fix it.
+        others = [name for name in unique_check if name != "organization"]
+        if "organization" in unique_check and len(others) == 1:
+            field = model_class._meta.get_field(others[0])
+            message = (
+                f"{str(model_class._meta.verbose_name).capitalize()} with this "
+                f"{field.verbose_name} already exists in this organization."
+            )
+            return ValidationError({field.name: ValidationError(message, code="unique")})
+        return super().unique_error_message(model_class, unique_check)
+
+    def clean(self) -> None:
+        super().clean()
+        errors = {}
+        for field in self.same_org_fields:
+            related = getattr(self, field, None)
+            if (
+                related is not None
+                and self.organization_id is not None
+                and related.organization_id != self.organization_id
+            ):
+                errors[field] = f"This {field} belongs to another organization."
+        if errors:
+            raise ValidationError(errors)
+
+
+class Role(models.TextChoices):
+    OWNER = "owner", "Owner"
+    ADMIN = "admin", "Admin"
+    ANALYST = "analyst", "Analyst"
+    VIEWER = "viewer", "Viewer"
+
+
+ADMIN_ROLES = (Role.OWNER, Role.ADMIN)
+
+
+class Membership(TenantModel):
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.VIEWER)
+    created_at = models.DateTimeField(default=now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "user"], name="membership_unique_user")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.organization} ({self.role})"
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role in ADMIN_ROLES
+
+
+class ApiKey(TenantModel):
+    class Scope(models.TextChoices):
+        INGEST = "ingest", "Ingest events"
+        READ = "read", "Read analytics"
+
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, unique=True, editable=False)
+    key_hash = models.CharField(max_length=64, editable=False)
+    scopes = ArrayField(models.CharField(max_length=10, choices=Scope.choices), default=list)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=now)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "API key"
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "name"], name="apikey_unique_name")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+    def has_scope(self, scope: str) -> bool:
+        return self.is_active and scope in self.scopes
+
+
+class Channel(models.TextChoices):
+    WHATSAPP = "whatsapp", "WhatsApp"
+    WEB = "web", "Web chat"
+    SMS = "sms", "SMS"
+    EMAIL = "email", "Email"
+    VOICE = "voice", "Voice"
+
+
+class Bot(TenantModel):
+    class Kind(models.TextChoices):
+        CHATBOT = "chatbot", "Chat bot"
+        AI_EMPLOYEE = "ai_employee", "AI employee"
+        VOICE = "voice", "Voice bot"
+
+    slug = models.SlugField(max_length=60)
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=12, choices=Kind.choices, default=Kind.CHATBOT)
+    persona = models.CharField(max_length=100, blank=True, help_text="Role, e.g. Sales Specialist")
+    avatar = models.CharField(max_length=200, blank=True, help_text="An emoji or an image URL")
+    channel = models.CharField(max_length=10, choices=Channel.choices, default=Channel.WEB)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=now)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["organization", "slug"], name="bot_unique_slug")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Campaign(TenantModel):
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        ACTIVE = "active", "Active"
+        PAUSED = "paused", "Paused"
+        COMPLETED = "completed", "Completed"
+
+    slug = models.SlugField(max_length=60)
+    name = models.CharField(max_length=100)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)
+    bot = models.ForeignKey(Bot, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=now)
+
+    same_org_fields = ("bot",)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "slug"], name="campaign_unique_slug")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CallOutcome(models.TextChoices):
+    ANSWERED = "answered", "Answered"
+    BUSY = "busy", "Busy"
+    NO_ANSWER = "no_answer", "No answer"
+    FAILED = "failed", "Failed"
+    CONVERTED = "converted", "Converted"
+    OPT_OUT = "opt_out", "Opted out"
+
+
+class Conversation(TenantModel):
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        RESOLVED = "resolved", "Resolved"
+        UNRESOLVED = "unresolved", "Unresolved"
+        ESCALATED = "escalated", "Escalated"
+
+    bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="+")
+    campaign = models.ForeignKey(
+        Campaign, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    external_id = models.CharField(max_length=200)
+    customer = models.CharField(max_length=200, blank=True)
+    channel = models.CharField(max_length=10, choices=Channel.choices, default=Channel.WEB)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    started_at = models.DateTimeField(default=now)
+    last_activity_at = models.DateTimeField(default=now)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    handoff = models.BooleanField(default=False)
+    csat = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(5)]
+    )
+    call_outcome = models.CharField(max_length=10, choices=CallOutcome.choices, blank=True)
+
+    same_org_fields = ("bot", "campaign")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "bot", "external_id"], name="conversation_unique_external_id"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(csat__isnull=True) | models.Q(csat__gte=1, csat__lte=5),
+                name="conversation_csat_range",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["organization", "-started_at"], name="conv_org_started"),
+            models.Index(fields=["organization", "bot", "-started_at"], name="conv_org_bot_started"),
+            models.Index(fields=["organization", "campaign", "-started_at"], name="conv_org_camp_started"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.customer or self.external_id} · {self.bot_id}"
+
+
+class Direction(models.TextChoices):
+    INBOUND = "inbound", "Inbound"
+    OUTBOUND = "outbound", "Outbound"
+
+
+class Outcome(models.TextChoices):
+    SUCCESS = "success", "Success"
+    FAILED = "failed", "Failed"
+    FALLBACK = "fallback", "Fallback"
+
+
+class Message(TenantModel):
+    """Append-only and the largest table; nothing holds a foreign key to it (partition-ready)."""
+
+    # Covered by the composite indexes below; single-column ones would only slow ingestion.
+    bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="+", db_index=False)
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="messages", db_index=False
+    )
+    direction = models.CharField(max_length=8, choices=Direction.choices)
+    text = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=now)
+    response_time_ms = models.PositiveIntegerField(null=True, blank=True)
+    outcome = models.CharField(max_length=8, choices=Outcome.choices, blank=True)
+    tokens = models.PositiveIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=0)
+    kb_hit = models.BooleanField(null=True, blank=True)
+
+    same_org_fields = ("bot", "conversation")
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["organization", "created_at"], name="msg_org_created"),
+            models.Index(fields=["organization", "bot", "created_at"], name="msg_org_bot_created"),
+            models.Index(fields=["organization", "conversation", "created_at"], name="msg_org_conv_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.direction} {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class Activity(TenantModel):
+    """Work done by an AI employee: a call, booking, email or task, optionally worth money."""
+
+    class Kind(models.TextChoices):
+        CALL = "call", "Call"
+        BOOKING = "booking", "Booking"
+        EMAIL = "email", "Email"
+        TASK = "task", "Task"
+
+    bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    description = models.CharField(max_length=500, blank=True)
+    customer = models.CharField(max_length=200, blank=True)
+    value = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    created_at = models.DateTimeField(default=now)
+
+    same_org_fields = ("bot",)
+
+    class Meta:
+        verbose_name_plural = "activities"
+        indexes = [
+            models.Index(fields=["organization", "created_at"], name="act_org_created"),
+            models.Index(fields=["organization", "bot", "created_at"], name="act_org_bot_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.description[:40]}"
+
+
+class Gauge(TenantModel):
+    """A sampled value, e.g. a campaign's queue depth."""
+
+    bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="+")
+    campaign = models.ForeignKey(
+        Campaign, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    name = models.CharField(max_length=64)
+    value = models.FloatField()
+    created_at = models.DateTimeField(default=now)
+
+    same_org_fields = ("bot", "campaign")
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["organization", "name", "created_at"], name="gauge_org_name_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name}={self.value}"
+
+
+class EventReceipt(TenantModel):
+    """One row per accepted event id: the idempotency key of ingestion, for all event types."""
+
+    event_id = models.UUIDField()
+    type = models.CharField(max_length=32)
+    received_at = models.DateTimeField(default=now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "event_id"], name="receipt_unique_event")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.event_id}"
+
+
+# --- rollups -------------------------------------------------------------------------------
+
+
+class ConversationMetrics(TenantModel):
+    conversation = models.OneToOneField(Conversation, on_delete=models.CASCADE, related_name="metrics")
+    bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="+")
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    duration_seconds = models.PositiveIntegerField(null=True, blank=True)
+    total_messages = models.PositiveIntegerField(default=0)
+    user_messages = models.PositiveIntegerField(default=0)
+    bot_messages = models.PositiveIntegerField(default=0)
+    avg_response_time_ms = models.FloatField(null=True, blank=True)
+    p50_response_time_ms = models.FloatField(null=True, blank=True)
+    p95_response_time_ms = models.FloatField(null=True, blank=True)
+    p99_response_time_ms = models.FloatField(null=True, blank=True)
+    successful_responses = models.PositiveIntegerField(default=0)
+    failed_responses = models.PositiveIntegerField(default=0)
+    fallback_responses = models.PositiveIntegerField(default=0)
+    handoff = models.BooleanField(default=False)
+    kb_hits = models.PositiveIntegerField(default=0)
+    kb_misses = models.PositiveIntegerField(default=0)
+    tokens = models.PositiveBigIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=0)
+    resolution_status = models.CharField(max_length=10, choices=Conversation.Status.choices, blank=True)
+    csat = models.PositiveSmallIntegerField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    same_org_fields = ("bot", "conversation")
+
+    class Meta:
+        verbose_name_plural = "conversation metrics"
+        indexes = [
+            models.Index(fields=["organization", "bot", "-started_at"], name="cm_org_bot_started"),
+        ]
+
+    def __str__(self) -> str:
+        return f"metrics of conversation {self.conversation_id}"
+
+
+class BotHourlyRollup(TenantModel):
+    """Per bot-hour counters plus a mergeable response-time histogram (see analytics.sketch)."""
+
+    bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="+")
+    hour = models.DateTimeField()
+    messages_in = models.PositiveIntegerField(default=0)
+    messages_out = models.PositiveIntegerField(default=0)
+    conversations_started = models.PositiveIntegerField(default=0)
+    conversations_ended = models.PositiveIntegerField(default=0)
+    successes = models.PositiveIntegerField(default=0)
+    failures = models.PositiveIntegerField(default=0)
+    fallbacks = models.PositiveIntegerField(default=0)
+    handoffs = models.PositiveIntegerField(default=0)
+    kb_hits = models.PositiveIntegerField(default=0)
+    kb_misses = models.PositiveIntegerField(default=0)
+    tokens = models.PositiveBigIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=14, decimal_places=6, default=0)
+    response_count = models.PositiveIntegerField(default=0)
+    response_sum_ms = models.PositiveBigIntegerField(default=0)
+    response_hist = models.JSONField(default=dict, blank=True)
+    csat_sum = models.PositiveIntegerField(default=0)
+    csat_count = models.PositiveIntegerField(default=0)
+    calls = models.PositiveIntegerField(default=0)
+    bookings = models.PositiveIntegerField(default=0)
+    emails = models.PositiveIntegerField(default=0)
+    tasks = models.PositiveIntegerField(default=0)
+    revenue = models.DecimalField(max_digits=14, decimal_places=2, default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    same_org_fields = ("bot",)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "bot", "hour"], name="hourly_unique_bot_hour")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.bot_id} @ {self.hour:%Y-%m-%d %H}:00"
+
+
+class BotDailyMetrics(TenantModel):
+    bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="+")
+    date = models.DateField()
+    total_conversations = models.PositiveIntegerField(default=0)
+    total_messages = models.PositiveIntegerField(default=0)
+    messages_in = models.PositiveIntegerField(default=0)
+    messages_out = models.PositiveIntegerField(default=0)
+    avg_response_time_ms = models.FloatField(null=True, blank=True)
+    p50_response_time_ms = models.FloatField(null=True, blank=True)
+    p95_response_time_ms = models.FloatField(null=True, blank=True)
+    p99_response_time_ms = models.FloatField(null=True, blank=True)
+    success_rate = models.FloatField(null=True, blank=True)
+    error_rate = models.FloatField(null=True, blank=True)
+    fallback_rate = models.FloatField(null=True, blank=True)
+    handoff_rate = models.FloatField(null=True, blank=True)
+    kb_hit_rate = models.FloatField(null=True, blank=True)
+    total_tokens = models.PositiveBigIntegerField(default=0)
+    avg_tokens_per_conversation = models.FloatField(null=True, blank=True)
+    total_cost_usd = models.DecimalField(max_digits=14, decimal_places=6, default=0)
+    cost_per_conversation_usd = models.DecimalField(
+        max_digits=14, decimal_places=6, null=True, blank=True
+    )
+    avg_duration_seconds = models.FloatField(null=True, blank=True)
+    avg_messages_per_conversation = models.FloatField(null=True, blank=True)
+    csat_avg = models.FloatField(null=True, blank=True)
+    call_attempts = models.PositiveIntegerField(default=0)
+    calls_answered = models.PositiveIntegerField(default=0)
+    calls_busy = models.PositiveIntegerField(default=0)
+    calls_no_answer = models.PositiveIntegerField(default=0)
+    calls_failed = models.PositiveIntegerField(default=0)
+    calls_converted = models.PositiveIntegerField(default=0)
+    calls_opt_out = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    same_org_fields = ("bot",)
+
+    class Meta:
+        verbose_name_plural = "bot daily metrics"
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "bot", "date"], name="daily_unique_bot_date")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.bot_id} on {self.date}"
+
+
+class OrgHourlyUsage(TenantModel):
+    hour = models.DateTimeField()
+    messages_sent = models.PositiveIntegerField(default=0)
+    messages_received = models.PositiveIntegerField(default=0)
+    conversations_started = models.PositiveIntegerField(default=0)
+    conversations_ended = models.PositiveIntegerField(default=0)
+    active_users = models.PositiveIntegerField(default=0)
+    bots_active = models.PositiveIntegerField(default=0)
+    most_active_bot = models.ForeignKey(
+        Bot, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    api_calls = models.PositiveIntegerField(default=0)
+    ingest_requests = models.PositiveIntegerField(default=0)
+    tokens = models.PositiveBigIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=14, decimal_places=6, default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    same_org_fields = ("most_active_bot",)
+
+    class Meta:
+        verbose_name_plural = "org hourly usage"
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "hour"], name="usage_unique_org_hour")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.organization_id} @ {self.hour:%Y-%m-%d %H}:00"

@@ -1,0 +1,21 @@
+"""One Redis client per process for live state (rebuildable; PostgreSQL is the source of truth)."""
+
+from __future__ import annotations
+
+import functools
+
+import redis
+from django.conf import settings
+
+
+@functools.cache
+def get_redis() -> redis.Redis:
+    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=3)
+
+
+def redis_ping() -> str:
+    try:
+        get_redis().ping()
+    except redis.RedisError as exc:
+        return f"error: {exc.__class__.__name__}"
+    return "ok"

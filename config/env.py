@@ -1,0 +1,128 @@
+"""Strict parsing of environment variables: a bad value stops start-up with one line naming it."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+
+class EnvError(SystemExit):
+    """A bad environment value. Exits with one clear line and no traceback, in every process."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        self.name = name
+        super().__init__(f"configuration error: {name} {problem}")
+
+
+_TRUE = {"1", "true", "on"}
+_FALSE = {"0", "false", "off"}
+
+
+def env_str(name: str, default: str = "") -> str:
+    return os.environ.get(name, default).strip()
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise EnvError(name, f"must be one of true/false/1/0/on/off, got {raw!r}")
+
+
+def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise EnvError(name, f"must be an integer, got {raw!r}") from None
+    if minimum is not None and value < minimum:
+        raise EnvError(name, f"must be at least {minimum}, got {value}")
+    return value
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def parse_database_url(name: str, url: str) -> dict:
+    """postgres://user:password@host:port/dbname[?sslmode=...] -> a Django DATABASES entry.
+
+    A percent-encoded host starting with '/' (or ?host=/dir) is a unix-socket directory.
+    """
+    expected = "expected postgres://user:password@host:port/dbname"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise EnvError(name, f"is malformed ({exc}); {expected}") from None
+    if parts.scheme not in ("postgres", "postgresql"):
+        raise EnvError(name, f"has scheme {parts.scheme!r}; {expected}")
+    options = dict(parse_qsl(parts.query))
+    host = unquote(parts.hostname or "") if parts.hostname else ""
+    if "%2f" in parts.netloc.lower():
+        host = unquote(parts.netloc.rsplit("@", 1)[-1])
+    host = options.pop("host", host)
+    name_part = unquote(parts.path.lstrip("/"))
+    if not name_part:
+        raise EnvError(name, f"has no database name; {expected}")
+    if not host:
+        raise EnvError(name, f"has no host; {expected}")
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": name_part,
+        "USER": unquote(parts.username or ""),
+        "PASSWORD": unquote(parts.password or ""),
+        "HOST": host,
+        "PORT": str(port or ""),
+        "OPTIONS": options,
+    }
+
+
+@dataclass(frozen=True)
+class RedisTarget:
+    """One Redis server, in the URL shapes redis-py, channels-redis and Celery each accept."""
+
+    url: str
+
+    @property
+    def is_socket(self) -> bool:
+        return self.url.startswith("unix://")
+
+    def celery_url(self) -> str:
+        if not self.is_socket:
+            return self.url
+        parts = urlsplit(self.url)
+        db = dict(parse_qsl(parts.query)).get("db", "0")
+        return f"redis+socket://{parts.path}?virtual_host={db}"
+
+
+def parse_redis_url(name: str, url: str) -> RedisTarget:
+    expected = "expected redis://host:port/db, rediss://... or unix:///path/to/redis.socket"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - validates the port
+    except ValueError as exc:
+        raise EnvError(name, f"is malformed ({exc}); {expected}") from None
+    if parts.scheme in ("redis", "rediss"):
+        if not parts.hostname:
+            raise EnvError(name, f"has no host; {expected}")
+        db = parts.path.lstrip("/")
+        if db and not db.isdigit():
+            raise EnvError(name, f"has database {db!r}, which is not a number; {expected}")
+    elif parts.scheme == "unix":
+        if not parts.path:
+            raise EnvError(name, f"has no socket path; {expected}")
+    else:
+        raise EnvError(name, f"has scheme {parts.scheme!r}; {expected}")
+    return RedisTarget(url)

@@ -1,0 +1,71 @@
+"""Pages. Org pages are wrapped in org_view, the one place that resolves and checks the org."""
+
+from __future__ import annotations
+
+import functools
+
+from django.contrib.auth.decorators import login_required
+from django.db import DatabaseError, connection
+from django.http import JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from analytics.redis import redis_ping
+from analytics.selectors import bot_today_list, org_day_start
+from analytics.tenancy import get_org_for_user, orgs_for_user
+
+
+def org_view(view):
+    """Sign-in required; resolves `org_slug` to the member's org (404 for anyone else)."""
+
+    @login_required
+    @functools.wraps(view)
+    def wrapper(request, org_slug, *args, **kwargs):
+        org = get_org_for_user(request.user, org_slug)
+        request.org = org
+        return view(request, org, *args, **kwargs)
+
+    wrapper.org_scoped = True
+    return wrapper
+
+
+@login_required
+def home(request):
+    """Send the user to their org, or let them pick one."""
+    orgs = orgs_for_user(request.user)
+    if len(orgs) == 1:
+        return redirect("dashboard:org_dashboard", org_slug=orgs[0].slug)
+    return render(request, "dashboard/org_picker.html", {"orgs": orgs})
+
+
+@org_view
+def org_dashboard(request, org):
+    rows = bot_today_list(org=org)
+    totals = {
+        "conversations": sum(r.conversations for r in rows),
+        "messages": sum(r.messages_in + r.messages_out for r in rows),
+        "activities": sum(r.activities for r in rows),
+        "revenue": sum(r.revenue for r in rows),
+    }
+    return render(
+        request,
+        "dashboard/org_dashboard.html",
+        {"org": org, "rows": rows, "totals": totals, "day_start": org_day_start(org)},
+    )
+
+
+@never_cache
+@require_GET
+def healthz(request):
+    """Health of PostgreSQL and Redis: 200 when both answer, 503 naming the one that does not."""
+    checks = {}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        checks["database"] = "ok"
+    except DatabaseError as exc:
+        checks["database"] = f"error: {exc.__class__.__name__}"
+    checks["redis"] = redis_ping()
+    healthy = all(v == "ok" for v in checks.values())
+    return JsonResponse({"status": "ok" if healthy else "degraded", **checks}, status=200 if healthy else 503)

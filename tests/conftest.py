@@ -1,0 +1,60 @@
+"""Shared fixtures. Tests use the real PostgreSQL and Redis the launcher (or CI) points them at."""
+
+import os
+
+import pytest
+
+from analytics.models import Role
+from tests.factories import BotFactory, MembershipFactory, OrganizationFactory, UserFactory
+
+# Playwright's sync API runs an event loop in the test thread; the ORM calls made by the same
+# tests are still synchronous and safe.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+@pytest.fixture(autouse=True)
+def _plain_static_storage(settings):
+    # The manifest storage needs `collectstatic`; tests serve static files from the finders.
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+
+
+@pytest.fixture
+def org(db):
+    return OrganizationFactory(slug="acme", name="Acme")
+
+
+@pytest.fixture
+def other_org(db):
+    return OrganizationFactory(slug="globex", name="Globex")
+
+
+@pytest.fixture
+def alice(org):
+    """Owner of `org`."""
+    user = UserFactory(username="alice")
+    MembershipFactory(organization=org, user=user, role=Role.OWNER)
+    return user
+
+
+@pytest.fixture
+def bob(org):
+    """A viewer in `org`."""
+    user = UserFactory(username="bob")
+    MembershipFactory(organization=org, user=user, role=Role.VIEWER)
+    return user
+
+
+@pytest.fixture
+def charlie(other_org):
+    """Owner of `other_org`: an outsider to `org`."""
+    user = UserFactory(username="charlie")
+    MembershipFactory(organization=other_org, user=user, role=Role.OWNER)
+    return user
+
+
+@pytest.fixture
+def bot(org):
+    return BotFactory(organization=org, slug="support-bot", name="Support Assistant")
