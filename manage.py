@@ -1,5 +1,6 @@
 #!/usr/bin/env python
 """Django's command-line utility for BotFlow Analytics."""
+
 import os
 import sys
 

@@ -8,8 +8,8 @@ from django.contrib.auth import get_user_model
 from django.http import Http404
 
 from analytics.models import (
-    ApiKey,
     Activity,
+    ApiKey,
     Bot,
     BotDailyMetrics,
     BotHourlyRollup,
@@ -159,7 +159,15 @@ class ApiKeyForm(forms.ModelForm):
 @admin.register(ApiKey)
 class ApiKeyAdmin(OrgScopedAdmin):
     form = ApiKeyForm
-    list_display = ("name", "organization", "prefix", "scopes", "created_at", "last_used_at", "is_active")
+    list_display = (
+        "name",
+        "organization",
+        "prefix",
+        "scopes",
+        "created_at",
+        "last_used_at",
+        "is_active",
+    )
     list_filter = ("revoked_at",)
     search_fields = ("name", "prefix")
     readonly_fields = ("prefix", "created_by", "created_at", "last_used_at", "revoked_at")

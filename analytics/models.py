@@ -6,7 +6,7 @@ import zoneinfo
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
-from django.core.exceptions import ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils.timezone import now
@@ -60,17 +60,34 @@ class TenantModel(models.Model):
     class Meta:
         abstract = True
 
-    def unique_error_message(self, model_class, unique_check):
-        # A clash on (organization, x) is an error on x, where the user can fix it.
-        others = [name for name in unique_check if name != "organization"]
-        if "organization" in unique_check and len(others) == 1:
-            field = model_class._meta.get_field(others[0])
-            message = (
-                f"{str(model_class._meta.verbose_name).capitalize()} with this "
-                f"{field.verbose_name} already exists in this organization."
-            )
-            return ValidationError({field.name: ValidationError(message, code="unique")})
-        return super().unique_error_message(model_class, unique_check)
+    def validate_constraints(self, exclude=None):
+        # A clash on (organization, x) is reported on field x, where the user can fix it.
+        try:
+            super().validate_constraints(exclude=exclude)
+        except ValidationError as exc:
+            errors = exc.update_error_dict({})
+            kept = []
+            for error in errors.pop(NON_FIELD_ERRORS, []):
+                check = (
+                    (error.params or {}).get("unique_check", ())
+                    if error.code in ("unique", "unique_together")
+                    else ()
+                )
+                others = [name for name in check if name != "organization"]
+                if "organization" in check and len(others) == 1:
+                    field = self._meta.get_field(others[0])
+                    message = (
+                        f"{str(self._meta.verbose_name).capitalize()} with this "
+                        f"{field.verbose_name} already exists in this organization."
+                    )
+                    errors.setdefault(field.name, []).append(
+                        ValidationError(message, code="unique")
+                    )
+                else:
+                    kept.append(error)
+            if kept:
+                errors[NON_FIELD_ERRORS] = kept
+            raise ValidationError(errors) from None
 
     def clean(self) -> None:
         super().clean()
@@ -175,7 +192,9 @@ class Bot(TenantModel):
 
     class Meta:
         ordering = ["name"]
-        constraints = [models.UniqueConstraint(fields=["organization", "slug"], name="bot_unique_slug")]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "slug"], name="bot_unique_slug")
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -244,7 +263,8 @@ class Conversation(TenantModel):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["organization", "bot", "external_id"], name="conversation_unique_external_id"
+                fields=["organization", "bot", "external_id"],
+                name="conversation_unique_external_id",
             ),
             models.CheckConstraint(
                 condition=models.Q(csat__isnull=True) | models.Q(csat__gte=1, csat__lte=5),
@@ -253,8 +273,12 @@ class Conversation(TenantModel):
         ]
         indexes = [
             models.Index(fields=["organization", "-started_at"], name="conv_org_started"),
-            models.Index(fields=["organization", "bot", "-started_at"], name="conv_org_bot_started"),
-            models.Index(fields=["organization", "campaign", "-started_at"], name="conv_org_camp_started"),
+            models.Index(
+                fields=["organization", "bot", "-started_at"], name="conv_org_bot_started"
+            ),
+            models.Index(
+                fields=["organization", "campaign", "-started_at"], name="conv_org_camp_started"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -295,7 +319,9 @@ class Message(TenantModel):
         indexes = [
             models.Index(fields=["organization", "created_at"], name="msg_org_created"),
             models.Index(fields=["organization", "bot", "created_at"], name="msg_org_bot_created"),
-            models.Index(fields=["organization", "conversation", "created_at"], name="msg_org_conv_created"),
+            models.Index(
+                fields=["organization", "conversation", "created_at"], name="msg_org_conv_created"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -346,7 +372,9 @@ class Gauge(TenantModel):
 
     class Meta:
         indexes = [
-            models.Index(fields=["organization", "name", "created_at"], name="gauge_org_name_created"),
+            models.Index(
+                fields=["organization", "name", "created_at"], name="gauge_org_name_created"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -362,7 +390,9 @@ class EventReceipt(TenantModel):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["organization", "event_id"], name="receipt_unique_event")
+            models.UniqueConstraint(
+                fields=["organization", "event_id"], name="receipt_unique_event"
+            )
         ]
 
     def __str__(self) -> str:
@@ -373,7 +403,9 @@ class EventReceipt(TenantModel):
 
 
 class ConversationMetrics(TenantModel):
-    conversation = models.OneToOneField(Conversation, on_delete=models.CASCADE, related_name="metrics")
+    conversation = models.OneToOneField(
+        Conversation, on_delete=models.CASCADE, related_name="metrics"
+    )
     bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="+")
     started_at = models.DateTimeField()
     ended_at = models.DateTimeField(null=True, blank=True)
@@ -393,7 +425,9 @@ class ConversationMetrics(TenantModel):
     kb_misses = models.PositiveIntegerField(default=0)
     tokens = models.PositiveBigIntegerField(default=0)
     cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=0)
-    resolution_status = models.CharField(max_length=10, choices=Conversation.Status.choices, blank=True)
+    resolution_status = models.CharField(
+        max_length=10, choices=Conversation.Status.choices, blank=True
+    )
     csat = models.PositiveSmallIntegerField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -442,7 +476,9 @@ class BotHourlyRollup(TenantModel):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["organization", "bot", "hour"], name="hourly_unique_bot_hour")
+            models.UniqueConstraint(
+                fields=["organization", "bot", "hour"], name="hourly_unique_bot_hour"
+            )
         ]
 
     def __str__(self) -> str:
@@ -488,7 +524,9 @@ class BotDailyMetrics(TenantModel):
     class Meta:
         verbose_name_plural = "bot daily metrics"
         constraints = [
-            models.UniqueConstraint(fields=["organization", "bot", "date"], name="daily_unique_bot_date")
+            models.UniqueConstraint(
+                fields=["organization", "bot", "date"], name="daily_unique_bot_date"
+            )
         ]
 
     def __str__(self) -> str:

@@ -77,4 +77,3 @@ def bot_today_list(*, org: Organization, now: datetime | None = None) -> list[Bo
             )
         )
     return result
-

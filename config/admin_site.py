@@ -4,7 +4,6 @@ from django.contrib import admin
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.core.exceptions import ValidationError
 
-
 from analytics.tenancy import admin_org_ids
 
 

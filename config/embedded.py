@@ -13,7 +13,9 @@ import os
 import warnings
 from pathlib import Path
 
-DATA_DIR = Path(os.environ.get("BOTFLOW_DATA_DIR", Path(__file__).resolve().parent.parent / ".data"))
+DATA_DIR = Path(
+    os.environ.get("BOTFLOW_DATA_DIR", Path(__file__).resolve().parent.parent / ".data")
+)
 
 _handles: dict[str, object] = {}
 

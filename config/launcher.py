@@ -26,7 +26,7 @@ RESET = "\033[0m"
 
 
 def say(message: str) -> None:
-    print(f"[botflow] {message}", flush=True)
+    print(f"[botflow] {message}", file=sys.stderr, flush=True)
 
 
 def prepare_services() -> None:
@@ -37,10 +37,15 @@ def prepare_services() -> None:
     configured_db = bool(os.environ.get("DATABASE_URL", "").strip())
     configured_redis = bool(os.environ.get("REDIS_URL", "").strip())
     if not (configured_db and configured_redis):
-        say("starting the embedded " + " and ".join(
-            name for name, configured in (("PostgreSQL", configured_db), ("Redis", configured_redis))
-            if not configured
-        ) + f" under {embedded.DATA_DIR}")
+        say(
+            "starting the embedded "
+            + " and ".join(
+                name
+                for name, configured in (("PostgreSQL", configured_db), ("Redis", configured_redis))
+                if not configured
+            )
+            + f" under {embedded.DATA_DIR}"
+        )
     embedded.ensure_environment()
     db = parse_database_url("DATABASE_URL", os.environ["DATABASE_URL"])
     redis_target = parse_redis_url("REDIS_URL", os.environ["REDIS_URL"])
@@ -49,15 +54,21 @@ def prepare_services() -> None:
         import psycopg
 
         psycopg.connect(
-            dbname=db["NAME"], user=db["USER"], password=db["PASSWORD"], host=db["HOST"],
-            port=db["PORT"] or None, connect_timeout=5, **db["OPTIONS"],
+            dbname=db["NAME"],
+            user=db["USER"],
+            password=db["PASSWORD"],
+            host=db["HOST"],
+            port=db["PORT"] or None,
+            connect_timeout=5,
+            **db["OPTIONS"],
         ).close()
     except Exception as exc:  # noqa: BLE001 - turned into advice below
         where = f"{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
         hint = (
             "start it (e.g. `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`)"
             " or unset DATABASE_URL to use the embedded PostgreSQL"
-            if configured_db else f"remove {embedded.DATA_DIR / 'pg'} and try again"
+            if configured_db
+            else f"remove {embedded.DATA_DIR / 'pg'} and try again"
         )
         problems.append(f"PostgreSQL at {where} cannot be reached ({first_line(exc)}): {hint}.")
     try:
@@ -68,9 +79,12 @@ def prepare_services() -> None:
         hint = (
             "start it (e.g. `redis-server --daemonize yes --bind 127.0.0.1 --port 6379`)"
             " or unset REDIS_URL to use the embedded Redis"
-            if configured_redis else f"remove {embedded.DATA_DIR / 'redis.db'} and try again"
+            if configured_redis
+            else f"remove {embedded.DATA_DIR / 'redis.db'} and try again"
         )
-        problems.append(f"Redis at {redis_target.url} cannot be reached ({first_line(exc)}): {hint}.")
+        problems.append(
+            f"Redis at {redis_target.url} cannot be reached ({first_line(exc)}): {hint}."
+        )
     if problems:
         for problem in problems:
             print(f"error: {problem}", file=sys.stderr)
@@ -119,8 +133,12 @@ class Supervisor:
         width = max(len(name) for name, _ in self.entries)
         for i, (name, command) in enumerate(self.entries):
             proc = subprocess.Popen(
-                ["bash", "-c", f"exec {command}"], cwd=ROOT, env=self.env,
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                ["bash", "-c", f"exec {command}"],
+                cwd=ROOT,
+                env=self.env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
             self.procs[name] = proc
             label = f"{COLOURS[i % len(COLOURS)]}{name.ljust(width)}{RESET} | "
@@ -175,7 +193,9 @@ def demo() -> int:
     run_step("manage.py", "collectstatic", "--noinput", "-v", "0")
     run_step("manage.py", "seed_demo")
     port = os.environ.setdefault("PORT", "8000")
-    say(f"open http://127.0.0.1:{port}/  ·  sign in as demo / demo-botflow  ·  Ctrl-C stops everything")
+    say(
+        f"open http://127.0.0.1:{port}/  ·  sign in as demo / demo-botflow  ·  Ctrl-C stops everything"
+    )
     return supervise(read_procfile(ROOT / "Procfile"))
 
 

@@ -68,4 +68,6 @@ def healthz(request):
         checks["database"] = f"error: {exc.__class__.__name__}"
     checks["redis"] = redis_ping()
     healthy = all(v == "ok" for v in checks.values())
-    return JsonResponse({"status": "ok" if healthy else "degraded", **checks}, status=200 if healthy else 503)
+    return JsonResponse(
+        {"status": "ok" if healthy else "degraded", **checks}, status=200 if healthy else 503
+    )

@@ -34,7 +34,9 @@ def parse_scopes(raw: str | list[str]) -> list[str]:
     unknown = sorted(set(scopes) - VALID_SCOPES)
     if unknown:
         raise ValidationError(
-            {"scopes": f"Unknown scope(s): {', '.join(unknown)}. Use {', '.join(sorted(VALID_SCOPES))}."}
+            {
+                "scopes": f"Unknown scope(s): {', '.join(unknown)}. Use {', '.join(sorted(VALID_SCOPES))}."
+            }
         )
     if not scopes:
         raise ValidationError({"scopes": "Give at least one scope."})

@@ -70,16 +70,51 @@ ACME = OrgSpec(
     timezone="Europe/Berlin",
     username="demo",
     bots=(
-        BotSpec("support-bot", "Support Assistant", "chatbot", "whatsapp", "WhatsApp support", "💬", 30),
+        BotSpec(
+            "support-bot", "Support Assistant", "chatbot", "whatsapp", "WhatsApp support", "💬", 30
+        ),
         BotSpec("sales-bot", "Sales Concierge", "chatbot", "web", "Web-chat sales", "🛒", 18),
-        BotSpec("luna", "Luna", "ai_employee", "voice", "Customer Success", "🌙", 6,
-                {"call": 5, "task": 2, "email": 2}),
-        BotSpec("jade", "Jade", "ai_employee", "web", "Sales Specialist", "💎", 6,
-                {"call": 6, "booking": 2.5, "email": 3}),
-        BotSpec("flora", "Flora", "ai_employee", "email", "Operations Manager", "🌸", 4,
-                {"task": 5, "email": 3, "booking": 0.8}),
-        BotSpec("dialer", "Outbound Dialer", "voice", "voice", "Renewal campaign caller", "📞", 24,
-                campaign="winter-renewals", business_hours_only=True),
+        BotSpec(
+            "luna",
+            "Luna",
+            "ai_employee",
+            "voice",
+            "Customer Success",
+            "🌙",
+            6,
+            {"call": 5, "task": 2, "email": 2},
+        ),
+        BotSpec(
+            "jade",
+            "Jade",
+            "ai_employee",
+            "web",
+            "Sales Specialist",
+            "💎",
+            6,
+            {"call": 6, "booking": 2.5, "email": 3},
+        ),
+        BotSpec(
+            "flora",
+            "Flora",
+            "ai_employee",
+            "email",
+            "Operations Manager",
+            "🌸",
+            4,
+            {"task": 5, "email": 3, "booking": 0.8},
+        ),
+        BotSpec(
+            "dialer",
+            "Outbound Dialer",
+            "voice",
+            "voice",
+            "Renewal campaign caller",
+            "📞",
+            24,
+            campaign="winter-renewals",
+            business_hours_only=True,
+        ),
     ),
     campaigns=(
         ("winter-renewals", "Winter Renewals", "active", "dialer"),
@@ -94,39 +129,126 @@ GLOBEX = OrgSpec(
     username="globex",
     bots=(
         BotSpec("claims-bot", "Claims Helper", "chatbot", "web", "Claims intake", "📄", 10),
-        BotSpec("max", "Max", "ai_employee", "voice", "Policy Advisor", "🧭", 3, {"call": 4, "booking": 1}),
+        BotSpec(
+            "max",
+            "Max",
+            "ai_employee",
+            "voice",
+            "Policy Advisor",
+            "🧭",
+            3,
+            {"call": 4, "booking": 1},
+        ),
     ),
     volume=0.5,
 )
 
 DEMO_ORGS = (ACME, GLOBEX)
 
-FIRST = ["Ana", "Ben", "Chloé", "Dmitri", "Elif", "Farah", "Gus", "Hana", "Ivan", "Jonas", "Kemi",
-         "Lena", "Mateo", "Nora", "Omar", "Priya", "Quinn", "Rosa", "Sven", "Tariq", "Uma", "Vera",
-         "Wei", "Yara", "Zoe"]
-LAST = ["Adler", "Brown", "Costa", "Dubois", "Eriksen", "Fischer", "García", "Haddad", "Ito",
-        "Jensen", "Kowalski", "López", "Meyer", "Nakamura", "Okafor", "Petrov", "Rossi", "Schmidt",
-        "Tanaka", "Novak"]
+FIRST = [
+    "Ana",
+    "Ben",
+    "Chloé",
+    "Dmitri",
+    "Elif",
+    "Farah",
+    "Gus",
+    "Hana",
+    "Ivan",
+    "Jonas",
+    "Kemi",
+    "Lena",
+    "Mateo",
+    "Nora",
+    "Omar",
+    "Priya",
+    "Quinn",
+    "Rosa",
+    "Sven",
+    "Tariq",
+    "Uma",
+    "Vera",
+    "Wei",
+    "Yara",
+    "Zoe",
+]
+LAST = [
+    "Adler",
+    "Brown",
+    "Costa",
+    "Dubois",
+    "Eriksen",
+    "Fischer",
+    "García",
+    "Haddad",
+    "Ito",
+    "Jensen",
+    "Kowalski",
+    "López",
+    "Meyer",
+    "Nakamura",
+    "Okafor",
+    "Petrov",
+    "Rossi",
+    "Schmidt",
+    "Tanaka",
+    "Novak",
+]
 EXCHANGES = [
-    ("Hi, can I move my appointment to Thursday?", "Sure — Thursday at 10:30 or 15:00 is free. Which suits you?"),
-    ("How much is a cleaning without insurance?", "A standard cleaning is €89. Shall I book one for you?"),
-    ("Do you have parking at the clinic?", "Yes, there is free parking behind the building for patients."),
-    ("My invoice shows the wrong amount", "Sorry about that! I have flagged invoice for review; you'll hear back within a day."),
+    (
+        "Hi, can I move my appointment to Thursday?",
+        "Sure — Thursday at 10:30 or 15:00 is free. Which suits you?",
+    ),
+    (
+        "How much is a cleaning without insurance?",
+        "A standard cleaning is €89. Shall I book one for you?",
+    ),
+    (
+        "Do you have parking at the clinic?",
+        "Yes, there is free parking behind the building for patients.",
+    ),
+    (
+        "My invoice shows the wrong amount",
+        "Sorry about that! I have flagged invoice for review; you'll hear back within a day.",
+    ),
     ("Can I talk to a person please", "Of course, I'm connecting you with a colleague now."),
     ("What are your opening hours on Saturday?", "On Saturdays we're open 9:00–13:00."),
-    ("I need to cancel tomorrow's visit", "Done — your visit tomorrow is cancelled. Want to pick a new date?"),
-    ("Is whitening covered by my plan?", "Whitening is cosmetic, so most plans don't cover it. I can send the price list."),
+    (
+        "I need to cancel tomorrow's visit",
+        "Done — your visit tomorrow is cancelled. Want to pick a new date?",
+    ),
+    (
+        "Is whitening covered by my plan?",
+        "Whitening is cosmetic, so most plans don't cover it. I can send the price list.",
+    ),
     ("Thanks, that's all!", "You're welcome — have a great day!"),
-    ("The link in your email doesn't work", "Sorry! Here is a fresh link; it is valid for 24 hours."),
+    (
+        "The link in your email doesn't work",
+        "Sorry! Here is a fresh link; it is valid for 24 hours.",
+    ),
 ]
 ACTIVITY_TEXT = {
     "call": ["Follow-up call with {c}", "Called {c} about renewal", "Reminder call to {c}"],
-    "booking": ["Booked check-up for {c}", "Booked consultation for {c}", "Booked cleaning for {c}"],
+    "booking": [
+        "Booked check-up for {c}",
+        "Booked consultation for {c}",
+        "Booked cleaning for {c}",
+    ],
     "email": ["Sent quote to {c}", "Emailed treatment plan to {c}", "Sent invoice copy to {c}"],
-    "task": ["Updated CRM record of {c}", "Scheduled lab order for {c}", "Reconciled payment of {c}"],
+    "task": [
+        "Updated CRM record of {c}",
+        "Scheduled lab order for {c}",
+        "Reconciled payment of {c}",
+    ],
 }
-CALL_OUTCOMES = [("answered", 0.45), ("no_answer", 0.25), ("busy", 0.12), ("converted", 0.10),
-                 ("failed", 0.05), ("opt_out", 0.03)]
+CALL_OUTCOMES = [
+    ("answered", 0.45),
+    ("no_answer", 0.25),
+    ("busy", 0.12),
+    ("converted", 0.10),
+    ("failed", 0.05),
+    ("opt_out", 0.03),
+]
 
 
 @dataclass
@@ -164,7 +286,9 @@ def _pick(rng: random.Random, weighted: list[tuple[str, float]]) -> str:
     return weighted[-1][0]
 
 
-def demo_accounts_ensure(*, spec: OrgSpec) -> tuple[Organization, dict[str, Bot], dict[str, Campaign]]:
+def demo_accounts_ensure(
+    *, spec: OrgSpec
+) -> tuple[Organization, dict[str, Bot], dict[str, Campaign]]:
     """Create (or find) the org, its owner login, bots and campaigns. Safe to run again."""
     org, _ = Organization.objects.get_or_create(
         slug=spec.slug, defaults={"name": spec.name, "timezone": spec.timezone}
@@ -182,13 +306,19 @@ def demo_accounts_ensure(*, spec: OrgSpec) -> tuple[Organization, dict[str, Bot]
         bots[b.slug], _ = Bot.objects.get_or_create(
             organization=org,
             slug=b.slug,
-            defaults={"name": b.name, "kind": b.kind, "channel": b.channel, "persona": b.persona,
-                      "avatar": b.avatar},
+            defaults={
+                "name": b.name,
+                "kind": b.kind,
+                "channel": b.channel,
+                "persona": b.persona,
+                "avatar": b.avatar,
+            },
         )
     campaigns = {}
     for slug, name, status, bot_slug in spec.campaigns:
         campaigns[slug], _ = Campaign.objects.get_or_create(
-            organization=org, slug=slug,
+            organization=org,
+            slug=slug,
             defaults={"name": name, "status": status, "bot": bots[bot_slug]},
         )
     return org, bots, campaigns
@@ -222,7 +352,9 @@ class _HistoryGenerator:
     def __init__(self, *, org, spec, bots, campaigns, scale, rng: random.Random, now) -> None:
         self.org, self.spec, self.bots, self.campaigns = org, spec, bots, campaigns
         self.scale, self.rng, self.now = scale * spec.volume, rng, now
-        self.customers = [f"{rng.choice(FIRST)} {rng.choice(LAST)}" for _ in range(max(60, int(400 * scale)))]
+        self.customers = [
+            f"{rng.choice(FIRST)} {rng.choice(LAST)}" for _ in range(max(60, int(400 * scale)))
+        ]
         self.serial = 0
 
     def hour(self, start: datetime) -> tuple[list, list, list]:
@@ -264,8 +396,10 @@ class _HistoryGenerator:
         customer = rng.choice(self.customers)
         campaign = self.campaigns.get(spec.campaign) if spec.campaign else None
         call_outcome = _pick(rng, CALL_OUTCOMES) if campaign else ""
-        exchanges = 0 if call_outcome in ("no_answer", "busy", "failed") else 1 + min(
-            int(rng.expovariate(1 / 2.2)), 11
+        exchanges = (
+            0
+            if call_outcome in ("no_answer", "busy", "failed")
+            else 1 + min(int(rng.expovariate(1 / 2.2)), 11)
         )
         position = len(conversations)
         t = started
@@ -292,8 +426,14 @@ class _HistoryGenerator:
             last_activity = min(t, self.now)
         else:
             bad = outcomes.count("failed") + outcomes.count("fallback")
-            status = _pick(rng, [("resolved", 0.78 - 0.15 * bad), ("unresolved", 0.13 + 0.08 * bad),
-                                 ("escalated", 0.09 + 0.07 * bad)])
+            status = _pick(
+                rng,
+                [
+                    ("resolved", 0.78 - 0.15 * bad),
+                    ("unresolved", 0.13 + 0.08 * bad),
+                    ("escalated", 0.09 + 0.07 * bad),
+                ],
+            )
             handoff = status == "escalated"
             ended = min(t, self.now)
             csat = None
@@ -302,24 +442,71 @@ class _HistoryGenerator:
                 csat = max(1, min(5, round(rng.gauss(mean, 0.8))))
         external_id = f"{spec.slug}-{int(started.timestamp())}-{self.serial}"
         conversations.append(
-            (self.org.pk, bot.pk, campaign.pk if campaign else None, external_id, customer,
-             spec.channel, status, started, last_activity, ended, handoff, csat, call_outcome)
+            (
+                self.org.pk,
+                bot.pk,
+                campaign.pk if campaign else None,
+                external_id,
+                customer,
+                spec.channel,
+                status,
+                started,
+                last_activity,
+                ended,
+                handoff,
+                csat,
+                call_outcome,
+            )
         )
         # Messages are at or before `now`; drop those of a conversation still being typed.
         while messages and messages[-1][0] == position and messages[-1][3] > self.now:
             messages.pop()
 
 
-CONVERSATION_COLUMNS = ("id", "organization_id", "bot_id", "campaign_id", "external_id", "customer",
-                        "channel", "status", "started_at", "last_activity_at", "ended_at", "handoff",
-                        "csat", "call_outcome")
-MESSAGE_COLUMNS = ("organization_id", "bot_id", "conversation_id", "direction", "text", "created_at",
-                   "response_time_ms", "outcome", "tokens", "cost_usd", "kb_hit")
-ACTIVITY_COLUMNS = ("organization_id", "bot_id", "kind", "description", "customer", "value", "created_at")
+CONVERSATION_COLUMNS = (
+    "id",
+    "organization_id",
+    "bot_id",
+    "campaign_id",
+    "external_id",
+    "customer",
+    "channel",
+    "status",
+    "started_at",
+    "last_activity_at",
+    "ended_at",
+    "handoff",
+    "csat",
+    "call_outcome",
+)
+MESSAGE_COLUMNS = (
+    "organization_id",
+    "bot_id",
+    "conversation_id",
+    "direction",
+    "text",
+    "created_at",
+    "response_time_ms",
+    "outcome",
+    "tokens",
+    "cost_usd",
+    "kb_hit",
+)
+ACTIVITY_COLUMNS = (
+    "organization_id",
+    "bot_id",
+    "kind",
+    "description",
+    "customer",
+    "value",
+    "created_at",
+)
 GAUGE_COLUMNS = ("organization_id", "bot_id", "campaign_id", "name", "value", "created_at")
 
 
-def _copy(cursor, table: str, columns: tuple[str, ...], rows: Iterator[tuple] | list[tuple]) -> None:
+def _copy(
+    cursor, table: str, columns: tuple[str, ...], rows: Iterator[tuple] | list[tuple]
+) -> None:
     with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row(row)
@@ -340,7 +527,9 @@ def demo_history_seed(
     result = SeedResult()
     now = timezone.now()
     rng = random.Random(f"{seed}:{spec.slug}")
-    gen = _HistoryGenerator(org=org, spec=spec, bots=bots, campaigns=campaigns, scale=scale, rng=rng, now=now)
+    gen = _HistoryGenerator(
+        org=org, spec=spec, bots=bots, campaigns=campaigns, scale=scale, rng=rng, now=now
+    )
     first_hour = (now - timedelta(days=days)).replace(minute=0, second=0, microsecond=0)
     hours = int((now - first_hour).total_seconds() // 3600) + 1
     conv_table, msg_table = Conversation._meta.db_table, Message._meta.db_table
@@ -352,10 +541,18 @@ def demo_history_seed(
             if not pending_conv and not pending_act:
                 return
             first_id = ids.reserve(len(pending_conv)) if pending_conv else 0
-            _copy(cursor, conv_table, CONVERSATION_COLUMNS,
-                  ((first_id + i, *row) for i, row in enumerate(pending_conv)))
-            _copy(cursor, msg_table, MESSAGE_COLUMNS,
-                  ((org.pk, pending_conv[m[0]][1], first_id + m[0], *m[1:]) for m in pending_msg))
+            _copy(
+                cursor,
+                conv_table,
+                CONVERSATION_COLUMNS,
+                ((first_id + i, *row) for i, row in enumerate(pending_conv)),
+            )
+            _copy(
+                cursor,
+                msg_table,
+                MESSAGE_COLUMNS,
+                ((org.pk, pending_conv[m[0]][1], first_id + m[0], *m[1:]) for m in pending_msg),
+            )
             _copy(cursor, Activity._meta.db_table, ACTIVITY_COLUMNS, pending_act)
             result.conversations += len(pending_conv)
             result.messages += len(pending_msg)
@@ -372,8 +569,17 @@ def demo_history_seed(
                 flush()
             on_hour()
         flush()
-        gauges = list(_queue_depth_gauges(org=org, spec=spec, bots=bots, campaigns=campaigns,
-                                          first=first_hour, now=now, rng=rng))
+        gauges = list(
+            _queue_depth_gauges(
+                org=org,
+                spec=spec,
+                bots=bots,
+                campaigns=campaigns,
+                first=first_hour,
+                now=now,
+                rng=rng,
+            )
+        )
         _copy(cursor, Gauge._meta.db_table, GAUGE_COLUMNS, gauges)
         result.gauges = len(gauges)
     result.orgs = 1
@@ -392,7 +598,14 @@ def _queue_depth_gauges(*, org, spec, bots, campaigns, first, now, rng) -> Itera
                 depth = max(0.0, depth + rng.gauss(-1.5, 6))
                 if local.hour == 9 and local.minute < 5:
                     depth = rng.uniform(150, 260)  # the morning list is loaded
-                yield (org.pk, bots[bot_slug].pk, campaigns[slug].pk, "queue_depth", round(depth), t)
+                yield (
+                    org.pk,
+                    bots[bot_slug].pk,
+                    campaigns[slug].pk,
+                    "queue_depth",
+                    round(depth),
+                    t,
+                )
             t += timedelta(minutes=5)
 
 
@@ -403,8 +616,20 @@ def demo_history_exists(*, org: Organization) -> bool:
 @transaction.atomic
 def demo_history_delete(*, org: Organization) -> None:
     """Remove an org's event history and rollups (keeps the org, users, bots and campaigns)."""
-    tables = [m._meta.db_table for m in (ConversationMetrics, Message, Activity, Gauge, EventReceipt,
-                                         BotHourlyRollup, BotDailyMetrics, OrgHourlyUsage, Conversation)]
+    tables = [
+        m._meta.db_table
+        for m in (
+            ConversationMetrics,
+            Message,
+            Activity,
+            Gauge,
+            EventReceipt,
+            BotHourlyRollup,
+            BotDailyMetrics,
+            OrgHourlyUsage,
+            Conversation,
+        )
+    ]
     with connection.cursor() as cursor:
         for table in tables:
             cursor.execute(f"DELETE FROM {table} WHERE organization_id = %s", [org.pk])  # noqa: S608

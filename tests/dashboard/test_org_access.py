@@ -94,7 +94,7 @@ def test_it_sends_anonymous_users_to_sign_in_on_every_org_route(client, target):
 def test_it_lets_members_in_on_every_org_route(client, bob, target):
     client.force_login(bob)
     for route, _ in org_routes():
-        if "<" in route[len(ORG_PREFIX):]:
+        if "<" in route[len(ORG_PREFIX) :]:
             continue  # object routes may 404 on dummy ids; the outsider check is what matters
         response = client.get(fill(route, target))
         assert response.status_code == 200, route

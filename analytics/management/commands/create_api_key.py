@@ -20,9 +20,7 @@ class Command(BaseCommand):
         if organization is None:
             raise CommandError(f"--org: no organization with slug {org!r}.")
         try:
-            created = api_key_create(
-                organization=organization, name=name, scopes=scopes
-            )
+            created = api_key_create(organization=organization, name=name, scopes=scopes)
         except ValidationError as exc:
             problems = "; ".join(
                 f"--{field if field != '__all__' else 'name'}: {' '.join(msgs)}"

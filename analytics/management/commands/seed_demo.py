@@ -21,7 +21,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--days", type=int, default=30, help="days of history (default 30)")
-        parser.add_argument("--scale", type=float, default=1.0, help="traffic multiplier (default 1)")
+        parser.add_argument(
+            "--scale", type=float, default=1.0, help="traffic multiplier (default 1)"
+        )
         parser.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
         parser.add_argument("--reset", action="store_true", help="replace existing demo history")
         parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -38,15 +40,29 @@ class Command(BaseCommand):
             org, bots, campaigns = demo_accounts_ensure(spec=spec)
             if demo_history_exists(org=org):
                 if not reset:
-                    self.stdout.write(f"{org.slug}: history already present (use --reset to rebuild)")
+                    self.stdout.write(
+                        f"{org.slug}: history already present (use --reset to rebuild)"
+                    )
                     continue
                 demo_history_delete(org=org)
             hours = days * 24 + 1
-            with tqdm(total=hours, desc=f"seeding {org.slug}", unit="h", disable=no_progress,
-                      file=self.stderr._out, leave=False) as bar:
+            with tqdm(
+                total=hours,
+                desc=f"seeding {org.slug}",
+                unit="h",
+                disable=no_progress,
+                file=self.stderr._out,
+                leave=False,
+            ) as bar:
                 result = demo_history_seed(
-                    org=org, spec=spec, bots=bots, campaigns=campaigns, days=days, scale=scale,
-                    seed=seed, on_hour=lambda bar=bar: bar.update(1),
+                    org=org,
+                    spec=spec,
+                    bots=bots,
+                    campaigns=campaigns,
+                    days=days,
+                    scale=scale,
+                    seed=seed,
+                    on_hour=lambda bar=bar: bar.update(1),
                 )
             for key in totals:
                 totals[key] += getattr(result, key)
@@ -55,8 +71,10 @@ class Command(BaseCommand):
                 f"{result.activities:,} activities, {result.gauges:,} gauge samples"
             )
         elapsed = time.monotonic() - started
-        self.stdout.write(self.style.SUCCESS(
-            f"Demo data ready in {elapsed:.1f}s ({totals['messages']:,} messages). "
-            f"Sign in as demo / {DEMO_PASSWORD} (org acme), globex / {DEMO_PASSWORD}, "
-            f"or admin / {DEMO_PASSWORD} (platform staff)."
-        ))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Demo data ready in {elapsed:.1f}s ({totals['messages']:,} messages). "
+                f"Sign in as demo / {DEMO_PASSWORD} (org acme), globex / {DEMO_PASSWORD}, "
+                f"or admin / {DEMO_PASSWORD} (platform staff)."
+            )
+        )

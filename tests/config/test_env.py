@@ -1,0 +1,103 @@
+"""Strict settings: a bad environment value stops start-up with one clear line naming it."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from config.env import EnvError, env_bool, parse_database_url, parse_redis_url
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_manage(env_overrides: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, **env_overrides}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_it_refuses_debug_yes_with_one_line_naming_the_variable():
+    result = run_manage({"DEBUG": "yes"}, "check")
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        "configuration error: DEBUG must be one of true/false/1/0/on/off, got 'yes'"
+    ]
+
+
+def test_it_refuses_a_malformed_database_url_with_one_line():
+    result = run_manage({"DATABASE_URL": "mysql://localhost/db"}, "check")
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("configuration error: DATABASE_URL has scheme 'mysql'")
+
+
+def test_it_starts_with_good_values():
+    result = run_manage({"DEBUG": "false"}, "check")
+    assert result.returncode == 0, result.stderr
+    assert "no issues" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("true", True), ("0", False), ("OFF", False), ("", True)]
+)
+def test_it_parses_booleans_strictly(monkeypatch, raw, expected):
+    monkeypatch.setenv("FLAG", raw)
+    assert env_bool("FLAG", default=True) is expected
+
+
+@pytest.mark.parametrize("raw", ["yes", "no", "2", "enabled"])
+def test_it_rejects_ambiguous_booleans(monkeypatch, raw):
+    monkeypatch.setenv("FLAG", raw)
+    with pytest.raises(EnvError, match="FLAG must be one of"):
+        env_bool("FLAG", default=False)
+
+
+def test_it_parses_tcp_and_socket_database_urls():
+    tcp = parse_database_url(
+        "DATABASE_URL", "postgres://bf:s%40cret@db.internal:6432/botflow?sslmode=require"
+    )
+    assert (tcp["HOST"], tcp["PORT"], tcp["USER"], tcp["PASSWORD"], tcp["NAME"]) == (
+        "db.internal",
+        "6432",
+        "bf",
+        "s@cret",
+        "botflow",
+    )
+    assert tcp["OPTIONS"] == {"sslmode": "require"}
+    socket = parse_database_url("DATABASE_URL", "postgresql://postgres:@/postgres?host=/tmp/pg")
+    assert (socket["HOST"], socket["NAME"], socket["OPTIONS"]) == ("/tmp/pg", "postgres", {})
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("postgres://localhost", "has no database name"),
+        ("postgres://host:notaport/db", "is malformed"),
+        ("http://host/db", "has scheme 'http'"),
+    ],
+)
+def test_it_names_what_is_wrong_with_a_database_url(url, problem):
+    with pytest.raises(EnvError) as excinfo:
+        parse_database_url("DATABASE_URL", url)
+    assert str(excinfo.value.code).startswith(f"configuration error: DATABASE_URL {problem}")
+
+
+def test_it_turns_a_redis_socket_url_into_celerys_form():
+    target = parse_redis_url("REDIS_URL", "unix:///tmp/r/redis.socket?db=2")
+    assert target.celery_url() == "redis+socket:///tmp/r/redis.socket?virtual_host=2"
+    assert (
+        parse_redis_url("REDIS_URL", "redis://127.0.0.1:6379/0").celery_url()
+        == "redis://127.0.0.1:6379/0"
+    )
+    with pytest.raises(EnvError, match="REDIS_URL has database 'x'"):
+        parse_redis_url("REDIS_URL", "redis://127.0.0.1:6379/x")

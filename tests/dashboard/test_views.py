@@ -1,0 +1,117 @@
+"""Sign-in, org landing and the org page's figures."""
+
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from analytics.models import Role
+from tests.factories import (
+    ActivityFactory,
+    BotFactory,
+    ConversationFactory,
+    MembershipFactory,
+    MessageFactory,
+)
+
+
+def test_it_signs_in_and_lands_on_the_users_only_org(client, alice):
+    response = client.post(
+        reverse("login"), {"username": "alice", "password": "pw-botflow-123"}, follow=True
+    )
+    assert response.redirect_chain[-1][0] == "/o/acme/"
+    assert "<h1>Acme</h1>" in response.content.decode()
+
+
+def test_it_rejects_a_wrong_password_with_a_message(client, alice):
+    response = client.post(reverse("login"), {"username": "alice", "password": "nope"})
+    assert response.status_code == 200
+    assert "Please enter a correct username and password" in response.content.decode()
+
+
+def test_it_offers_an_org_picker_to_members_of_several_orgs(client, alice, other_org):
+    MembershipFactory(organization=other_org, user=alice, role=Role.ANALYST)
+    client.force_login(alice)
+    page = client.get("/").content.decode()
+    assert 'href="/o/acme/"' in page and 'href="/o/globex/"' in page
+
+
+def test_it_tells_a_user_without_an_org_what_to_do(client, db):
+    from tests.factories import UserFactory
+
+    client.force_login(UserFactory(username="lonely"))
+    page = client.get("/").content.decode()
+    assert "You are not a member of any organization yet." in page
+
+
+def test_the_org_page_shows_todays_counts_per_bot(client, bob, org, bot):
+    now = timezone.now()
+    conversation = ConversationFactory(bot=bot, started_at=now)
+    for direction, outcome, rt in [
+        ("inbound", "", None),
+        ("outbound", "success", 600),
+        ("outbound", "failed", 1000),
+        ("inbound", "", None),
+        ("outbound", "success", 800),
+    ]:
+        MessageFactory(
+            conversation=conversation,
+            direction=direction,
+            outcome=outcome,
+            response_time_ms=rt,
+            created_at=now,
+        )
+    old = ConversationFactory(bot=bot, started_at=now - timedelta(days=2))
+    MessageFactory(conversation=old, created_at=now - timedelta(days=2))  # not today
+    employee = BotFactory(
+        organization=org, name="Luna", kind="ai_employee", persona="Customer Success"
+    )
+    ActivityFactory(bot=employee, value=150)
+    ActivityFactory(bot=employee, value=None, kind="call")
+
+    client.force_login(bob)
+    response = client.get("/o/acme/")
+    rows = {row.bot.name: row for row in response.context["rows"]}
+    support = rows["Support Assistant"]
+    assert (support.conversations, support.messages_in, support.messages_out) == (1, 2, 3)
+    assert support.avg_response_ms == pytest.approx(800)
+    assert support.success_rate == pytest.approx(200 / 3)
+    assert rows["Luna"].activities == 2 and rows["Luna"].revenue == 150
+    page = response.content.decode()
+    assert (
+        'id="metric-messages-today"><span class="label">Messages today</span><span class="value">5<'
+        in page
+    )
+    assert "$150.00" in page
+    assert "800 ms" in page and "66.7%" in page
+    assert "Customer Success" in page
+
+
+def test_the_org_page_uses_the_orgs_time_zone_for_today(client, bob, org, bot):
+    org.timezone = "Pacific/Kiritimati"  # UTC+14: "today" there started before UTC midnight
+    org.save()
+    client.force_login(bob)
+    response = client.get("/o/acme/")
+    start = response.context["day_start"]
+    assert start.utcoffset() == timedelta(hours=14)
+    assert start.hour == 0
+
+
+def test_the_org_page_escapes_untrusted_names(client, bob, org):
+    BotFactory(organization=org, name="<script>alert(1)</script>", persona="<b>x</b>")
+    client.force_login(bob)
+    page = client.get("/o/acme/").content.decode()
+    assert "<script>alert(1)</script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_the_org_page_has_an_empty_state(client, bob):
+    client.force_login(bob)
+    assert "No bots yet." in client.get("/o/acme/").content.decode()
+
+
+def test_healthz_reports_database_and_redis(client, db):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "database": "ok", "redis": "ok"}
