@@ -22,6 +22,9 @@ class Organization(models.Model):
     slug = models.SlugField(max_length=60, unique=True)
     timezone = models.CharField(max_length=64, default="UTC", validators=[_validate_timezone])
     created_at = models.DateTimeField(default=now)
+    # Set when events were stored while Redis was unreachable: the live state is rebuilt from
+    # PostgreSQL for the recent window once Redis answers again.
+    live_stale_since = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["name"]

@@ -5,10 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, time
 
+import orjson
 from django.db.models import Avg, Count, Q, Sum
 from django.utils import timezone
 
+from analytics import sketch
 from analytics.models import Activity, Bot, Conversation, Direction, Message, Organization, Outcome
+from analytics.redis import get_redis
+from analytics.services.live import ACTIVE_WINDOW, bot_key, epoch_minute, org_key
 
 
 def org_day_start(org: Organization, now: datetime | None = None) -> datetime:
@@ -77,3 +81,118 @@ def bot_today_list(*, org: Organization, now: datetime | None = None) -> list[Bo
             )
         )
     return result
+
+
+# --- live state (Redis) ------------------------------------------------------------------------
+
+LIVE_FIELDS = (
+    "in",
+    "out",
+    "ok",
+    "fail",
+    "fb",
+    "tok",
+    "cost_u",
+    "rt_n",
+    "rt_sum",
+    "cs",
+    "ce",
+    "esc",
+)
+
+
+@dataclass(frozen=True)
+class LiveFigure:
+    value: float | None
+    previous: float | None
+
+    @property
+    def change(self) -> float | None:
+        """Relative change against the previous hour, in percent (None when not comparable)."""
+        if self.value is None or not self.previous:
+            return None
+        return 100.0 * (self.value - self.previous) / self.previous
+
+
+@dataclass(frozen=True)
+class LiveSnapshot:
+    active_now: int
+    messages_last_hour: LiveFigure
+    avg_response_ms: LiveFigure
+    p50_response_ms: LiveFigure
+    p95_response_ms: LiveFigure
+    p99_response_ms: LiveFigure
+    success_rate: LiveFigure  # percent of outbound replies with outcome success
+    tokens_last_hour: LiveFigure
+    cost_last_hour_usd: LiveFigure
+
+
+def _hour_figures(counters: list[dict], hists: list[dict]) -> dict[str, float | None]:
+    totals = dict.fromkeys(LIVE_FIELDS, 0)
+    for c in counters:
+        for name, value in c.items():
+            name = name.decode() if isinstance(name, bytes) else name
+            if name in totals:
+                totals[name] += int(value)
+    p50, p95, p99 = sketch.quantiles(sketch.merge(hists), (0.5, 0.95, 0.99))
+    replies = totals["ok"] + totals["fail"] + totals["fb"]
+    return {
+        "messages": totals["in"] + totals["out"],
+        "avg": totals["rt_sum"] / totals["rt_n"] if totals["rt_n"] else None,
+        "p50": p50,
+        "p95": p95,
+        "p99": p99,
+        "success": 100.0 * totals["ok"] / replies if replies else None,
+        "tokens": totals["tok"],
+        "cost": totals["cost_u"] / 1_000_000,
+    }
+
+
+def live_snapshot(
+    *, org: Organization, bot: Bot | None = None, now: datetime | None = None
+) -> LiveSnapshot:
+    """Live figures for an org (or one of its bots): last 60 minutes against the 60 before."""
+    now = now or timezone.now()
+    if bot is not None and bot.organization_id != org.pk:
+        raise ValueError("bot is not in this organization")
+    key = (
+        (lambda *parts: bot_key(bot.pk, *parts))
+        if bot
+        else (lambda *parts: org_key(org.pk, *parts))
+    )
+    current = epoch_minute(now)
+    minutes = range(current - 119, current + 1)  # previous hour, then the last hour
+    pipe = get_redis().pipeline(transaction=False)
+    for minute in minutes:
+        pipe.hgetall(key("m", minute))
+    for minute in minutes:
+        pipe.hgetall(key("h", minute))
+    pipe.zcount(key("active"), (now - ACTIVE_WINDOW).timestamp(), "+inf")
+    replies = pipe.execute()
+    counters, hists, active = replies[:120], replies[120:240], replies[240]
+    previous, last = (
+        _hour_figures(counters[:60], hists[:60]),
+        _hour_figures(counters[60:], hists[60:]),
+    )
+
+    def figure(name: str) -> LiveFigure:
+        return LiveFigure(last[name], previous[name])
+
+    return LiveSnapshot(
+        active_now=int(active),
+        messages_last_hour=figure("messages"),
+        avg_response_ms=figure("avg"),
+        p50_response_ms=figure("p50"),
+        p95_response_ms=figure("p95"),
+        p99_response_ms=figure("p99"),
+        success_rate=figure("success"),
+        tokens_last_hour=figure("tokens"),
+        cost_last_hour_usd=figure("cost"),
+    )
+
+
+def live_feed(*, org: Organization, limit: int = 10) -> list[dict]:
+    """The latest conversation events, newest first (customer text is untrusted: escape it)."""
+    return [
+        orjson.loads(item) for item in get_redis().lrange(org_key(org.pk, "feed"), 0, limit - 1)
+    ]

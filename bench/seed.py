@@ -56,7 +56,15 @@ def main() -> None:
         subprocess.run([*manage, "migrate", "-v", "0"], env=env, check=True, cwd=ROOT)
         started = time.perf_counter()
         out = subprocess.run(
-            [*manage, "seed_demo", "--no-progress", "--scale", str(args.scale), "--days", str(args.days)],
+            [
+                *manage,
+                "seed_demo",
+                "--no-progress",
+                "--scale",
+                str(args.scale),
+                "--days",
+                str(args.days),
+            ],
             env=env,
             check=True,
             cwd=ROOT,
@@ -66,7 +74,9 @@ def main() -> None:
         seconds = time.perf_counter() - started
         with connect(db, BENCH_DB) as conn:
             messages = conn.execute("SELECT count(*) FROM analytics_message").fetchone()[0]
-            conversations = conn.execute("SELECT count(*) FROM analytics_conversation").fetchone()[0]
+            conversations = conn.execute("SELECT count(*) FROM analytics_conversation").fetchone()[
+                0
+            ]
             raw_rate = raw_copy_rate(conn)
     finally:
         with connect(db, db["NAME"]) as admin:
@@ -74,13 +84,21 @@ def main() -> None:
     rate = messages / seconds
     print(out.strip().splitlines()[-1])
     print()
-    print(f"seed_demo benchmark · {datetime.now(UTC):%Y-%m-%d %H:%M} UTC · {platform.node()} · "
-          f"{os.cpu_count()} cores · Python {platform.python_version()}")
-    print("| scale | days | conversations | messages | seconds | messages/s | raw COPY rows/s | ratio |")
+    print(
+        f"seed_demo benchmark · {datetime.now(UTC):%Y-%m-%d %H:%M} UTC · {platform.node()} · "
+        f"{os.cpu_count()} cores · Python {platform.python_version()}"
+    )
+    print(
+        "| scale | days | conversations | messages | seconds | messages/s | raw COPY rows/s | ratio |"
+    )
     print("|---|---|---|---|---|---|---|---|")
-    print(f"| {args.scale:g} | {args.days} | {conversations:,} | {messages:,} | {seconds:.1f} | "
-          f"{rate:,.0f} | {raw_rate:,.0f} | {rate / raw_rate:.0%} |")
-    print(f"target: 1M messages in under 120 s -> {'PASS' if seconds * 1_000_000 / messages < 120 else 'FAIL'}")
+    print(
+        f"| {args.scale:g} | {args.days} | {conversations:,} | {messages:,} | {seconds:.1f} | "
+        f"{rate:,.0f} | {raw_rate:,.0f} | {rate / raw_rate:.0%} |"
+    )
+    print(
+        f"target: 1M messages in under 120 s -> {'PASS' if seconds * 1_000_000 / messages < 120 else 'FAIL'}"
+    )
 
 
 def raw_copy_rate(conn: psycopg.Connection, rows: int = 200_000) -> float:
@@ -96,8 +114,22 @@ def raw_copy_rate(conn: psycopg.Connection, rows: int = 200_000) -> float:
         "response_time_ms, outcome, tokens, cost_usd, kb_hit) FROM STDIN"
     ) as copy:
         for i in range(rows):
-            copy.write_row((i, org, bot, conv, "outbound", "Happy to help!", now, 800, "success", 200,
-                            "0.0005", True))
+            copy.write_row(
+                (
+                    i,
+                    org,
+                    bot,
+                    conv,
+                    "outbound",
+                    "Happy to help!",
+                    now,
+                    800,
+                    "success",
+                    200,
+                    "0.0005",
+                    True,
+                )
+            )
     return rows / (time.perf_counter() - started)
 
 

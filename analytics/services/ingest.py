@@ -1,0 +1,507 @@
+"""Event ingestion: validate each event, dedupe by event id, bulk-write, then update live state.
+
+The hot path costs microseconds per event: hand-written validation (no per-event serializer),
+one INSERT .. ON CONFLICT for the idempotency receipts, one upsert for the conversations the
+batch touches, COPY for messages, activities and gauges, and one Redis pipeline after commit.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from analytics.models import (
+    Activity,
+    Bot,
+    CallOutcome,
+    Campaign,
+    Channel,
+    Conversation,
+    Direction,
+    EventReceipt,
+    Gauge,
+    Message,
+    Organization,
+    Outcome,
+)
+
+EVENT_TYPES = ("conversation.started", "message", "conversation.ended", "activity", "gauge")
+CHANNELS = frozenset(Channel.values)
+DIRECTIONS = frozenset(Direction.values)
+OUTCOMES = frozenset(Outcome.values)
+END_STATUSES = frozenset({"resolved", "unresolved", "escalated"})
+CALL_OUTCOMES = frozenset(CallOutcome.values)
+ACTIVITY_KINDS = frozenset(Activity.Kind.values)
+MAX_TEXT = 10_000
+FUTURE_TOLERANCE = timedelta(minutes=5)
+
+
+class EnvelopeError(Exception):
+    """The batch as a whole is unusable: nothing is stored."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.message, self.status = message, status
+
+
+@dataclass(slots=True)
+class Event:
+    index: int
+    id: uuid.UUID
+    type: str
+    at: datetime
+    bot: Bot
+    data: dict[str, Any]
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[dict] = field(default_factory=list)
+    live: str = "ok"  # "ok", or "delayed" when Redis could not be updated
+
+    def as_response(self) -> dict:
+        return {
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "rejected": self.rejected,
+            "live": self.live,
+        }
+
+
+# --- validation ------------------------------------------------------------------------------
+
+
+def _text(
+    data: dict, name: str, errors: dict, *, required=False, max_length=200, default=""
+) -> str:
+    value = data.get(name)
+    if value is None:
+        if required:
+            errors[name] = "This field is required."
+        return default
+    if not isinstance(value, str):
+        errors[name] = "Must be a string."
+        return default
+    if required and not value.strip():
+        errors[name] = "Must not be blank."
+    elif len(value) > max_length:
+        errors[name] = f"At most {max_length:,} characters (got {len(value):,})."
+    return value
+
+
+def _choice(data: dict, name: str, choices: frozenset, errors: dict, *, required=False) -> str:
+    value = data.get(name)
+    if value is None or value == "":
+        if required:
+            errors[name] = "This field is required."
+        return ""
+    if value not in choices:
+        errors[name] = f"Must be one of: {', '.join(sorted(choices))}."
+        return ""
+    return value
+
+
+def _int(data: dict, name: str, errors: dict, *, low: int, high: int, default=None):
+    value = data.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        else:
+            errors[name] = "Must be an integer."
+            return default
+    if not low <= value <= high:
+        errors[name] = f"Must be between {low:,} and {high:,}."
+        return default
+    return value
+
+
+def _number(data: dict, name: str, errors: dict, *, low: float, high: float, default=None):
+    value = data.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        errors[name] = "Must be a number."
+        return default
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        errors[name] = "Must be a number."
+        return default
+    if not number.is_finite() or not low <= number <= high:
+        errors[name] = f"Must be between {low:,} and {high:,}."
+        return default
+    return number
+
+
+def _bool(data: dict, name: str, errors: dict, *, nullable=False, default=False):
+    value = data.get(name, None if nullable else default)
+    if value is None and nullable:
+        return None
+    if not isinstance(value, bool):
+        errors[name] = "Must be true or false" + (" or null." if nullable else ".")
+        return default
+    return value
+
+
+class Validator:
+    """Validates raw events for one org; bots and campaigns are looked up once per batch."""
+
+    def __init__(self, org: Organization, now: datetime) -> None:
+        self.org, self.now = org, now
+        self.bots = {b.slug: b for b in Bot.objects.for_org(org)}
+        self._campaigns: dict[str, Campaign] | None = None
+        self.oldest = now - timedelta(days=settings.INGEST_RETENTION_DAYS)
+        self.newest = now + FUTURE_TOLERANCE
+
+    @property
+    def campaigns(self) -> dict[str, Campaign]:
+        if self._campaigns is None:
+            self._campaigns = {c.slug: c for c in Campaign.objects.for_org(self.org)}
+        return self._campaigns
+
+    def validate(self, index: int, raw: Any) -> tuple[Event | None, dict[str, str]]:
+        if not isinstance(raw, dict):
+            return None, {"event": "Must be a JSON object."}
+        errors: dict[str, str] = {}
+        event_id = raw.get("id")
+        parsed_id = None
+        if event_id is None:
+            errors["id"] = "This field is required (a client-generated UUID)."
+        else:
+            try:
+                parsed_id = uuid.UUID(event_id) if isinstance(event_id, str) else None
+            except ValueError:
+                parsed_id = None
+            if parsed_id is None:
+                errors["id"] = "Must be a UUID."
+        event_type = raw.get("type")
+        if event_type not in EVENT_TYPES:
+            errors["type"] = f"Must be one of: {', '.join(EVENT_TYPES)}."
+        at = self._timestamp(raw.get("timestamp"), errors)
+        bot = None
+        slug = raw.get("bot")
+        if not isinstance(slug, str) or not slug:
+            errors["bot"] = "This field is required (the bot's slug)."
+        else:
+            bot = self.bots.get(slug)
+            if bot is None:
+                errors["bot"] = f"No bot with slug {slug!r} in this organization."
+        data: dict[str, Any] = {}
+        if event_type in EVENT_TYPES:
+            getattr(self, "_" + event_type.replace(".", "_"))(raw, data, errors, bot)
+        if errors:
+            return None, errors
+        return Event(index, parsed_id, event_type, at, bot, data), errors
+
+    def _timestamp(self, value: Any, errors: dict) -> datetime:
+        if value is None:
+            return self.now
+        if not isinstance(value, str):
+            errors["timestamp"] = "Must be an ISO 8601 string with a UTC offset."
+            return self.now
+        try:
+            at = datetime.fromisoformat(value)
+        except ValueError:
+            errors["timestamp"] = "Must be an ISO 8601 string with a UTC offset."
+            return self.now
+        if at.tzinfo is None:
+            errors["timestamp"] = "Must include a UTC offset (e.g. 2026-11-23T10:00:00Z)."
+        elif at > self.newest:
+            errors["timestamp"] = "Is more than 5 minutes in the future."
+        elif at < self.oldest:
+            errors["timestamp"] = (
+                f"Is older than the retention of {settings.INGEST_RETENTION_DAYS} days."
+            )
+        return at
+
+    def _campaign(self, raw: dict, data: dict, errors: dict) -> None:
+        slug = raw.get("campaign")
+        if slug is None or slug == "":
+            data["campaign"] = None
+        elif not isinstance(slug, str) or slug not in self.campaigns:
+            errors["campaign"] = f"No campaign with slug {slug!r} in this organization."
+        else:
+            data["campaign"] = self.campaigns[slug]
+
+    def _conversation_started(self, raw, data, errors, bot) -> None:
+        data["conversation"] = _text(raw, "conversation", errors, required=True)
+        data["customer"] = _text(raw, "customer", errors)
+        data["channel"] = _choice(raw, "channel", CHANNELS, errors) or (bot.channel if bot else "")
+        self._campaign(raw, data, errors)
+
+    def _message(self, raw, data, errors, bot) -> None:
+        data["conversation"] = _text(raw, "conversation", errors, required=True)
+        data["customer"] = _text(raw, "customer", errors)
+        data["direction"] = _choice(raw, "direction", DIRECTIONS, errors, required=True)
+        data["text"] = _text(raw, "text", errors, max_length=MAX_TEXT)
+        data["response_time_ms"] = _int(raw, "response_time_ms", errors, low=0, high=3_600_000)
+        data["outcome"] = _choice(raw, "outcome", OUTCOMES, errors)
+        data["tokens"] = _int(raw, "tokens", errors, low=0, high=10_000_000, default=0)
+        data["cost_usd"] = _number(raw, "cost_usd", errors, low=0, high=10_000, default=Decimal(0))
+        data["kb_hit"] = _bool(raw, "kb_hit", errors, nullable=True)
+        if data["direction"] == "inbound" and data["response_time_ms"] is not None:
+            errors["response_time_ms"] = "Only outbound messages have a response time."
+
+    def _conversation_ended(self, raw, data, errors, bot) -> None:
+        data["conversation"] = _text(raw, "conversation", errors, required=True)
+        data["status"] = _choice(raw, "status", END_STATUSES, errors, required=True)
+        data["handoff"] = _bool(raw, "handoff", errors)
+        data["csat"] = _int(raw, "csat", errors, low=1, high=5)
+        data["call_outcome"] = _choice(raw, "call_outcome", CALL_OUTCOMES, errors)
+
+    def _activity(self, raw, data, errors, bot) -> None:
+        data["kind"] = _choice(raw, "kind", ACTIVITY_KINDS, errors, required=True)
+        data["description"] = _text(raw, "description", errors, max_length=500)
+        data["customer"] = _text(raw, "customer", errors)
+        data["value"] = _number(raw, "value", errors, low=0, high=1_000_000_000)
+
+    def _gauge(self, raw, data, errors, bot) -> None:
+        name = _text(raw, "name", errors, required=True, max_length=64)
+        if name and not all(c.isalnum() or c in "_.-" for c in name):
+            errors["name"] = "Use letters, digits, '_', '.' or '-' only."
+        data["name"] = name
+        value = _number(raw, "value", errors, low=-1e12, high=1e12)
+        if value is None and "value" not in errors:
+            errors["value"] = "This field is required."
+        data["value"] = float(value) if value is not None else 0.0
+        self._campaign(raw, data, errors)
+
+
+def envelope_events(body: Any) -> list:
+    """The `events` list of a parsed body, or EnvelopeError naming what is wrong."""
+    if not isinstance(body, dict):
+        raise EnvelopeError('The body must be a JSON object like {"events": [...]}.')
+    if "events" not in body:
+        raise EnvelopeError('The body has no "events" field.')
+    events = body["events"]
+    if not isinstance(events, list):
+        raise EnvelopeError('"events" must be a list.')
+    if len(events) > settings.INGEST_MAX_EVENTS:
+        raise EnvelopeError(
+            f'"events" has {len(events):,} events; at most {settings.INGEST_MAX_EVENTS:,} per request.'
+        )
+    return events
+
+
+# --- writing ---------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _ConversationDelta:
+    bot: Bot
+    external_id: str
+    started_at: datetime
+    last_activity_at: datetime
+    customer: str = ""
+    channel: str = ""
+    campaign_id: int | None = None
+    status: str = "active"
+    ended_at: datetime | None = None
+    handoff: bool = False
+    csat: int | None = None
+    call_outcome: str = ""
+
+
+def events_ingest(*, org: Organization, events: list, now: datetime | None = None) -> IngestResult:
+    """Validate and store a batch; the bad events are reported, the good ones are kept."""
+    from analytics.services.live import live_apply
+
+    now = now or timezone.now()
+    result = IngestResult()
+    validator = Validator(org, now)
+    valid: list[Event] = []
+    seen: set[uuid.UUID] = set()
+    for index, raw in enumerate(events):
+        event, errors = validator.validate(index, raw)
+        if event is None:
+            raw_id = raw.get("id") if isinstance(raw, dict) else None
+            result.rejected.append({"index": index, "id": raw_id, "errors": errors})
+        elif event.id in seen:
+            result.duplicates += 1
+        else:
+            seen.add(event.id)
+            valid.append(event)
+    if not valid:
+        return result
+    with transaction.atomic():
+        accepted, conversation_ids = _store(org, valid, now)
+    result.accepted = len(accepted)
+    result.duplicates += len(valid) - len(accepted)
+    if accepted:
+        result.live = live_apply(
+            org=org, events=accepted, conversation_ids=conversation_ids, now=now
+        )
+    return result
+
+
+def _store(org: Organization, events: list[Event], now: datetime) -> tuple[list[Event], dict]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            INSERT INTO {EventReceipt._meta.db_table} (organization_id, event_id, type, received_at)
+            SELECT %s, e.id, e.type, %s FROM unnest(%s::uuid[], %s::text[]) AS e(id, type)
+            ORDER BY e.id
+            ON CONFLICT (organization_id, event_id) DO NOTHING
+            RETURNING event_id
+            """,  # noqa: S608 - table names are ours
+            [org.pk, now, [e.id for e in events], [e.type for e in events]],
+        )
+        fresh = {row[0] for row in cursor.fetchall()}
+        accepted = [e for e in events if e.id in fresh]
+        conversation_ids = _upsert_conversations(cursor, org, accepted)
+        _copy_rows(cursor, org, accepted, conversation_ids)
+    return accepted, conversation_ids
+
+
+def _conversation_deltas(events: list[Event]) -> dict[tuple[int, str], _ConversationDelta]:
+    deltas: dict[tuple[int, str], _ConversationDelta] = {}
+    for e in sorted(
+        (e for e in events if e.type in ("conversation.started", "message", "conversation.ended")),
+        key=lambda e: e.at,
+    ):
+        key = (e.bot.pk, e.data["conversation"])
+        d = deltas.get(key)
+        if d is None:
+            d = deltas[key] = _ConversationDelta(e.bot, key[1], e.at, e.at, channel=e.bot.channel)
+        d.started_at = min(d.started_at, e.at)
+        d.last_activity_at = max(d.last_activity_at, e.at)
+        if e.data.get("customer"):
+            d.customer = e.data["customer"]
+        if e.type == "conversation.started":
+            d.channel = e.data["channel"]
+            if e.data["campaign"] is not None:
+                d.campaign_id = e.data["campaign"].pk
+        elif e.type == "conversation.ended":
+            d.status, d.ended_at = e.data["status"], e.at
+            d.handoff = d.handoff or e.data["handoff"]
+            d.csat = e.data["csat"] if e.data["csat"] is not None else d.csat
+            d.call_outcome = e.data["call_outcome"] or d.call_outcome
+    return deltas
+
+
+def _upsert_conversations(cursor, org: Organization, events: list[Event]) -> dict:
+    """Create or update every conversation the batch touches.
+
+    Returns {(bot id, external id): (conversation id, has ended, customer)}.
+    """
+    deltas = _conversation_deltas(events)
+    if not deltas:
+        return {}
+    rows = [deltas[key] for key in sorted(deltas)]  # one lock order for concurrent batches
+    table = Conversation._meta.db_table
+    cursor.execute(
+        f"""
+        INSERT INTO {table} AS c (organization_id, bot_id, external_id, customer, channel,
+            campaign_id, status, started_at, last_activity_at, ended_at, handoff, csat, call_outcome)
+        SELECT %s, * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::bigint[],
+            %s::text[], %s::timestamptz[], %s::timestamptz[], %s::timestamptz[], %s::boolean[],
+            %s::smallint[], %s::text[])
+        ON CONFLICT (organization_id, bot_id, external_id) DO UPDATE SET
+            started_at = LEAST(c.started_at, EXCLUDED.started_at),
+            last_activity_at = GREATEST(c.last_activity_at, EXCLUDED.last_activity_at),
+            customer = COALESCE(NULLIF(EXCLUDED.customer, ''), c.customer),
+            campaign_id = COALESCE(EXCLUDED.campaign_id, c.campaign_id),
+            status = CASE WHEN EXCLUDED.ended_at IS NOT NULL THEN EXCLUDED.status ELSE c.status END,
+            ended_at = COALESCE(EXCLUDED.ended_at, c.ended_at),
+            handoff = c.handoff OR EXCLUDED.handoff,
+            csat = COALESCE(EXCLUDED.csat, c.csat),
+            call_outcome = COALESCE(NULLIF(EXCLUDED.call_outcome, ''), c.call_outcome)
+        RETURNING id, bot_id, external_id, ended_at IS NOT NULL, customer
+        """,  # noqa: S608 - table names are ours
+        [
+            org.pk,
+            [d.bot.pk for d in rows],
+            [d.external_id for d in rows],
+            [d.customer for d in rows],
+            [d.channel for d in rows],
+            [d.campaign_id for d in rows],
+            [d.status for d in rows],
+            [d.started_at for d in rows],
+            [d.last_activity_at for d in rows],
+            [d.ended_at for d in rows],
+            [d.handoff for d in rows],
+            [d.csat for d in rows],
+            [d.call_outcome for d in rows],
+        ],
+    )
+    return {
+        (bot_id, ext): (pk, ended, customer)
+        for pk, bot_id, ext, ended, customer in cursor.fetchall()
+    }
+
+
+def _copy_rows(cursor, org: Organization, events: list[Event], conversation_ids: dict) -> None:
+    messages, activities, gauges = [], [], []
+    for e in events:
+        d = e.data
+        if e.type == "message":
+            messages.append(
+                (
+                    org.pk,
+                    e.bot.pk,
+                    conversation_ids[(e.bot.pk, d["conversation"])][0],
+                    d["direction"],
+                    d["text"],
+                    e.at,
+                    d["response_time_ms"],
+                    d["outcome"],
+                    d["tokens"],
+                    d["cost_usd"],
+                    d["kb_hit"],
+                )
+            )
+        elif e.type == "activity":
+            activities.append(
+                (org.pk, e.bot.pk, d["kind"], d["description"], d["customer"], d["value"], e.at)
+            )
+        elif e.type == "gauge":
+            campaign = d["campaign"]
+            gauges.append(
+                (org.pk, e.bot.pk, campaign.pk if campaign else None, d["name"], d["value"], e.at)
+            )
+    for model, columns, rows in (
+        (
+            Message,
+            (
+                "organization_id",
+                "bot_id",
+                "conversation_id",
+                "direction",
+                "text",
+                "created_at",
+                "response_time_ms",
+                "outcome",
+                "tokens",
+                "cost_usd",
+                "kb_hit",
+            ),
+            messages,
+        ),
+        (
+            Activity,
+            ("organization_id", "bot_id", "kind", "description", "customer", "value", "created_at"),
+            activities,
+        ),
+        (
+            Gauge,
+            ("organization_id", "bot_id", "campaign_id", "name", "value", "created_at"),
+            gauges,
+        ),
+    ):
+        if rows:
+            with cursor.copy(
+                f"COPY {model._meta.db_table} ({', '.join(columns)}) FROM STDIN"
+            ) as copy:
+                for row in rows:
+                    copy.write_row(row)

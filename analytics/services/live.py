@@ -1,0 +1,321 @@
+"""Live state in Redis: per-minute counters and response-time histograms, active conversations,
+capped feeds, gauges, and the set of orgs with new data. Rebuildable from PostgreSQL.
+
+Key layout (prefix = settings.LIVE_KEY_PREFIX):
+  {p}:o:{org}:m:{minute}   hash  counters of the org for one epoch minute
+  {p}:b:{bot}:m:{minute}   hash  the same for one bot
+  {p}:o:{org}:h:{minute}   hash  response-time histogram (sketch bucket -> count); {p}:b:... per bot
+  {p}:o:{org}:active       zset  conversation id -> last activity (epoch s); {p}:b:{bot}:active
+  {p}:o:{org}:feed         list  latest 50 conversation events (JSON), newest first
+  {p}:o:{org}:acts         list  latest 50 AI-employee activities (JSON), newest first
+  {p}:b:{bot}:d:{yyyymmdd} hash  today's activity counts and revenue (cents) in the org's time zone
+  {p}:o:{org}:gauges       hash  "{campaign}:{name}" -> JSON {value, at}
+  {p}:o:{org}:u:{hour}     hash  usage: ingest requests, events
+  {p}:dirty                set   org ids with data not yet pushed to dashboards
+Counter fields: in, out, ok, fail, fb, tok, cost_u (micro-USD), rt_n, rt_sum, cs, ce, esc.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, defaultdict
+from datetime import datetime, timedelta
+
+import orjson
+import redis
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from analytics import sketch
+from analytics.models import Bot, Conversation, Message, Organization
+from analytics.redis import get_redis
+
+log = logging.getLogger(__name__)
+
+FEED_LENGTH = 50
+ACTIVE_WINDOW = timedelta(minutes=30)
+MINUTE_TTL = 3 * 24 * 3600
+REBUILD_WINDOW = timedelta(hours=2)
+
+
+def _p() -> str:
+    return settings.LIVE_KEY_PREFIX
+
+
+def org_key(org_id: int, *parts) -> str:
+    return ":".join((_p(), "o", str(org_id), *map(str, parts)))
+
+
+def bot_key(bot_id: int, *parts) -> str:
+    return ":".join((_p(), "b", str(bot_id), *map(str, parts)))
+
+
+def dirty_key() -> str:
+    return f"{_p()}:dirty"
+
+
+def epoch_minute(at: datetime) -> int:
+    return int(at.timestamp()) // 60
+
+
+class _Accumulator:
+    """Folds a batch of events into per-key increments so the pipeline stays short."""
+
+    def __init__(self, org: Organization, now: datetime) -> None:
+        self.org, self.now = org, now
+        self.horizon = epoch_minute(now) - MINUTE_TTL // 60
+        self.counters: dict[str, Counter] = defaultdict(Counter)
+        self.hists: dict[str, Counter] = defaultdict(Counter)
+        self.daily: dict[str, Counter] = defaultdict(Counter)
+        self.active: dict[int, tuple[int, float, bool]] = {}  # conv id -> (bot id, ts, ended)
+        self.feed: list[tuple[float, bytes]] = []
+        self.acts: list[tuple[float, bytes]] = []
+        self.gauges: dict[str, bytes] = {}
+
+    def _count(self, bot_id: int, minute: int, fields: dict[str, int]) -> None:
+        if minute < self.horizon:
+            return
+        for key in (org_key(self.org.pk, "m", minute), bot_key(bot_id, "m", minute)):
+            self.counters[key].update(fields)
+
+    def add(self, e, conversation: tuple[int, bool, str] | None) -> None:
+        minute, d, bot = epoch_minute(e.at), e.data, e.bot
+        ts = e.at.timestamp()
+        if e.type == "message":
+            fields = {"in": 1} if d["direction"] == "inbound" else {"out": 1}
+            if d["direction"] == "outbound":
+                outcome = d["outcome"] or "success"
+                fields[{"success": "ok", "failed": "fail", "fallback": "fb"}[outcome]] = 1
+                rt = d["response_time_ms"]
+                if rt is not None:
+                    fields["rt_n"], fields["rt_sum"] = 1, rt
+                    if minute >= self.horizon:
+                        bucket = sketch.bucket_of(rt)
+                        self.hists[org_key(self.org.pk, "h", minute)][bucket] += 1
+                        self.hists[bot_key(bot.pk, "h", minute)][bucket] += 1
+            if d["tokens"]:
+                fields["tok"] = d["tokens"]
+            if d["cost_usd"]:
+                fields["cost_u"] = int(d["cost_usd"] * 1_000_000)
+            self._count(bot.pk, minute, fields)
+        elif e.type == "conversation.started":
+            self._count(bot.pk, minute, {"cs": 1})
+        elif e.type == "conversation.ended":
+            fields = {"ce": 1}
+            if d["status"] == "escalated" or d["handoff"]:
+                fields["esc"] = 1
+            self._count(bot.pk, minute, fields)
+        elif e.type == "activity":
+            day = e.at.astimezone(self.org.tz).strftime("%Y%m%d")
+            counts = self.daily[bot_key(bot.pk, "d", day)]
+            counts[d["kind"]] += 1
+            if d["value"]:
+                counts["revenue_c"] += int(d["value"] * 100)
+            counts["last_ts"] = max(counts["last_ts"], int(ts))
+            self.acts.append(
+                (
+                    ts,
+                    orjson.dumps(
+                        {
+                            "kind": d["kind"],
+                            "bot": bot.slug,
+                            "bot_name": bot.name,
+                            "description": d["description"],
+                            "customer": d["customer"],
+                            "value": float(d["value"]) if d["value"] is not None else None,
+                            "at": e.at.isoformat(),
+                        }
+                    ),
+                )
+            )
+        elif e.type == "gauge":
+            campaign = d["campaign"].slug if d["campaign"] else ""
+            self.gauges[f"{campaign}:{d['name']}"] = orjson.dumps(
+                {"value": d["value"], "at": e.at.isoformat(), "bot": bot.slug}
+            )
+        if conversation is not None:
+            conv_id, ended, customer = conversation
+            previous = self.active.get(conv_id)
+            if previous is None or previous[1] <= ts:
+                self.active[conv_id] = (bot.pk, ts, ended)
+            self.feed.append(
+                (
+                    ts,
+                    orjson.dumps(
+                        {
+                            "kind": e.type,
+                            "conversation": conv_id,
+                            "bot": bot.slug,
+                            "bot_name": bot.name,
+                            "customer": customer,
+                            "direction": d.get("direction", ""),
+                            "text": d.get("text", "")[:280],
+                            "status": d.get("status", ""),
+                            "outcome": d.get("outcome", ""),
+                            "response_time_ms": d.get("response_time_ms"),
+                            "at": e.at.isoformat(),
+                        }
+                    ),
+                )
+            )
+
+    def write(self, pipe) -> None:
+        for key, fields in self.counters.items():
+            for name, amount in fields.items():
+                pipe.hincrby(key, name, amount)
+            pipe.expire(key, MINUTE_TTL)
+        for key, buckets in self.hists.items():
+            for bucket, amount in buckets.items():
+                pipe.hincrby(key, bucket, amount)
+            pipe.expire(key, MINUTE_TTL)
+        for key, fields in self.daily.items():
+            last = fields.pop("last_ts", 0)
+            for name, amount in fields.items():
+                pipe.hincrby(key, name, amount)
+            if last:
+                pipe.hset(key, "last_ts", last)
+            pipe.expire(key, 3 * 24 * 3600)
+        org_id = self.org.pk
+        adds: dict[str, dict[int, float]] = defaultdict(dict)
+        removes: dict[str, list[int]] = defaultdict(list)
+        for conv_id, (bot_id, ts, ended) in self.active.items():
+            for key in (org_key(org_id, "active"), bot_key(bot_id, "active")):
+                (removes[key].append(conv_id) if ended else adds[key].__setitem__(conv_id, ts))
+        for key, members in adds.items():
+            pipe.zadd(key, members)
+        for key, members in removes.items():
+            pipe.zrem(key, *members)
+        cutoff = (self.now - ACTIVE_WINDOW).timestamp()
+        for key in set(adds) | set(removes):
+            pipe.zremrangebyscore(key, "-inf", cutoff)
+        for key, items in (
+            (org_key(org_id, "feed"), self.feed),
+            (org_key(org_id, "acts"), self.acts),
+        ):
+            if items:
+                newest = sorted(items, key=lambda item: item[0])[-FEED_LENGTH:]
+                pipe.lpush(key, *(payload for _, payload in newest))
+                pipe.ltrim(key, 0, FEED_LENGTH - 1)
+        if self.gauges:
+            pipe.hset(org_key(org_id, "gauges"), mapping=self.gauges)
+        pipe.sadd(dirty_key(), org_id)
+
+
+def live_apply(*, org: Organization, events: list, conversation_ids: dict, now: datetime) -> str:
+    """Apply accepted events to the live state; "delayed" (and marked stale) if Redis is down."""
+    try:
+        if org.live_stale_since is not None:
+            # Redis missed earlier batches: rebuild the window from PostgreSQL, which already
+            # holds this batch too, instead of adding it on top.
+            live_rebuild(org=org, now=now)
+            return "ok"
+        acc = _Accumulator(org, now)
+        for e in events:
+            key = (e.bot.pk, e.data["conversation"]) if "conversation" in e.data else None
+            acc.add(e, conversation_ids.get(key) if key else None)
+        pipe = get_redis().pipeline(transaction=False)
+        acc.write(pipe)
+        pipe.hincrby(org_key(org.pk, "u", now.strftime("%Y%m%d%H")), "ingest_requests", 1)
+        pipe.hincrby(org_key(org.pk, "u", now.strftime("%Y%m%d%H")), "events", len(events))
+        pipe.expire(org_key(org.pk, "u", now.strftime("%Y%m%d%H")), MINUTE_TTL)
+        pipe.execute()
+        return "ok"
+    except redis.RedisError as exc:
+        log.warning("live state of org %s not updated (%s); it will be rebuilt", org.pk, exc)
+        Organization.objects.filter(pk=org.pk, live_stale_since__isnull=True).update(
+            live_stale_since=now
+        )
+        org.live_stale_since = org.live_stale_since or now
+        return "delayed"
+
+
+def live_rebuild(*, org: Organization, now: datetime | None = None) -> None:
+    """Recompute the recent live state of an org from PostgreSQL and clear its stale mark."""
+    now = now or timezone.now()
+    since = now - REBUILD_WINDOW
+    first_minute, last_minute = epoch_minute(since), epoch_minute(now)
+    bot_ids = list(org_bot_ids(org))
+    r = get_redis()
+    pipe = r.pipeline(transaction=True)
+    for minute in range(first_minute, last_minute + 1):
+        pipe.delete(org_key(org.pk, "m", minute), org_key(org.pk, "h", minute))
+        for bot_id in bot_ids:
+            pipe.delete(bot_key(bot_id, "m", minute), bot_key(bot_id, "h", minute))
+    pipe.delete(org_key(org.pk, "active"), org_key(org.pk, "feed"))
+    for bot_id in bot_ids:
+        pipe.delete(bot_key(bot_id, "active"))
+
+    acc = _Accumulator(org, now)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT bot_id, floor(extract(epoch FROM created_at) / 60)::bigint, direction, outcome,
+                   response_time_ms, tokens, cost_usd
+            FROM {Message._meta.db_table} WHERE organization_id = %s AND created_at >= %s
+            """,  # noqa: S608 - table names are ours
+            [org.pk, since],
+        )
+        for bot_id, minute, direction, outcome, rt, tokens, cost in cursor:
+            fields = {"in": 1} if direction == "inbound" else {"out": 1}
+            if direction == "outbound":
+                fields[{"success": "ok", "failed": "fail", "fallback": "fb", "": "ok"}[outcome]] = 1
+                if rt is not None:
+                    fields["rt_n"], fields["rt_sum"] = 1, rt
+                    bucket = sketch.bucket_of(rt)
+                    acc.hists[org_key(org.pk, "h", minute)][bucket] += 1
+                    acc.hists[bot_key(bot_id, "h", minute)][bucket] += 1
+            if tokens:
+                fields["tok"] = tokens
+            if cost:
+                fields["cost_u"] = int(cost * 1_000_000)
+            acc._count(bot_id, minute, fields)
+    conversations = Conversation.objects.for_org(org)
+    for bot_id, started in conversations.filter(started_at__gte=since).values_list(
+        "bot_id", "started_at"
+    ):
+        acc._count(bot_id, epoch_minute(started), {"cs": 1})
+    for bot_id, ended, status, handoff in conversations.filter(ended_at__gte=since).values_list(
+        "bot_id", "ended_at", "status", "handoff"
+    ):
+        fields = {"ce": 1, **({"esc": 1} if status == "escalated" or handoff else {})}
+        acc._count(bot_id, epoch_minute(ended), fields)
+    for conv_id, bot_id, last in conversations.filter(
+        ended_at__isnull=True, last_activity_at__gte=now - ACTIVE_WINDOW
+    ).values_list("id", "bot_id", "last_activity_at"):
+        acc.active[conv_id] = (bot_id, last.timestamp(), False)
+    recent = (
+        Message.objects.for_org(org)
+        .filter(created_at__gte=since)
+        .select_related("bot", "conversation")
+        .order_by("-created_at")[:FEED_LENGTH]
+    )
+    for m in reversed(recent):
+        acc.feed.append(
+            (
+                m.created_at.timestamp(),
+                orjson.dumps(
+                    {
+                        "kind": "message",
+                        "conversation": m.conversation_id,
+                        "bot": m.bot.slug,
+                        "bot_name": m.bot.name,
+                        "customer": m.conversation.customer,
+                        "direction": m.direction,
+                        "text": m.text[:280],
+                        "status": m.conversation.status,
+                        "outcome": m.outcome,
+                        "response_time_ms": m.response_time_ms,
+                        "at": m.created_at.isoformat(),
+                    }
+                ),
+            )
+        )
+    acc.write(pipe)
+    pipe.execute()
+    Organization.objects.filter(pk=org.pk).update(live_stale_since=None)
+    org.live_stale_since = None
+
+
+def org_bot_ids(org: Organization) -> list[int]:
+    return list(Bot.objects.for_org(org).values_list("id", flat=True))
