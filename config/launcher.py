@@ -196,7 +196,8 @@ def demo() -> int:
     say(
         f"open http://127.0.0.1:{port}/  ·  sign in as demo / demo-botflow  ·  Ctrl-C stops everything"
     )
-    return supervise(read_procfile(ROOT / "Procfile"))
+    simulator = f"python manage.py simulate --org acme --rate {os.environ.get('SIM_RATE', '30')}"
+    return supervise([*read_procfile(ROOT / "Procfile"), ("simulator", simulator)])
 
 
 def run(command: list[str]) -> int:

@@ -277,7 +277,7 @@ def _poisson(rng: random.Random, mean: float) -> int:
     return k
 
 
-def _pick(rng: random.Random, weighted: list[tuple[str, float]]) -> str:
+def pick_weighted(rng: random.Random, weighted: list[tuple[str, float]]) -> str:
     r, acc = rng.random(), 0.0
     for value, weight in weighted:
         acc += weight
@@ -395,7 +395,7 @@ class _HistoryGenerator:
         self.serial += 1
         customer = rng.choice(self.customers)
         campaign = self.campaigns.get(spec.campaign) if spec.campaign else None
-        call_outcome = _pick(rng, CALL_OUTCOMES) if campaign else ""
+        call_outcome = pick_weighted(rng, CALL_OUTCOMES) if campaign else ""
         exchanges = (
             0
             if call_outcome in ("no_answer", "busy", "failed")
@@ -413,7 +413,7 @@ class _HistoryGenerator:
                 rt *= rng.uniform(3, 9)
             rt = int(min(rt, 60_000))
             t = t + timedelta(milliseconds=rt)
-            outcome = _pick(rng, [("success", 0.9), ("failed", 0.05), ("fallback", 0.05)])
+            outcome = pick_weighted(rng, [("success", 0.9), ("failed", 0.05), ("fallback", 0.05)])
             outcomes.append(outcome)
             tokens = rng.randint(120, 650)
             cost = (Decimal(tokens) * Decimal("0.0000025")).quantize(Decimal("0.000001"))
@@ -426,7 +426,7 @@ class _HistoryGenerator:
             last_activity = min(t, self.now)
         else:
             bad = outcomes.count("failed") + outcomes.count("fallback")
-            status = _pick(
+            status = pick_weighted(
                 rng,
                 [
                     ("resolved", 0.78 - 0.15 * bad),

@@ -1,0 +1,142 @@
+"""Live state: the snapshot a dashboard reads right after a batch, and its rebuild from PostgreSQL."""
+
+import math
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from analytics.selectors import live_feed, live_snapshot
+from analytics.services.ingest import events_ingest
+from analytics.services.live import live_rebuild
+from tests.factories import BotFactory
+
+
+def message(conv, direction, at, **fields):
+    return {
+        "id": str(uuid.uuid4()),
+        "type": "message",
+        "bot": "support-bot",
+        "conversation": conv,
+        "direction": direction,
+        "timestamp": at.isoformat(),
+        **fields,
+    }
+
+
+@pytest.fixture
+def now():
+    return datetime.now(UTC)
+
+
+def exact(values, q):
+    ordered = sorted(values)
+    return ordered[math.floor(q * (len(ordered) - 1))]
+
+
+def test_the_snapshot_reflects_a_batch_at_once(org, bot, now):
+    times = [200, 450, 800, 1200, 3000, 9000, 650, 700, 720, 900]
+    outcomes = ["success"] * 8 + ["failed", "fallback"]
+    events = []
+    for i, (rt, outcome) in enumerate(zip(times, outcomes, strict=True)):
+        events.append(message(f"c{i % 3}", "inbound", now - timedelta(minutes=5), customer="Ana"))
+        events.append(
+            message(
+                f"c{i % 3}",
+                "outbound",
+                now - timedelta(minutes=4),
+                response_time_ms=rt,
+                outcome=outcome,
+                tokens=100,
+                cost_usd=0.001,
+            )
+        )
+    # the previous hour: 4 messages, all successful, slower
+    for _ in range(2):
+        events.append(message("old", "inbound", now - timedelta(minutes=90)))
+        events.append(
+            message(
+                "old",
+                "outbound",
+                now - timedelta(minutes=89),
+                response_time_ms=2000,
+                outcome="success",
+            )
+        )
+    events.append(
+        {
+            "id": str(uuid.uuid4()),
+            "type": "conversation.ended",
+            "bot": "support-bot",
+            "conversation": "c2",
+            "status": "resolved",
+        }
+    )
+    result = events_ingest(org=org, events=events, now=now)
+    assert result.accepted == len(events) and result.live == "ok"
+
+    snap = live_snapshot(org=org, now=now)
+    assert snap.active_now == 2  # c0 and c1; c2 ended; "old" is quiet for over 30 minutes
+    assert snap.messages_last_hour.value == 20 and snap.messages_last_hour.previous == 4
+    assert snap.messages_last_hour.change == pytest.approx(400.0)
+    assert snap.avg_response_ms.value == pytest.approx(sum(times) / len(times))
+    assert snap.avg_response_ms.previous == pytest.approx(2000)
+    for q, figure in (
+        (0.5, snap.p50_response_ms),
+        (0.95, snap.p95_response_ms),
+        (0.99, snap.p99_response_ms),
+    ):
+        assert figure.value == pytest.approx(exact(times, q), rel=0.02)
+    assert snap.success_rate.value == pytest.approx(80.0) and snap.success_rate.previous == 100.0
+    assert snap.tokens_last_hour.value == 1000
+    assert snap.cost_last_hour_usd.value == pytest.approx(0.01)
+
+    bot_snap = live_snapshot(org=org, bot=bot, now=now)
+    assert bot_snap.messages_last_hour.value == 20
+    quiet = BotFactory(organization=org)
+    assert live_snapshot(org=org, bot=quiet, now=now).messages_last_hour.value == 0
+
+
+def test_the_feed_keeps_the_latest_50_newest_first_with_raw_text(org, bot, now):
+    events = [
+        message(
+            f"c{i}",
+            "inbound",
+            now - timedelta(seconds=100 - i),
+            text=f"<b>msg {i}</b>",
+            customer=f"Customer {i}",
+        )
+        for i in range(60)
+    ]
+    events_ingest(org=org, events=events, now=now)
+    feed = live_feed(org=org, limit=50)
+    assert len(feed) == 50
+    assert feed[0]["text"] == "<b>msg 59</b>" and feed[0]["customer"] == "Customer 59"
+    assert feed[-1]["text"] == "<b>msg 10</b>"
+    assert feed[0]["bot"] == "support-bot" and feed[0]["kind"] == "message"
+
+
+def test_a_rebuild_from_postgresql_reproduces_the_live_figures(
+    org, bot, now, redis_client, settings
+):
+    events = []
+    for i in range(30):
+        events.append(message(f"c{i % 4}", "inbound", now - timedelta(minutes=i)))
+        events.append(
+            message(
+                f"c{i % 4}",
+                "outbound",
+                now - timedelta(minutes=i),
+                response_time_ms=300 + 40 * i,
+                outcome="success" if i % 5 else "failed",
+                tokens=50,
+                cost_usd=0.0002,
+            )
+        )
+    events_ingest(org=org, events=events, now=now)
+    before = live_snapshot(org=org, now=now)
+    for key in redis_client.scan_iter(f"{settings.LIVE_KEY_PREFIX}:*"):
+        redis_client.delete(key)  # Redis lost everything
+    assert live_snapshot(org=org, now=now).messages_last_hour.value == 0
+    live_rebuild(org=org, now=now)
+    assert live_snapshot(org=org, now=now) == before
