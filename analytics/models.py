@@ -300,12 +300,30 @@ class Outcome(models.TextChoices):
 
 
 class Message(TenantModel):
-    """Append-only and the largest table; nothing holds a foreign key to it (partition-ready)."""
+    """Append-only and the largest table; nothing holds a foreign key to it (partition-ready).
 
+    Its foreign keys are not enforced by PostgreSQL: the deferred per-row constraint triggers
+    cost more at commit than the rest of an ingest batch. Ingestion resolves the org, bot and
+    conversation in the same transaction, and Django still cascades deletes.
+    """
+
+    organization = models.ForeignKey(
+        Organization,
+        on_delete=models.CASCADE,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
+    )
     # Covered by the composite indexes below; single-column ones would only slow ingestion.
-    bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="+", db_index=False)
+    bot = models.ForeignKey(
+        Bot, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
     conversation = models.ForeignKey(
-        Conversation, on_delete=models.CASCADE, related_name="messages", db_index=False
+        Conversation,
+        on_delete=models.CASCADE,
+        related_name="messages",
+        db_index=False,
+        db_constraint=False,
     )
     direction = models.CharField(max_length=8, choices=Direction.choices)
     text = models.TextField(blank=True)
@@ -386,6 +404,15 @@ class Gauge(TenantModel):
 
 class EventReceipt(TenantModel):
     """One row per accepted event id: the idempotency key of ingestion, for all event types."""
+
+    # Not enforced by PostgreSQL, like Message's keys: ingestion writes it for every event.
+    organization = models.ForeignKey(
+        Organization,
+        on_delete=models.CASCADE,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
+    )
 
     event_id = models.UUIDField()
     type = models.CharField(max_length=32)

@@ -17,8 +17,10 @@ Counter fields: in, out, ok, fail, fb, tok, cost_u (micro-USD), rt_n, rt_sum, cs
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import orjson
@@ -59,56 +61,62 @@ def epoch_minute(at: datetime) -> int:
     return int(at.timestamp()) // 60
 
 
+_OUTCOME_FIELD = {"success": "ok", "": "ok", "failed": "fail", "fallback": "fb"}
+
+
 class _Accumulator:
-    """Folds a batch of events into per-key increments so the pipeline stays short."""
+    """Folds a batch into per-(bot, minute) increments; keys and JSON are built once at the end."""
 
     def __init__(self, org: Organization, now: datetime) -> None:
         self.org, self.now = org, now
         self.horizon = epoch_minute(now) - MINUTE_TTL // 60
-        self.counters: dict[str, Counter] = defaultdict(Counter)
-        self.hists: dict[str, Counter] = defaultdict(Counter)
+        self.counts: dict[tuple[int, int], Counter] = defaultdict(
+            Counter
+        )  # (bot, minute) -> fields
+        self.hists: dict[tuple[int, int], Counter] = defaultdict(
+            Counter
+        )  # (bot, minute) -> buckets
         self.daily: dict[str, Counter] = defaultdict(Counter)
         self.active: dict[int, tuple[int, float, bool]] = {}  # conv id -> (bot id, ts, ended)
-        self.feed: list[tuple[float, bytes]] = []
-        self.acts: list[tuple[float, bytes]] = []
+        self.feed: list[tuple[float, Callable[[], bytes]]] = []  # JSON built for the newest 50 only
+        self.acts: list[tuple[float, dict]] = []
         self.gauges: dict[str, bytes] = {}
 
-    def _count(self, bot_id: int, minute: int, fields: dict[str, int]) -> None:
-        if minute < self.horizon:
-            return
-        for key in (org_key(self.org.pk, "m", minute), bot_key(bot_id, "m", minute)):
-            self.counters[key].update(fields)
+    def count(self, bot_id: int, minute: int, fields: dict[str, int]) -> None:
+        if minute >= self.horizon:
+            self.counts[(bot_id, minute)].update(fields)
+
+    def response_time(self, bot_id: int, minute: int, rt: int) -> None:
+        if minute >= self.horizon:
+            self.hists[(bot_id, minute)][sketch.bucket_of(rt)] += 1
 
     def add(self, e, conversation: tuple[int, bool, str] | None) -> None:
-        minute, d, bot = epoch_minute(e.at), e.data, e.bot
         ts = e.at.timestamp()
+        minute, d, bot_id = int(ts) // 60, e.data, e.bot_id
         if e.type == "message":
-            fields = {"in": 1} if d["direction"] == "inbound" else {"out": 1}
-            if d["direction"] == "outbound":
-                outcome = d["outcome"] or "success"
-                fields[{"success": "ok", "failed": "fail", "fallback": "fb"}[outcome]] = 1
+            counts = self.counts[(bot_id, minute)] if minute >= self.horizon else Counter()
+            if d["direction"] == "inbound":
+                counts["in"] += 1
+            else:
+                counts["out"] += 1
+                counts[_OUTCOME_FIELD[d["outcome"]]] += 1
                 rt = d["response_time_ms"]
                 if rt is not None:
-                    fields["rt_n"], fields["rt_sum"] = 1, rt
-                    if minute >= self.horizon:
-                        bucket = sketch.bucket_of(rt)
-                        self.hists[org_key(self.org.pk, "h", minute)][bucket] += 1
-                        self.hists[bot_key(bot.pk, "h", minute)][bucket] += 1
+                    counts["rt_n"] += 1
+                    counts["rt_sum"] += rt
+                    self.response_time(bot_id, minute, rt)
             if d["tokens"]:
-                fields["tok"] = d["tokens"]
+                counts["tok"] += d["tokens"]
             if d["cost_usd"]:
-                fields["cost_u"] = int(d["cost_usd"] * 1_000_000)
-            self._count(bot.pk, minute, fields)
+                counts["cost_u"] += int(d["cost_usd"] * 1_000_000)
         elif e.type == "conversation.started":
-            self._count(bot.pk, minute, {"cs": 1})
+            self.count(bot_id, minute, {"cs": 1})
         elif e.type == "conversation.ended":
-            fields = {"ce": 1}
-            if d["status"] == "escalated" or d["handoff"]:
-                fields["esc"] = 1
-            self._count(bot.pk, minute, fields)
+            escalated = d["status"] == "escalated" or d["handoff"]
+            self.count(bot_id, minute, {"ce": 1, "esc": 1} if escalated else {"ce": 1})
         elif e.type == "activity":
             day = e.at.astimezone(self.org.tz).strftime("%Y%m%d")
-            counts = self.daily[bot_key(bot.pk, "d", day)]
+            counts = self.daily[bot_key(bot_id, "d", day)]
             counts[d["kind"]] += 1
             if d["value"]:
                 counts["revenue_c"] += int(d["value"] * 100)
@@ -116,72 +124,75 @@ class _Accumulator:
             self.acts.append(
                 (
                     ts,
-                    orjson.dumps(
-                        {
-                            "kind": d["kind"],
-                            "bot": bot.slug,
-                            "bot_name": bot.name,
-                            "description": d["description"],
-                            "customer": d["customer"],
-                            "value": float(d["value"]) if d["value"] is not None else None,
-                            "at": e.at.isoformat(),
-                        }
-                    ),
+                    {
+                        "kind": d["kind"],
+                        "bot": e.bot.slug,
+                        "bot_name": e.bot.name,
+                        "description": d["description"],
+                        "customer": d["customer"],
+                        "value": float(d["value"]) if d["value"] is not None else None,
+                        "at": e.at.isoformat(),
+                    },
                 )
             )
         elif e.type == "gauge":
             campaign = d["campaign"].slug if d["campaign"] else ""
             self.gauges[f"{campaign}:{d['name']}"] = orjson.dumps(
-                {"value": d["value"], "at": e.at.isoformat(), "bot": bot.slug}
+                {"value": d["value"], "at": e.at.isoformat(), "bot": e.bot.slug}
             )
         if conversation is not None:
-            conv_id, ended, customer = conversation
+            conv_id, ended, _customer = conversation
             previous = self.active.get(conv_id)
             if previous is None or previous[1] <= ts:
-                self.active[conv_id] = (bot.pk, ts, ended)
-            self.feed.append(
-                (
-                    ts,
-                    orjson.dumps(
-                        {
-                            "kind": e.type,
-                            "conversation": conv_id,
-                            "bot": bot.slug,
-                            "bot_name": bot.name,
-                            "customer": customer,
-                            "direction": d.get("direction", ""),
-                            "text": d.get("text", "")[:280],
-                            "status": d.get("status", ""),
-                            "outcome": d.get("outcome", ""),
-                            "response_time_ms": d.get("response_time_ms"),
-                            "at": e.at.isoformat(),
-                        }
-                    ),
-                )
-            )
+                self.active[conv_id] = (bot_id, ts, ended)
+            self.feed.append((ts, lambda: self._feed_item(e, conversation)))
+
+    @staticmethod
+    def _feed_item(e, conversation: tuple[int, bool, str]) -> bytes:
+        d = e.data
+        return orjson.dumps(
+            {
+                "kind": e.type,
+                "conversation": conversation[0],
+                "bot": e.bot.slug,
+                "bot_name": e.bot.name,
+                "customer": conversation[2],
+                "direction": d.get("direction", ""),
+                "text": d.get("text", "")[:280],
+                "status": d.get("status", ""),
+                "outcome": d.get("outcome", ""),
+                "response_time_ms": d.get("response_time_ms"),
+                "at": e.at.isoformat(),
+            }
+        )
 
     def write(self, pipe) -> None:
-        for key, fields in self.counters.items():
-            for name, amount in fields.items():
-                pipe.hincrby(key, name, amount)
-            pipe.expire(key, MINUTE_TTL)
-        for key, buckets in self.hists.items():
-            for bucket, amount in buckets.items():
-                pipe.hincrby(key, bucket, amount)
-            pipe.expire(key, MINUTE_TTL)
+        org_id = self.org.pk
+        org_counts: dict[int, Counter] = defaultdict(Counter)
+        org_hists: dict[int, Counter] = defaultdict(Counter)
+        for (bot_id, minute), fields in self.counts.items():
+            org_counts[minute].update(fields)
+            _hincr(pipe, bot_key(bot_id, "m", minute), fields)
+        for (bot_id, minute), buckets in self.hists.items():
+            org_hists[minute].update(buckets)
+            _hincr(pipe, bot_key(bot_id, "h", minute), buckets)
+        for minute, fields in org_counts.items():
+            _hincr(pipe, org_key(org_id, "m", minute), fields)
+        for minute, buckets in org_hists.items():
+            _hincr(pipe, org_key(org_id, "h", minute), buckets)
         for key, fields in self.daily.items():
             last = fields.pop("last_ts", 0)
-            for name, amount in fields.items():
-                pipe.hincrby(key, name, amount)
+            _hincr(pipe, key, fields)
             if last:
                 pipe.hset(key, "last_ts", last)
-            pipe.expire(key, 3 * 24 * 3600)
-        org_id = self.org.pk
         adds: dict[str, dict[int, float]] = defaultdict(dict)
         removes: dict[str, list[int]] = defaultdict(list)
         for conv_id, (bot_id, ts, ended) in self.active.items():
             for key in (org_key(org_id, "active"), bot_key(bot_id, "active")):
-                (removes[key].append(conv_id) if ended else adds[key].__setitem__(conv_id, ts))
+                if ended:
+                    removes[key].append(conv_id)
+                else:
+                    adds[key][conv_id] = ts
         for key, members in adds.items():
             pipe.zadd(key, members)
         for key, members in removes.items():
@@ -189,17 +200,42 @@ class _Accumulator:
         cutoff = (self.now - ACTIVE_WINDOW).timestamp()
         for key in set(adds) | set(removes):
             pipe.zremrangebyscore(key, "-inf", cutoff)
-        for key, items in (
-            (org_key(org_id, "feed"), self.feed),
-            (org_key(org_id, "acts"), self.acts),
-        ):
-            if items:
-                newest = sorted(items, key=lambda item: item[0])[-FEED_LENGTH:]
-                pipe.lpush(key, *(payload for _, payload in newest))
-                pipe.ltrim(key, 0, FEED_LENGTH - 1)
+        newest_feed = sorted(self.feed, key=lambda item: item[0])[-FEED_LENGTH:]
+        if newest_feed:
+            pipe.lpush(org_key(org_id, "feed"), *(build() for _, build in newest_feed))
+            pipe.ltrim(org_key(org_id, "feed"), 0, FEED_LENGTH - 1)
+        newest_acts = sorted(self.acts, key=lambda item: item[0])[-FEED_LENGTH:]
+        if newest_acts:
+            pipe.lpush(org_key(org_id, "acts"), *(orjson.dumps(a) for _, a in newest_acts))
+            pipe.ltrim(org_key(org_id, "acts"), 0, FEED_LENGTH - 1)
         if self.gauges:
             pipe.hset(org_key(org_id, "gauges"), mapping=self.gauges)
         pipe.sadd(dirty_key(), org_id)
+
+
+def _message_feed_item(m: Message) -> bytes:
+    return orjson.dumps(
+        {
+            "kind": "message",
+            "conversation": m.conversation_id,
+            "bot": m.bot.slug,
+            "bot_name": m.bot.name,
+            "customer": m.conversation.customer,
+            "direction": m.direction,
+            "text": m.text[:280],
+            "status": m.conversation.status,
+            "outcome": m.outcome,
+            "response_time_ms": m.response_time_ms,
+            "at": m.created_at.isoformat(),
+        }
+    )
+
+
+def _hincr(pipe, key: str, fields: Counter) -> None:
+    for name, amount in fields.items():
+        if amount:
+            pipe.hincrby(key, name, amount)
+    pipe.expire(key, MINUTE_TTL)
 
 
 def live_apply(*, org: Organization, events: list, conversation_ids: dict, now: datetime) -> str:
@@ -212,7 +248,7 @@ def live_apply(*, org: Organization, events: list, conversation_ids: dict, now: 
             return "ok"
         acc = _Accumulator(org, now)
         for e in events:
-            key = (e.bot.pk, e.data["conversation"]) if "conversation" in e.data else None
+            key = (e.bot_id, e.data["conversation"]) if "conversation" in e.data else None
             acc.add(e, conversation_ids.get(key) if key else None)
         pipe = get_redis().pipeline(transaction=False)
         acc.write(pipe)
@@ -259,27 +295,25 @@ def live_rebuild(*, org: Organization, now: datetime | None = None) -> None:
         for bot_id, minute, direction, outcome, rt, tokens, cost in cursor:
             fields = {"in": 1} if direction == "inbound" else {"out": 1}
             if direction == "outbound":
-                fields[{"success": "ok", "failed": "fail", "fallback": "fb", "": "ok"}[outcome]] = 1
+                fields[_OUTCOME_FIELD[outcome]] = 1
                 if rt is not None:
                     fields["rt_n"], fields["rt_sum"] = 1, rt
-                    bucket = sketch.bucket_of(rt)
-                    acc.hists[org_key(org.pk, "h", minute)][bucket] += 1
-                    acc.hists[bot_key(bot_id, "h", minute)][bucket] += 1
+                    acc.response_time(bot_id, minute, rt)
             if tokens:
                 fields["tok"] = tokens
             if cost:
                 fields["cost_u"] = int(cost * 1_000_000)
-            acc._count(bot_id, minute, fields)
+            acc.count(bot_id, minute, fields)
     conversations = Conversation.objects.for_org(org)
     for bot_id, started in conversations.filter(started_at__gte=since).values_list(
         "bot_id", "started_at"
     ):
-        acc._count(bot_id, epoch_minute(started), {"cs": 1})
+        acc.count(bot_id, epoch_minute(started), {"cs": 1})
     for bot_id, ended, status, handoff in conversations.filter(ended_at__gte=since).values_list(
         "bot_id", "ended_at", "status", "handoff"
     ):
         fields = {"ce": 1, **({"esc": 1} if status == "escalated" or handoff else {})}
-        acc._count(bot_id, epoch_minute(ended), fields)
+        acc.count(bot_id, epoch_minute(ended), fields)
     for conv_id, bot_id, last in conversations.filter(
         ended_at__isnull=True, last_activity_at__gte=now - ACTIVE_WINDOW
     ).values_list("id", "bot_id", "last_activity_at"):
@@ -291,26 +325,7 @@ def live_rebuild(*, org: Organization, now: datetime | None = None) -> None:
         .order_by("-created_at")[:FEED_LENGTH]
     )
     for m in reversed(recent):
-        acc.feed.append(
-            (
-                m.created_at.timestamp(),
-                orjson.dumps(
-                    {
-                        "kind": "message",
-                        "conversation": m.conversation_id,
-                        "bot": m.bot.slug,
-                        "bot_name": m.bot.name,
-                        "customer": m.conversation.customer,
-                        "direction": m.direction,
-                        "text": m.text[:280],
-                        "status": m.conversation.status,
-                        "outcome": m.outcome,
-                        "response_time_ms": m.response_time_ms,
-                        "at": m.created_at.isoformat(),
-                    }
-                ),
-            )
-        )
+        acc.feed.append((m.created_at.timestamp(), functools.partial(_message_feed_item, m)))
     acc.write(pipe)
     pipe.execute()
     Organization.objects.filter(pk=org.pk).update(live_stale_since=None)

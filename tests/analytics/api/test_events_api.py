@@ -183,7 +183,7 @@ def test_the_same_id_twice_in_one_batch_is_one_event(client, org, bot, key):
     ("change", "field", "message"),
     [
         ({"type": "nonsense"}, "type", "Must be one of"),
-        ({"id": "not-a-uuid"}, "id", "Must be a UUID."),
+        ({"id": "not-a-uuid"}, "id", "Must be a UUID (8-4-4-4-12 hexadecimal digits)."),
         ({"id": None}, "id", "This field is required"),
         ({"bot": "ghost"}, "bot", "No bot with slug 'ghost' in this organization."),
         ({"direction": "sideways"}, "direction", "Must be one of: inbound, outbound."),

@@ -1,0 +1,337 @@
+"""Benchmark: end-to-end ingestion through the real web process (target >= 20,000 events/s).
+
+What it starts: a scratch database `botflow_bench_ingest` on the configured PostgreSQL (created,
+migrated, dropped at the end), one org with bots and an ingest key, and `daphne` web process(es)
+on free ports, all against the configured Redis (under a private key prefix). It pre-encodes
+message-heavy batches of 500 events (per batch: 10 conversation.started, 480 messages, 10
+conversation.ended), then concurrent keep-alive clients POST them for a fixed time. It prints
+events/s accepted end to end, p50/p95/p99 request latency, the raw PostgreSQL COPY rate into a
+copy of the message table measured in the same run, their ratio, and whether any accepted event
+is missing from the database.
+
+Run:  make bench-ingest     (or: python -m config.launcher run -- python bench/ingest.py)
+      options: --seconds 20 --clients 6 --web 1 --batch 500
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import platform
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from config.env import parse_database_url  # noqa: E402
+
+BENCH_DB = "botflow_bench_ingest"
+
+
+def connect(db: dict, name: str) -> psycopg.Connection:
+    return psycopg.connect(
+        dbname=name,
+        user=db["USER"],
+        password=db["PASSWORD"],
+        host=db["HOST"],
+        port=db["PORT"] or None,
+        autocommit=True,
+    )
+
+
+def with_db(url: str, name: str) -> str:
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}://" + re.sub(r"/[^/?]*(\?|$)", rf"/{name}\1", rest, count=1)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_batches(count: int, size: int) -> list[tuple[bytes, int]]:
+    """(body, messages in it) for `count` batches of `size` events with fresh ids."""
+    now = datetime.now(UTC).isoformat()
+    conversations = 10
+    per_conv = (size - 2 * conversations) // conversations
+    batches = []
+    for b in range(count):
+        events = []
+        for c in range(conversations):
+            conv = f"bench-{b}-{c}"
+            bot = ("support-bot", "sales-bot")[c % 2]
+            events.append(
+                {
+                    "id": str(uuid.uuid4()),
+                    "type": "conversation.started",
+                    "bot": bot,
+                    "conversation": conv,
+                    "customer": f"Customer {c}",
+                    "channel": "web",
+                }
+            )
+            for m in range(per_conv):
+                if m % 2 == 0:
+                    events.append(
+                        {
+                            "id": str(uuid.uuid4()),
+                            "type": "message",
+                            "bot": bot,
+                            "conversation": conv,
+                            "direction": "inbound",
+                            "timestamp": now,
+                            "text": "Can I move my appointment to Thursday afternoon?",
+                        }
+                    )
+                else:
+                    events.append(
+                        {
+                            "id": str(uuid.uuid4()),
+                            "type": "message",
+                            "bot": bot,
+                            "conversation": conv,
+                            "direction": "outbound",
+                            "timestamp": now,
+                            "text": "Sure - Thursday at 15:00 is free. Shall I book it?",
+                            "response_time_ms": 400 + (m * 37) % 2000,
+                            "outcome": "success",
+                            "tokens": 230,
+                            "cost_usd": 0.000575,
+                            "kb_hit": True,
+                        }
+                    )
+            events.append(
+                {
+                    "id": str(uuid.uuid4()),
+                    "type": "conversation.ended",
+                    "bot": bot,
+                    "conversation": conv,
+                    "status": "resolved",
+                    "csat": 5,
+                }
+            )
+        batches.append((orjson.dumps({"events": events}), conversations * per_conv))
+    return batches
+
+
+def setup_org(env: dict[str, str]) -> str:
+    """Create the org, bots and key in the scratch database; return the key."""
+    script = (
+        "from analytics.models import Organization, Bot\n"
+        "from analytics.services.api_keys import api_key_create\n"
+        "org = Organization.objects.create(slug='bench', name='Bench')\n"
+        "Bot.objects.create(organization=org, slug='support-bot', name='Support', channel='web')\n"
+        "Bot.objects.create(organization=org, slug='sales-bot', name='Sales', channel='web')\n"
+        "print(api_key_create(organization=org, name='bench', scopes='ingest').secret)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-v", "0", "-c", script],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return out.strip().splitlines()[-1]
+
+
+def wait_for(port: int, timeout: float = 30) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"web process on port {port} did not become healthy")
+
+
+def client(port: int, key: str, batches, deadline: float, out: dict, lock: threading.Lock) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    latencies, accepted, messages, errors = [], 0, 0, 0
+    for body, batch_messages in batches:
+        if time.perf_counter() >= deadline:
+            break
+        started = time.perf_counter()
+        conn.request("POST", "/api/v1/events", body=body, headers=headers)
+        response = conn.getresponse()
+        payload = response.read()
+        latencies.append(time.perf_counter() - started)
+        if response.status == 200:
+            result = orjson.loads(payload)
+            accepted += result["accepted"]
+            if result["accepted"] == 500:
+                messages += batch_messages
+        else:
+            errors += 1
+    with lock:
+        out["latencies"] += latencies
+        out["accepted"] += accepted
+        out["messages"] += messages
+        out["errors"] += errors
+        out["finished_at"] = max(out["finished_at"], time.perf_counter())
+
+
+def raw_copy_rate(conn: psycopg.Connection, rows: int = 200_000) -> float:
+    conn.execute("DROP TABLE IF EXISTS bench_msg_copy")
+    conn.execute("CREATE TABLE bench_msg_copy (LIKE analytics_message INCLUDING ALL)")
+    org, bot, conv = conn.execute(
+        "SELECT organization_id, bot_id, conversation_id FROM analytics_message LIMIT 1"
+    ).fetchone()
+    now = datetime.now(UTC)
+    started = time.perf_counter()
+    with conn.cursor().copy(
+        "COPY bench_msg_copy (organization_id, bot_id, conversation_id, direction, text, created_at, "
+        "response_time_ms, outcome, tokens, cost_usd, kb_hit) FROM STDIN"
+    ) as copy:
+        for _ in range(rows):
+            copy.write_row(
+                (
+                    org,
+                    bot,
+                    conv,
+                    "outbound",
+                    "Sure - Thursday at 15:00 is free.",
+                    now,
+                    800,
+                    "success",
+                    230,
+                    "0.000575",
+                    True,
+                )
+            )
+    rate = rows / (time.perf_counter() - started)
+    conn.execute("DROP TABLE bench_msg_copy")
+    return rate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--clients", type=int, default=6)
+    parser.add_argument(
+        "--web", type=int, default=1, help="daphne processes (clients spread over them)"
+    )
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument(
+        "--max-rate", type=int, default=40_000, help="pre-generated events per second"
+    )
+    args = parser.parse_args()
+
+    url = os.environ["DATABASE_URL"]
+    db = parse_database_url("DATABASE_URL", url)
+    with connect(db, db["NAME"]) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {BENCH_DB}")
+        admin.execute(f"CREATE DATABASE {BENCH_DB}")
+    env = {
+        **os.environ,
+        "DATABASE_URL": with_db(url, BENCH_DB),
+        "LIVE_KEY_PREFIX": f"bench-{uuid.uuid4().hex[:6]}",
+        "INGEST_RATE_LIMIT": "1000000",
+        "LOG_LEVEL": "WARNING",
+        "PYTHONPATH": str(ROOT),
+    }
+    webs: list[subprocess.Popen] = []
+    try:
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True
+        )
+        key = setup_org(env)
+        count = int(args.max_rate * args.seconds / args.batch) + args.clients
+        print(f"pre-encoding {count:,} batches of {args.batch} events ...", flush=True)
+        batches = make_batches(count, args.batch)
+        ports = [free_port() for _ in range(args.web)]
+        daphne = str(Path(sys.executable).parent / "daphne")
+        for port in ports:
+            webs.append(
+                subprocess.Popen(
+                    [daphne, "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+        for port in ports:
+            wait_for(port)
+        # warm up each process (imports, connections) outside the measured window
+        warm = make_batches(args.web * 2, args.batch)
+        for i, port in enumerate(ports):
+            client(
+                port,
+                key,
+                warm[2 * i : 2 * i + 2],
+                time.perf_counter() + 30,
+                {"latencies": [], "accepted": 0, "messages": 0, "errors": 0, "finished_at": 0},
+                threading.Lock(),
+            )
+        out = {"latencies": [], "accepted": 0, "messages": 0, "errors": 0, "finished_at": 0.0}
+        lock = threading.Lock()
+        started = time.perf_counter()
+        deadline = started + args.seconds
+        threads = [
+            threading.Thread(
+                target=client,
+                args=(ports[i % len(ports)], key, batches[i :: args.clients], deadline, out, lock),
+            )
+            for i in range(args.clients)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = out["finished_at"] - started
+        with connect(db, BENCH_DB) as conn:
+            stored = conn.execute("SELECT count(*) FROM analytics_message").fetchone()[0]
+            copy_rate = raw_copy_rate(conn)
+    finally:
+        for web in webs:
+            web.terminate()
+        for web in webs:
+            web.wait(timeout=15)
+        with connect(db, db["NAME"]) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
+
+    lat = sorted(out["latencies"])
+    q = statistics.quantiles(lat, n=100) if len(lat) > 1 else [lat[0]] * 99
+    rate = out["accepted"] / elapsed
+    warm_messages = sum(m for _, m in warm)
+    lost = out["messages"] + warm_messages - stored
+    print()
+    print(
+        f"ingest benchmark · {datetime.now(UTC):%Y-%m-%d %H:%M} UTC · {platform.node()} · {os.cpu_count()} cores"
+        f" · Python {platform.python_version()} · {args.web} daphne · {args.clients} clients · batch {args.batch}"
+    )
+    print(
+        "| seconds | requests | events accepted | events/s | p50 ms | p95 ms | p99 ms | errors | "
+        "raw COPY rows/s | ratio | lost |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print(
+        f"| {elapsed:.1f} | {len(lat):,} | {out['accepted']:,} | {rate:,.0f} | {q[49] * 1000:.0f} | "
+        f"{q[94] * 1000:.0f} | {q[98] * 1000:.0f} | {out['errors']} | {copy_rate:,.0f} | {rate / copy_rate:.0%} | "
+        f"{lost} |"
+    )
+    verdict = rate >= 20_000 and q[94] <= 0.25 and lost == 0
+    print(f"target: >= 20,000 events/s, p95 <= 250 ms, 0 lost -> {'PASS' if verdict else 'FAIL'}")
+
+
+if __name__ == "__main__":
+    main()
