@@ -19,7 +19,6 @@ import argparse
 import http.client
 import os
 import platform
-import re
 import socket
 import statistics
 import subprocess
@@ -31,30 +30,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
-import psycopg
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from config.env import parse_database_url  # noqa: E402
+from scratch import ROOT, raw_copy_rate, scratch_database
 
 BENCH_DB = "botflow_bench_ingest"
-
-
-def connect(db: dict, name: str) -> psycopg.Connection:
-    return psycopg.connect(
-        dbname=name,
-        user=db["USER"],
-        password=db["PASSWORD"],
-        host=db["HOST"],
-        port=db["PORT"] or None,
-        autocommit=True,
-    )
-
-
-def with_db(url: str, name: str) -> str:
-    scheme, rest = url.split("://", 1)
-    return f"{scheme}://" + re.sub(r"/[^/?]*(\?|$)", rf"/{name}\1", rest, count=1)
 
 
 def free_port() -> int:
@@ -128,7 +106,7 @@ def make_batches(count: int, size: int) -> list[tuple[bytes, int]]:
     return batches
 
 
-def setup_org(env: dict[str, str]) -> str:
+def setup_org(scratch) -> str:
     """Create the org, bots and key in the scratch database; return the key."""
     script = (
         "from analytics.models import Organization, Bot\n"
@@ -138,14 +116,7 @@ def setup_org(env: dict[str, str]) -> str:
         "Bot.objects.create(organization=org, slug='sales-bot', name='Sales', channel='web')\n"
         "print(api_key_create(organization=org, name='bench', scopes='ingest').secret)\n"
     )
-    out = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-v", "0", "-c", script],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+    out = scratch.manage("shell", "-v", "0", "-c", script, capture_output=True, text=True).stdout
     return out.strip().splitlines()[-1]
 
 
@@ -160,6 +131,10 @@ def wait_for(port: int, timeout: float = 30) -> None:
         except OSError:
             time.sleep(0.2)
     raise SystemExit(f"web process on port {port} did not become healthy")
+
+
+def new_totals() -> dict:
+    return {"latencies": [], "accepted": 0, "messages": 0, "errors": 0, "finished_at": 0.0}
 
 
 def client(port: int, key: str, batches, deadline: float, out: dict, lock: threading.Lock) -> None:
@@ -189,39 +164,6 @@ def client(port: int, key: str, batches, deadline: float, out: dict, lock: threa
         out["finished_at"] = max(out["finished_at"], time.perf_counter())
 
 
-def raw_copy_rate(conn: psycopg.Connection, rows: int = 200_000) -> float:
-    conn.execute("DROP TABLE IF EXISTS bench_msg_copy")
-    conn.execute("CREATE TABLE bench_msg_copy (LIKE analytics_message INCLUDING ALL)")
-    org, bot, conv = conn.execute(
-        "SELECT organization_id, bot_id, conversation_id FROM analytics_message LIMIT 1"
-    ).fetchone()
-    now = datetime.now(UTC)
-    started = time.perf_counter()
-    with conn.cursor().copy(
-        "COPY bench_msg_copy (organization_id, bot_id, conversation_id, direction, text, created_at, "
-        "response_time_ms, outcome, tokens, cost_usd, kb_hit) FROM STDIN"
-    ) as copy:
-        for _ in range(rows):
-            copy.write_row(
-                (
-                    org,
-                    bot,
-                    conv,
-                    "outbound",
-                    "Sure - Thursday at 15:00 is free.",
-                    now,
-                    800,
-                    "success",
-                    230,
-                    "0.000575",
-                    True,
-                )
-            )
-    rate = rows / (time.perf_counter() - started)
-    conn.execute("DROP TABLE bench_msg_copy")
-    return rate
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20)
@@ -235,79 +177,74 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    url = os.environ["DATABASE_URL"]
-    db = parse_database_url("DATABASE_URL", url)
-    with connect(db, db["NAME"]) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {BENCH_DB}")
-        admin.execute(f"CREATE DATABASE {BENCH_DB}")
-    env = {
-        **os.environ,
-        "DATABASE_URL": with_db(url, BENCH_DB),
-        "LIVE_KEY_PREFIX": f"bench-{uuid.uuid4().hex[:6]}",
-        "INGEST_RATE_LIMIT": "1000000",
-        "LOG_LEVEL": "WARNING",
-        "PYTHONPATH": str(ROOT),
-    }
-    webs: list[subprocess.Popen] = []
-    try:
-        subprocess.run(
-            [sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True
+    with scratch_database(BENCH_DB) as scratch:
+        scratch.env.update(
+            {
+                "LIVE_KEY_PREFIX": f"bench-{uuid.uuid4().hex[:6]}",
+                "INGEST_RATE_LIMIT": "1000000",
+                "LOG_LEVEL": "WARNING",
+            }
         )
-        key = setup_org(env)
+        key = setup_org(scratch)
         count = int(args.max_rate * args.seconds / args.batch) + args.clients
         print(f"pre-encoding {count:,} batches of {args.batch} events ...", flush=True)
         batches = make_batches(count, args.batch)
         ports = [free_port() for _ in range(args.web)]
         daphne = str(Path(sys.executable).parent / "daphne")
-        for port in ports:
-            webs.append(
-                subprocess.Popen(
-                    [daphne, "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
-                    cwd=ROOT,
-                    env=env,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
+        webs = [
+            subprocess.Popen(
+                [daphne, "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
+                cwd=ROOT,
+                env=scratch.env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
-        for port in ports:
-            wait_for(port)
-        # warm up each process (imports, connections) outside the measured window
-        warm = make_batches(args.web * 2, args.batch)
-        for i, port in enumerate(ports):
-            client(
-                port,
-                key,
-                warm[2 * i : 2 * i + 2],
-                time.perf_counter() + 30,
-                {"latencies": [], "accepted": 0, "messages": 0, "errors": 0, "finished_at": 0},
-                threading.Lock(),
-            )
-        out = {"latencies": [], "accepted": 0, "messages": 0, "errors": 0, "finished_at": 0.0}
-        lock = threading.Lock()
-        started = time.perf_counter()
-        deadline = started + args.seconds
-        threads = [
-            threading.Thread(
-                target=client,
-                args=(ports[i % len(ports)], key, batches[i :: args.clients], deadline, out, lock),
-            )
-            for i in range(args.clients)
+            for port in ports
         ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        elapsed = out["finished_at"] - started
-        with connect(db, BENCH_DB) as conn:
+        try:
+            for port in ports:
+                wait_for(port)
+            # warm up each process (imports, connections) outside the measured window
+            warm = make_batches(args.web * 2, args.batch)
+            for i, port in enumerate(ports):
+                client(
+                    port,
+                    key,
+                    warm[2 * i : 2 * i + 2],
+                    time.perf_counter() + 30,
+                    new_totals(),
+                    threading.Lock(),
+                )
+            out, lock = new_totals(), threading.Lock()
+            started = time.perf_counter()
+            deadline = started + args.seconds
+            threads = [
+                threading.Thread(
+                    target=client,
+                    args=(
+                        ports[i % len(ports)],
+                        key,
+                        batches[i :: args.clients],
+                        deadline,
+                        out,
+                        lock,
+                    ),
+                )
+                for i in range(args.clients)
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            elapsed = out["finished_at"] - started
+        finally:
+            for web in webs:
+                web.terminate()
+            for web in webs:
+                web.wait(timeout=15)
+        with scratch.connect() as conn:
             stored = conn.execute("SELECT count(*) FROM analytics_message").fetchone()[0]
             copy_rate = raw_copy_rate(conn)
-    finally:
-        for web in webs:
-            web.terminate()
-        for web in webs:
-            web.wait(timeout=15)
-        with connect(db, db["NAME"]) as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
 
     lat = sorted(out["latencies"])
     q = statistics.quantiles(lat, n=100) if len(lat) > 1 else [lat[0]] * 99

@@ -19,6 +19,13 @@ from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.utils import timezone
 
+from analytics.bulk import (
+    ACTIVITY_COLUMNS,
+    CONVERSATION_COLUMNS,
+    GAUGE_COLUMNS,
+    MESSAGE_COLUMNS,
+    copy_rows,
+)
 from analytics.models import (
     Activity,
     Bot,
@@ -463,55 +470,6 @@ class _HistoryGenerator:
             messages.pop()
 
 
-CONVERSATION_COLUMNS = (
-    "id",
-    "organization_id",
-    "bot_id",
-    "campaign_id",
-    "external_id",
-    "customer",
-    "channel",
-    "status",
-    "started_at",
-    "last_activity_at",
-    "ended_at",
-    "handoff",
-    "csat",
-    "call_outcome",
-)
-MESSAGE_COLUMNS = (
-    "organization_id",
-    "bot_id",
-    "conversation_id",
-    "direction",
-    "text",
-    "created_at",
-    "response_time_ms",
-    "outcome",
-    "tokens",
-    "cost_usd",
-    "kb_hit",
-)
-ACTIVITY_COLUMNS = (
-    "organization_id",
-    "bot_id",
-    "kind",
-    "description",
-    "customer",
-    "value",
-    "created_at",
-)
-GAUGE_COLUMNS = ("organization_id", "bot_id", "campaign_id", "name", "value", "created_at")
-
-
-def _copy(
-    cursor, table: str, columns: tuple[str, ...], rows: Iterator[tuple] | list[tuple]
-) -> None:
-    with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row(row)
-
-
 def demo_history_seed(
     *,
     org: Organization,
@@ -541,19 +499,19 @@ def demo_history_seed(
             if not pending_conv and not pending_act:
                 return
             first_id = ids.reserve(len(pending_conv)) if pending_conv else 0
-            _copy(
+            copy_rows(
                 cursor,
                 conv_table,
                 CONVERSATION_COLUMNS,
                 ((first_id + i, *row) for i, row in enumerate(pending_conv)),
             )
-            _copy(
+            copy_rows(
                 cursor,
                 msg_table,
                 MESSAGE_COLUMNS,
                 ((org.pk, pending_conv[m[0]][1], first_id + m[0], *m[1:]) for m in pending_msg),
             )
-            _copy(cursor, Activity._meta.db_table, ACTIVITY_COLUMNS, pending_act)
+            copy_rows(cursor, Activity._meta.db_table, ACTIVITY_COLUMNS, pending_act)
             result.conversations += len(pending_conv)
             result.messages += len(pending_msg)
             result.activities += len(pending_act)
@@ -580,7 +538,7 @@ def demo_history_seed(
                 rng=rng,
             )
         )
-        _copy(cursor, Gauge._meta.db_table, GAUGE_COLUMNS, gauges)
+        copy_rows(cursor, Gauge._meta.db_table, GAUGE_COLUMNS, gauges)
         result.gauges = len(gauges)
     result.orgs = 1
     return result

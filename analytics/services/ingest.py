@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from analytics.bulk import ACTIVITY_COLUMNS, GAUGE_COLUMNS, MESSAGE_COLUMNS, copy_rows
 from analytics.models import (
     Activity,
     Bot,
@@ -473,37 +474,9 @@ def _copy_rows(cursor, org: Organization, events: list[Event], conversation_ids:
                 (org.pk, e.bot_id, campaign.pk if campaign else None, d["name"], d["value"], e.at)
             )
     for model, columns, rows in (
-        (
-            Message,
-            (
-                "organization_id",
-                "bot_id",
-                "conversation_id",
-                "direction",
-                "text",
-                "created_at",
-                "response_time_ms",
-                "outcome",
-                "tokens",
-                "cost_usd",
-                "kb_hit",
-            ),
-            messages,
-        ),
-        (
-            Activity,
-            ("organization_id", "bot_id", "kind", "description", "customer", "value", "created_at"),
-            activities,
-        ),
-        (
-            Gauge,
-            ("organization_id", "bot_id", "campaign_id", "name", "value", "created_at"),
-            gauges,
-        ),
+        (Message, MESSAGE_COLUMNS, messages),
+        (Activity, ACTIVITY_COLUMNS, activities),
+        (Gauge, GAUGE_COLUMNS, gauges),
     ):
         if rows:
-            with cursor.copy(
-                f"COPY {model._meta.db_table} ({', '.join(columns)}) FROM STDIN"
-            ) as copy:
-                for row in rows:
-                    copy.write_row(row)
+            copy_rows(cursor, model._meta.db_table, columns, rows)
