@@ -30,7 +30,16 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 embedded.ensure_environment()
 DATABASES = {"default": parse_database_url("DATABASE_URL", env_str("DATABASE_URL"))}
-DATABASES["default"]["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 60, minimum=0)
+if env_bool("DB_POOL", default=True):
+    # Under ASGI every request runs in a thread of its own, so per-thread persistent connections
+    # would mean a new PostgreSQL backend per request; a process-wide pool reuses them instead.
+    DATABASES["default"]["OPTIONS"]["pool"] = {
+        "min_size": 2,
+        "max_size": env_int("DB_POOL_MAX", 10, minimum=1),
+        "timeout": 3,  # an unreachable database answers 503 in seconds, not minutes
+    }
+else:
+    DATABASES["default"]["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 60, minimum=0)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 REDIS = parse_redis_url("REDIS_URL", env_str("REDIS_URL"))
 REDIS_URL = REDIS.url

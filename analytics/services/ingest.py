@@ -8,6 +8,7 @@ batch touches, COPY for messages, activities and gauges, and one Redis pipeline 
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -160,12 +161,27 @@ def _bool(data: dict, name: str, errors: dict, *, nullable=False, default=False)
     return value
 
 
+_BOT_CACHE_SECONDS = 2.0
+_bot_cache: dict[int, tuple[float, dict[str, Bot]]] = {}
+
+
+def _org_bots(org: Organization, *, refresh: bool = False) -> dict[str, Bot]:
+    """The org's bots by slug, cached per process for two seconds (one query, not one a batch)."""
+    now = time.monotonic()
+    cached = _bot_cache.get(org.pk)
+    if refresh or cached is None or cached[0] < now:
+        cached = (now + _BOT_CACHE_SECONDS, {b.slug: b for b in Bot.objects.for_org(org)})
+        _bot_cache[org.pk] = cached
+    return cached[1]
+
+
 class Validator:
     """Validates raw events for one org; bots and campaigns are looked up once per batch."""
 
     def __init__(self, org: Organization, now: datetime) -> None:
         self.org, self.now = org, now
-        self.bots = {b.slug: b for b in Bot.objects.for_org(org)}
+        self.bots = _org_bots(org)
+        self._bots_refreshed = False
         self._campaigns: dict[str, Campaign] | None = None
         self.oldest = now - timedelta(days=settings.INGEST_RETENTION_DAYS)
         self.newest = now + FUTURE_TOLERANCE
@@ -198,6 +214,9 @@ class Validator:
             errors["bot"] = "This field is required (the bot's slug)."
         else:
             bot = self.bots.get(slug)
+            if bot is None and not self._bots_refreshed:  # a bot added in the last two seconds
+                self.bots, self._bots_refreshed = _org_bots(self.org, refresh=True), True
+                bot = self.bots.get(slug)
             if bot is None:
                 errors["bot"] = f"No bot with slug {slug!r} in this organization."
         data: dict[str, Any] = {}

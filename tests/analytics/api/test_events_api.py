@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from contextlib import contextmanager
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -355,25 +356,34 @@ def django_redis_url() -> str:
     return os.environ["REDIS_URL"]
 
 
+@contextmanager
+def postgresql_unreachable():
+    """Point new connections at a port where nothing listens (a real refused connection)."""
+    settings_dict = connection.settings_dict
+    original_port, original_options = settings_dict["PORT"], dict(settings_dict["OPTIONS"])
+    connection.close()
+    connection.close_pool()
+    settings_dict["PORT"] = "1"
+    if "pool" in original_options:
+        settings_dict["OPTIONS"] = {**original_options, "pool": {**original_options["pool"], "timeout": 1}}
+    try:
+        yield
+    finally:
+        connection.close()
+        connection.close_pool()
+        settings_dict["PORT"], settings_dict["OPTIONS"] = original_port, original_options
+
+
 @pytest.mark.django_db(transaction=True)
 def test_without_postgresql_it_answers_503_and_stores_nothing(org, bot, key):
     client = Client()
-    original = dict(connection.settings_dict)
-    connection.close()
-    connection.settings_dict["PORT"] = "1"
-    connection.settings_dict["HOST"] = "127.0.0.1"
-    try:
+    with postgresql_unreachable():
         response = post(client, key, {"events": conversation_batch()})
-    finally:
-        connection.close()
-        connection.settings_dict.update(original)
     assert response.status_code == 503
     assert response["Retry-After"] == "5"
     assert "nothing was stored" in response.json()["detail"]
     assert not EventReceipt.objects.exists()
-    assert (
-        post(client, key, {"events": conversation_batch()}).json()["accepted"] == 3
-    )  # retry works
+    assert post(client, key, {"events": conversation_batch()}).json()["accepted"] == 3  # retry works
 
 
 @pytest.mark.django_db(transaction=True)
