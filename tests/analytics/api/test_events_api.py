@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import threading
-from contextlib import contextmanager
 import uuid
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -365,7 +365,10 @@ def postgresql_unreachable():
     connection.close_pool()
     settings_dict["PORT"] = "1"
     if "pool" in original_options:
-        settings_dict["OPTIONS"] = {**original_options, "pool": {**original_options["pool"], "timeout": 1}}
+        settings_dict["OPTIONS"] = {
+            **original_options,
+            "pool": {**original_options["pool"], "timeout": 1},
+        }
     try:
         yield
     finally:
@@ -383,7 +386,9 @@ def test_without_postgresql_it_answers_503_and_stores_nothing(org, bot, key):
     assert response["Retry-After"] == "5"
     assert "nothing was stored" in response.json()["detail"]
     assert not EventReceipt.objects.exists()
-    assert post(client, key, {"events": conversation_batch()}).json()["accepted"] == 3  # retry works
+    assert (
+        post(client, key, {"events": conversation_batch()}).json()["accepted"] == 3
+    )  # retry works
 
 
 @pytest.mark.django_db(transaction=True)
