@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import redis
@@ -12,6 +13,22 @@ from rest_framework import authentication, exceptions, permissions, throttling
 from analytics.models import ApiKey
 from analytics.redis import get_redis
 from analytics.services.api_keys import api_key_find
+
+_KEY_CACHE_SECONDS = 2.0
+_key_cache: dict[str, tuple[float, ApiKey | None]] = {}
+
+
+def _cached_key(secret: str) -> ApiKey | None:
+    """api_key_find(), remembered per process for two seconds: a revocation applies within 2 s."""
+    now = time.monotonic()
+    hit = _key_cache.get(secret)
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    api_key = api_key_find(secret)
+    if len(_key_cache) > 10_000:
+        _key_cache.clear()
+    _key_cache[secret] = (now + _KEY_CACHE_SECONDS, api_key)
+    return api_key
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
@@ -26,7 +43,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         kind, _, secret = header.partition(" ")
         if kind != self.keyword or not secret.strip():
             raise exceptions.AuthenticationFailed('Use "Authorization: Bearer <API key>".')
-        api_key = api_key_find(secret.strip())
+        api_key = _cached_key(secret.strip())
         if api_key is None:
             raise exceptions.AuthenticationFailed("Unknown API key.")
         if not api_key.is_active:
@@ -34,6 +51,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         now = timezone.now()
         if api_key.last_used_at is None or now - api_key.last_used_at > timedelta(minutes=1):
             ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)  # at most once a minute
+            api_key.last_used_at = now
         return (None, api_key)
 
     def authenticate_header(self, request):

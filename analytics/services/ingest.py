@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+import psycopg
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
@@ -368,7 +369,10 @@ def events_ingest(*, org: Organization, events: list, now: datetime | None = Non
 
 
 def _store(org: Organization, events: list[Event], now: datetime) -> tuple[list[Event], dict]:
-    with connection.cursor() as cursor:
+    connection.ensure_connection()
+    # A server-side-binding cursor on Django's connection (and so in its transaction): Django's
+    # default client-side binding would quote the 500-element arrays into SQL text in Python.
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
         cursor.execute(
             f"""
             INSERT INTO {EventReceipt._meta.db_table} (organization_id, event_id, type, received_at)
