@@ -10,7 +10,7 @@ copy of the message table measured in the same run, their ratio, and whether any
 is missing from the database.
 
 Run:  make bench-ingest     (or: python -m config.launcher run -- python bench/ingest.py)
-      options: --seconds 20 --clients 6 --web 1 --batch 500
+      options: --seconds 20 --clients 4 --web 2 --batch 500 (web = daphne processes: one per core)
 """
 
 from __future__ import annotations
@@ -167,9 +167,9 @@ def client(port: int, key: str, batches, deadline: float, out: dict, lock: threa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20)
-    parser.add_argument("--clients", type=int, default=6)
+    parser.add_argument("--clients", type=int, default=4)
     parser.add_argument(
-        "--web", type=int, default=1, help="daphne processes (clients spread over them)"
+        "--web", type=int, default=2, help="daphne processes (clients spread over them)"
     )
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument(
