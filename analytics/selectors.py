@@ -196,3 +196,16 @@ def live_feed(*, org: Organization, limit: int = 10) -> list[dict]:
     return [
         orjson.loads(item) for item in get_redis().lrange(org_key(org.pk, "feed"), 0, limit - 1)
     ]
+
+
+def live_activities(*, org: Organization, limit: int = 50) -> list[dict]:
+    """The latest AI-employee activities, newest first."""
+    return [
+        orjson.loads(item) for item in get_redis().lrange(org_key(org.pk, "acts"), 0, limit - 1)
+    ]
+
+
+def live_gauges(*, org: Organization) -> dict[str, dict]:
+    """Latest value of each gauge, keyed "{campaign slug}:{name}" (campaign empty for org-wide)."""
+    raw = get_redis().hgetall(org_key(org.pk, "gauges"))
+    return {key.decode(): orjson.loads(value) for key, value in raw.items()}

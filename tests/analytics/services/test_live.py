@@ -140,3 +140,44 @@ def test_a_rebuild_from_postgresql_reproduces_the_live_figures(
     assert live_snapshot(org=org, now=now).messages_last_hour.value == 0
     live_rebuild(org=org, now=now)
     assert live_snapshot(org=org, now=now) == before
+
+
+def test_activities_gauges_and_the_dirty_mark_are_live_at_once(
+    org, bot, now, redis_client, settings
+):
+    from analytics.selectors import live_activities, live_gauges
+    from analytics.services.live import dirty_key
+    from tests.factories import CampaignFactory
+
+    BotFactory(organization=org, slug="jade", name="Jade", kind="ai_employee")
+    CampaignFactory(organization=org, slug="winter", bot=bot)
+    events = [
+        {
+            "id": str(uuid.uuid4()),
+            "type": "activity",
+            "bot": "jade",
+            "kind": "booking",
+            "description": "Booked check-up for Ana",
+            "customer": "Ana",
+            "value": 150,
+            "timestamp": (now - timedelta(seconds=30 - i)).isoformat(),
+        }
+        for i in range(3)
+    ] + [
+        {
+            "id": str(uuid.uuid4()),
+            "type": "gauge",
+            "bot": "support-bot",
+            "name": "queue_depth",
+            "value": depth,
+            "campaign": "winter",
+            "timestamp": (now - timedelta(seconds=10 - i)).isoformat(),
+        }
+        for i, depth in enumerate((40, 38))
+    ]
+    redis_client.srem(dirty_key(), org.pk)
+    events_ingest(org=org, events=events, now=now)
+    acts = live_activities(org=org)
+    assert len(acts) == 3 and acts[0]["bot_name"] == "Jade" and acts[0]["value"] == 150.0
+    assert live_gauges(org=org)["winter:queue_depth"]["value"] == 38.0
+    assert redis_client.sismember(dirty_key(), org.pk)
