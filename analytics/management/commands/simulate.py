@@ -190,6 +190,10 @@ class Simulator:
         return due
 
 
+def _interrupt(*_args) -> None:
+    raise KeyboardInterrupt
+
+
 class Command(BaseCommand):
     help = "Send realistic live bot traffic for an org through the HTTP API."
 
@@ -232,14 +236,13 @@ class Command(BaseCommand):
             )
             key = temporary.secret
         sim = Simulator(bots, campaigns, rate, random.Random(seed))
-        stop = {"now": False}
-        signal.signal(signal.SIGTERM, lambda *_: stop.__setitem__("now", True))
+        signal.signal(signal.SIGTERM, _interrupt)  # stop at once, even mid-retry; the key is revoked
         endpoint = url.rstrip("/") + "/api/v1/events"
         self.stdout.write(f"simulating {rate:g} events/s for {org} -> {endpoint} (Ctrl-C stops)")
         totals = {"sent": 0, "accepted": 0, "rejected": 0, "failed_requests": 0}
         started = last = last_report = time.time()
         try:
-            while not stop["now"] and (not duration or time.time() - started < duration):
+            while not duration or time.time() - started < duration:
                 time.sleep(0.5)
                 now = time.time()
                 events = sim.tick(now, now - last)
