@@ -300,6 +300,13 @@ class Outcome(models.TextChoices):
     FALLBACK = "fallback", "Fallback"
 
 
+def _unenforced_fk(model, related_name: str = "+") -> models.ForeignKey:
+    """A foreign key Django follows and cascades, but PostgreSQL neither checks nor indexes."""
+    return models.ForeignKey(
+        model, on_delete=models.CASCADE, related_name=related_name, db_index=False, db_constraint=False
+    )
+
+
 class Message(TenantModel):
     """Append-only and the largest table; nothing holds a foreign key to it (partition-ready).
 
@@ -316,16 +323,8 @@ class Message(TenantModel):
         db_constraint=False,
     )
     # Covered by the composite indexes below; single-column ones would only slow ingestion.
-    bot = models.ForeignKey(
-        Bot, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
-    )
-    conversation = models.ForeignKey(
-        Conversation,
-        on_delete=models.CASCADE,
-        related_name="messages",
-        db_index=False,
-        db_constraint=False,
-    )
+    bot = _unenforced_fk(Bot)
+    conversation = _unenforced_fk(Conversation, related_name="messages")
     direction = models.CharField(max_length=8, choices=Direction.choices)
     text = models.TextField(blank=True)
     created_at = models.DateTimeField(default=now)
