@@ -303,7 +303,11 @@ class Outcome(models.TextChoices):
 def _unenforced_fk(model, related_name: str = "+") -> models.ForeignKey:
     """A foreign key Django follows and cascades, but PostgreSQL neither checks nor indexes."""
     return models.ForeignKey(
-        model, on_delete=models.CASCADE, related_name=related_name, db_index=False, db_constraint=False
+        model,
+        on_delete=models.CASCADE,
+        related_name=related_name,
+        db_index=False,
+        db_constraint=False,
     )
 
 

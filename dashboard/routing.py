@@ -1,3 +1,9 @@
 """WebSocket routes. Consumers authenticate in connect() and join only their org's groups."""
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from dashboard import consumers
+
+websocket_urlpatterns = [
+    path("ws/o/<slug:org_slug>/live/", consumers.DashboardConsumer.as_asgi()),
+]

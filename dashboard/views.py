@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 
+import redis
 from django.contrib.auth.decorators import login_required
 from django.db import DatabaseError, connection
 from django.http import JsonResponse
@@ -12,8 +13,9 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from analytics.redis import redis_ping
-from analytics.selectors import bot_today_list, org_day_start
+from analytics.selectors import bot_today_list, live_snapshot, org_day_start
 from analytics.tenancy import get_org_for_user, orgs_for_user
+from dashboard.presenters import live_cards
 
 
 def org_view(view):
@@ -39,6 +41,19 @@ def home(request):
     return render(request, "dashboard/org_picker.html", {"orgs": orgs})
 
 
+def _live_cards(org):
+    try:
+        return live_cards(live_snapshot(org=org))
+    except redis.RedisError:
+        return live_cards(None)  # the page still renders; the live figures come back with Redis
+
+
+@org_view
+def live_metrics(request, org):
+    """The live metric cards alone: the polling fallback while the socket is down."""
+    return render(request, "dashboard/partials/_live_metrics.html", {"cards": _live_cards(org)})
+
+
 @org_view
 def org_dashboard(request, org):
     rows = bot_today_list(org=org)
@@ -51,7 +66,13 @@ def org_dashboard(request, org):
     return render(
         request,
         "dashboard/org_dashboard.html",
-        {"org": org, "rows": rows, "totals": totals, "day_start": org_day_start(org)},
+        {
+            "org": org,
+            "rows": rows,
+            "totals": totals,
+            "day_start": org_day_start(org),
+            "cards": _live_cards(org),
+        },
     )
 
 

@@ -1,5 +1,6 @@
 """Sign-in, org landing and the org page's figures."""
 
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -115,3 +116,38 @@ def test_healthz_reports_database_and_redis(client, db):
     response = client.get("/healthz")
     assert response.status_code == 200
     assert response.json() == {"status": "ok", "database": "ok", "redis": "ok"}
+
+
+def test_the_org_page_shows_live_cards_from_redis(client, bob, org, bot):
+    from analytics.services.ingest import events_ingest
+
+    events_ingest(
+        org=org,
+        events=[
+            {
+                "id": str(uuid.uuid4()),
+                "type": "message",
+                "bot": "support-bot",
+                "conversation": "c",
+                "direction": "outbound",
+                "text": "hi",
+                "response_time_ms": 1234,
+                "outcome": "success",
+            }
+        ],
+    )
+    client.force_login(bob)
+    page = client.get("/o/acme/").content.decode()
+    assert 'ws-connect="/ws/o/acme/live/"' in page
+    assert 'id="metric-avg-response"' in page and "1,234 ms" in page
+    polled = client.get("/o/acme/live/metrics").content.decode()
+    assert 'id="live-metrics"' in polled and "1,234 ms" in polled and "hx-swap-oob" not in polled
+
+
+def test_without_redis_the_org_page_still_renders(client, bob, org, bot, settings):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    client.force_login(bob)
+    response = client.get("/o/acme/")
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert 'id="metric-active-now"' in page and "Support Assistant" in page

@@ -236,7 +236,9 @@ class Command(BaseCommand):
             )
             key = temporary.secret
         sim = Simulator(bots, campaigns, rate, random.Random(seed))
-        signal.signal(signal.SIGTERM, _interrupt)  # stop at once, even mid-retry; the key is revoked
+        signal.signal(
+            signal.SIGTERM, _interrupt
+        )  # stop at once, even mid-retry; the key is revoked
         endpoint = url.rstrip("/") + "/api/v1/events"
         self.stdout.write(f"simulating {rate:g} events/s for {org} -> {endpoint} (Ctrl-C stops)")
         totals = {"sent": 0, "accepted": 0, "rejected": 0, "failed_requests": 0}

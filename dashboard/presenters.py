@@ -1,0 +1,60 @@
+"""Turn selector output into what the templates show (formatting and the colour of a change)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from analytics.selectors import LiveFigure, LiveSnapshot
+
+
+@dataclass(frozen=True)
+class Card:
+    id: str
+    label: str
+    value: str
+    change: str  # "+12.5%" or "" when there is nothing to compare with
+    tone: str  # "good", "bad" or "flat": lower is better for response times and cost
+
+    @property
+    def change_label(self) -> str:
+        return f"{self.change} vs previous hour" if self.change else "no previous hour"
+
+
+def _change(figure: LiveFigure, lower_is_better: bool) -> tuple[str, str]:
+    change = figure.change
+    if change is None:
+        return "", "flat"
+    if abs(change) < 0.05:
+        return "±0%", "flat"
+    improved = (change < 0) if lower_is_better else (change > 0)
+    return f"{change:+.1f}%", "good" if improved else "bad"
+
+
+def _ms(value: float | None) -> str:
+    return "—" if value is None else f"{value:,.0f} ms"
+
+
+def live_cards(snapshot: LiveSnapshot | None) -> list[Card]:
+    """The six live metric cards; `None` (Redis unreachable) shows dashes."""
+    if snapshot is None:
+        return [Card(id_, label, "—", "", "flat") for id_, label, _ in _CARDS]
+    cards = []
+    for id_, label, (attr, fmt, lower_is_better) in _CARDS:
+        figure = getattr(snapshot, attr)
+        if isinstance(figure, LiveFigure):
+            change, tone = _change(figure, lower_is_better)
+            cards.append(Card(id_, label, fmt(figure.value), change, tone))
+        else:
+            cards.append(Card(id_, label, fmt(figure), "", "flat"))
+    return cards
+
+
+_CARDS = (
+    ("metric-active-now", "Active now", ("active_now", lambda v: f"{v:,}", False)),
+    ("metric-avg-response", "Avg response time", ("avg_response_ms", _ms, True)),
+    ("metric-success-rate", "Success rate",
+     ("success_rate", lambda v: "—" if v is None else f"{v:.1f}%", False)),
+    ("metric-messages-hour", "Messages / hour", ("messages_last_hour", lambda v: f"{v:,.0f}", False)),
+    ("metric-p95-response", "p95 response time", ("p95_response_ms", _ms, True)),
+    ("metric-cost-hour", "Cost (last hour)", ("cost_last_hour_usd", lambda v: f"${v:,.2f}", True)),
+)  # fmt: skip

@@ -1,0 +1,134 @@
+"""The dashboard socket: who may connect, and what a member receives when pulse publishes."""
+
+import asyncio
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.test import Client
+
+from analytics.services.ingest import events_ingest
+from config.asgi import application
+from dashboard.broadcast import get_hub, org_group, publish, pulse_tick
+
+
+def session_headers(user, origin=b"http://testserver"):
+    client = Client()
+    client.force_login(user)
+    headers = [(b"origin", origin)]
+    if user is not None:
+        headers.append((b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode()))
+    return headers
+
+
+def run(coroutine_function):
+    # A fresh event loop in its own thread: the browser tests' sync Playwright keeps a loop
+    # running in the main thread for the whole session.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine_function()).result()
+
+
+def messages(n, conv="c1"):
+    return [
+        {
+            "id": str(uuid.uuid4()),
+            "type": "message",
+            "bot": "support-bot",
+            "conversation": conv,
+            "direction": "inbound" if i % 2 == 0 else "outbound",
+            "text": f"m{i}",
+            **({"response_time_ms": 700, "outcome": "success"} if i % 2 else {}),
+        }
+        for i in range(n)
+    ]
+
+
+async def connect(path, headers):
+    communicator = WebsocketCommunicator(application, path, headers=headers)
+    connected, code = await communicator.connect(timeout=5)
+    return communicator, connected, code
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_refuses_a_socket_without_a_session(org):
+    async def scenario():
+        communicator, connected, code = await connect(
+            "/ws/o/acme/live/", [(b"origin", b"http://testserver")]
+        )
+        assert not connected and code == 4403
+        await communicator.disconnect()
+
+    run(scenario)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_refuses_an_outsider(org, charlie):
+    headers = session_headers(charlie)
+
+    async def scenario():
+        communicator, connected, code = await connect("/ws/o/acme/live/", headers)
+        assert not connected and code == 4403
+        assert org_group(org.pk) not in get_hub().groups  # never joined
+
+    run(scenario)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_refuses_a_foreign_origin(org, alice):
+    headers = session_headers(alice, origin=b"https://evil.example")
+
+    async def scenario():
+        communicator, connected, _ = await connect("/ws/o/acme/live/", headers)
+        assert not connected
+
+    run(scenario)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_member_receives_the_rendered_cards_after_a_batch(org, other_org, bot, alice):
+    headers = session_headers(alice)
+
+    async def scenario():
+        communicator, connected, _ = await connect("/ws/o/acme/live/", headers)
+        assert connected
+        await asyncio.wait_for(get_hub().ready.wait(), 5)
+        await sync_to_async(events_ingest)(org=org, events=messages(6))
+        published = await sync_to_async(pulse_tick)()
+        assert published >= 1
+        frame = await communicator.receive_from(timeout=5)
+        assert 'id="live-metrics" hx-swap-oob="true"' in frame
+        assert (
+            '<span class="label">Messages / hour</span>\n    <span class="value">6</span>' in frame
+        )
+        assert "700 ms" in frame
+        # another org's frame never reaches this socket
+        await sync_to_async(publish)(org_group(other_org.pk), "<div>globex</div>")
+        assert await communicator.receive_nothing(timeout=0.5)
+        await communicator.disconnect()
+        assert org_group(org.pk) not in get_hub().groups
+
+    run(scenario)
+
+
+def test_a_client_that_stops_reading_is_dropped_not_waited_for():
+    from dashboard.broadcast import QUEUE_SIZE, Subscriber
+
+    async def scenario():
+        closed = []
+        slow, fast = (
+            Subscriber(on_overflow=lambda: closed.append("slow")),
+            Subscriber(on_overflow=lambda: None),
+        )
+        hub = get_hub()
+        hub.groups["org.test"] |= {slow, fast}
+        for i in range(QUEUE_SIZE + 5):
+            hub.dispatch("org.test", f"frame {i}")
+            if not fast.queue.empty():
+                fast.queue.get_nowait()  # the fast client keeps up
+        assert closed == ["slow"] and slow.dropped
+        assert not fast.dropped
+        hub.groups.clear()
+
+    run(scenario)
