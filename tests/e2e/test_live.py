@@ -27,10 +27,12 @@ def free_port() -> int:
 
 
 def database_url_of_tests() -> str:
+    """A DATABASE_URL for the test database (TCP or, for the embedded server, a socket dir)."""
     db = connection.settings_dict
-    return (
-        f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
-    )
+    auth = f"{db['USER']}:{db['PASSWORD']}@"
+    if db["HOST"].startswith("/"):
+        return f"postgres://{auth}/{db['NAME']}?host={db['HOST']}"
+    return f"postgres://{auth}{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
 class Servers:
