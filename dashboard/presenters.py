@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+
+from django.utils import timezone
+from django.utils.timesince import timesince
 
 from analytics.selectors import LiveFigure, LiveSnapshot
 
@@ -58,3 +62,29 @@ _CARDS = (
     ("metric-p95-response", "p95 response time", ("p95_response_ms", _ms, True)),
     ("metric-cost-hour", "Cost (last hour)", ("cost_last_hour_usd", lambda v: f"${v:,.2f}", True)),
 )  # fmt: skip
+
+
+def _ago(at: datetime) -> str:
+    seconds = (timezone.now() - at).total_seconds()
+    if seconds < 60:
+        return "just now"
+    return f"{timesince(at)} ago"
+
+
+def feed_items(raw: list[dict]) -> list[dict]:
+    """Feed entries from the live state, ready for `_feed_rows.html` (text stays untrusted)."""
+    items = []
+    for entry in raw:
+        kind = entry.get("kind", "")
+        if kind == "conversation.ended":
+            badge = entry.get("status") or "ended"
+            label = badge.capitalize()
+        elif kind == "conversation.started":
+            badge, label = "started", "Started"
+        elif entry.get("outcome") in ("failed", "fallback"):
+            badge, label = entry["outcome"], entry["outcome"].capitalize()
+        else:
+            badge, label = "active", "Active"
+        at = datetime.fromisoformat(entry["at"])
+        items.append({**entry, "badge": badge, "badge_label": label, "at": at, "ago": _ago(at)})
+    return items

@@ -13,9 +13,9 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from analytics.redis import redis_ping
-from analytics.selectors import bot_today_list, live_snapshot, org_day_start
+from analytics.selectors import bot_today_list, live_feed, live_snapshot, org_day_start
 from analytics.tenancy import get_org_for_user, orgs_for_user
-from dashboard.presenters import live_cards
+from dashboard.presenters import feed_items, live_cards
 
 
 def org_view(view):
@@ -41,17 +41,18 @@ def home(request):
     return render(request, "dashboard/org_picker.html", {"orgs": orgs})
 
 
-def _live_cards(org):
+def _live_context(org) -> dict:
     try:
-        return live_cards(live_snapshot(org=org))
+        return {"cards": live_cards(live_snapshot(org=org)), "feed": feed_items(live_feed(org=org))}
     except redis.RedisError:
-        return live_cards(None)  # the page still renders; the live figures come back with Redis
+        # The page still renders from PostgreSQL; the live figures come back with Redis.
+        return {"cards": live_cards(None), "feed": []}
 
 
 @org_view
 def live_metrics(request, org):
-    """The live metric cards alone: the polling fallback while the socket is down."""
-    return render(request, "dashboard/partials/_live_metrics.html", {"cards": _live_cards(org)})
+    """The live fragments alone: the polling fallback while the socket is down."""
+    return render(request, "dashboard/partials/_live.html", _live_context(org))
 
 
 @org_view
@@ -71,7 +72,7 @@ def org_dashboard(request, org):
             "rows": rows,
             "totals": totals,
             "day_start": org_day_start(org),
-            "cards": _live_cards(org),
+            **_live_context(org),
         },
     )
 

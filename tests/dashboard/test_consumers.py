@@ -38,7 +38,7 @@ def messages(n, conv="c1"):
             "bot": "support-bot",
             "conversation": conv,
             "direction": "inbound" if i % 2 == 0 else "outbound",
-            "text": f"m{i}",
+            "text": f"<b>m{i}</b>",
             **({"response_time_ms": 700, "outcome": "success"} if i % 2 else {}),
         }
         for i in range(n)
@@ -103,6 +103,10 @@ def test_a_member_receives_the_rendered_cards_after_a_batch(org, other_org, bot,
             '<span class="label">Messages / hour</span>\n    <span class="value">6</span>' in frame
         )
         assert "700 ms" in frame
+        assert 'id="live-feed" hx-swap-oob="true"' in frame
+        assert (
+            "&lt;b&gt;m5&lt;/b&gt;" in frame and "<b>m5</b>" not in frame
+        )  # customer text escaped
         # another org's frame never reaches this socket
         await sync_to_async(publish)(org_group(other_org.pk), "<div>globex</div>")
         assert await communicator.receive_nothing(timeout=0.5)

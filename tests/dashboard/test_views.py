@@ -141,7 +141,8 @@ def test_the_org_page_shows_live_cards_from_redis(client, bob, org, bot):
     assert 'ws-connect="/ws/o/acme/live/"' in page
     assert 'id="metric-avg-response"' in page and "1,234 ms" in page
     polled = client.get("/o/acme/live/metrics").content.decode()
-    assert 'id="live-metrics"' in polled and "1,234 ms" in polled and "hx-swap-oob" not in polled
+    assert 'id="live-metrics" aria-live' in polled and "1,234 ms" in polled  # swapped as the target
+    assert 'id="live-feed" hx-swap-oob="true"' in polled  # and the feed out of band
 
 
 def test_without_redis_the_org_page_still_renders(client, bob, org, bot, settings):

@@ -137,6 +137,9 @@ def test_it_shows_new_events_live_and_reconnects(page: Page, servers, alice, org
     ingest(servers, key, 8)
     expect(messages).to_have_text("8", timeout=1_000)
     expect(page.locator("#metric-avg-response .value")).to_have_text("640 ms", timeout=1_000)
+    first_row = page.locator("#live-feed .feed-row").first
+    expect(first_row).to_contain_text("<script>alert(1)</script>", timeout=1_000)  # shown as text
+    assert page.locator("#live-feed script").count() == 0
     ingest(servers, key, 4)
     expect(messages).to_have_text("12", timeout=1_000)
     screenshot("live-dashboard")
