@@ -86,3 +86,17 @@ def test_it_renders_a_hostile_bot_name_as_text(sign_in, page, alice, org):
     expect(name_cell).to_contain_text(XSS_NAME)
     expect(page.locator("#bots-today img")).to_have_count(0)
     assert dialogs == []
+
+
+def test_the_theme_toggle_switches_and_is_remembered(sign_in, page, alice, busy_org):
+    page.emulate_media(color_scheme="light")
+    sign_in("alice")
+    page.wait_for_url("**/o/acme/")
+    background = "getComputedStyle(document.body).backgroundColor"
+    light = page.evaluate(background)
+    page.get_by_role("button", name="Dark mode").click()
+    dark = page.evaluate(background)
+    assert dark != light
+    page.reload()
+    assert page.evaluate(background) == dark  # remembered across pages
+    assert page.get_by_role("button", name="Light mode").get_attribute("aria-pressed") == "true"
