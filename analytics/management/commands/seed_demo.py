@@ -2,6 +2,7 @@
 
 import time
 
+import redis
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
@@ -14,6 +15,7 @@ from analytics.services.demo import (
     demo_history_seed,
     staff_account_ensure,
 )
+from analytics.services.live import live_rebuild
 
 
 class Command(BaseCommand):
@@ -63,6 +65,12 @@ class Command(BaseCommand):
                     scale=scale,
                     seed=seed,
                     on_hour=lambda bar=bar: bar.update(1),
+                )
+            try:
+                live_rebuild(org=org)  # the live dashboard starts with the last two hours
+            except redis.RedisError as exc:
+                self.stderr.write(
+                    f"{org.slug}: live state not rebuilt ({exc}); it fills as events arrive"
                 )
             for key in totals:
                 totals[key] += getattr(result, key)

@@ -15,6 +15,7 @@ from analytics.models import (
     Message,
     Organization,
 )
+from analytics.selectors import live_snapshot
 
 
 def _outbound_response_times(org):
@@ -66,6 +67,9 @@ def test_it_seeds_two_orgs_with_every_kind_of_bot_and_realistic_history(db, caps
     assert all(conv.campaign_id for conv in dialed)
     assert Activity.objects.for_org(acme).filter(kind="booking", value__gt=0).exists()
     assert Gauge.objects.for_org(acme).filter(name="queue_depth").exists()
+    # the live state is rebuilt from the seeded history, so the dashboard starts full
+    snapshot = live_snapshot(org=acme)
+    assert snapshot.messages_last_hour.value > 0 and snapshot.messages_last_hour.previous > 0
     # every row of a conversation belongs to its org and bot
     assert not messages.exclude(bot=F("conversation__bot")).exists()
     assert not Message.objects.exclude(organization=F("conversation__organization")).exists()
