@@ -209,3 +209,52 @@ def live_gauges(*, org: Organization) -> dict[str, dict]:
     """Latest value of each gauge, keyed "{campaign slug}:{name}" (campaign empty for org-wide)."""
     raw = get_redis().hgetall(org_key(org.pk, "gauges"))
     return {key.decode(): orjson.loads(value) for key, value in raw.items()}
+
+
+@dataclass(frozen=True)
+class EmployeeCard:
+    bot: Bot
+    status: str  # "active" (activity within 10 min or a live conversation), "idle" (1 h), "offline"
+    calls: int
+    bookings: int
+    emails: int
+    tasks: int
+    revenue: float
+    latest: dict | None  # the newest activity of this employee, from the live feed
+
+
+def ai_employee_cards(*, org: Organization, now: datetime | None = None) -> list[EmployeeCard]:
+    """Every AI employee of the org with today's activity counts (org time zone) and status."""
+    now = now or timezone.now()
+    employees = list(Bot.objects.for_org(org).filter(kind=Bot.Kind.AI_EMPLOYEE).order_by("name"))
+    if not employees:
+        return []
+    today = now.astimezone(org.tz).strftime("%Y%m%d")
+    since_active = (now - ACTIVE_WINDOW).timestamp()
+    pipe = get_redis().pipeline(transaction=False)
+    for bot in employees:
+        pipe.hgetall(bot_key(bot.pk, "d", today))
+        pipe.zcount(bot_key(bot.pk, "active"), since_active, "+inf")
+    pipe.lrange(org_key(org.pk, "acts"), 0, -1)
+    replies = pipe.execute()
+    latest: dict[str, dict] = {}
+    for raw in replies[-1]:
+        item = orjson.loads(raw)
+        latest.setdefault(item["bot"], item)
+    cards = []
+    for i, bot in enumerate(employees):
+        day = {k.decode(): int(v) for k, v in replies[2 * i].items()}
+        live_conversations = replies[2 * i + 1]
+        idle_for = now.timestamp() - day.get("last_ts", 0)
+        if live_conversations or idle_for < 600:
+            status = "active"
+        elif idle_for < 3600:
+            status = "idle"
+        else:
+            status = "offline"
+        cards.append(EmployeeCard(
+            bot=bot, status=status, calls=day.get("call", 0), bookings=day.get("booking", 0),
+            emails=day.get("email", 0), tasks=day.get("task", 0), revenue=day.get("revenue_c", 0) / 100,
+            latest=latest.get(bot.slug),
+        ))  # fmt: skip
+    return cards

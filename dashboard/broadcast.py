@@ -123,22 +123,16 @@ def pulse_tick() -> int:
     from django.template.loader import render_to_string
 
     from analytics.models import Organization
-    from analytics.selectors import live_feed, live_snapshot
     from analytics.services.live import dirty_key
-    from dashboard.presenters import feed_items, live_cards
+    from dashboard.presenters import live_context
 
     pipe = get_redis().pipeline(transaction=True)
     pipe.smembers(dirty_key())
     pipe.delete(dirty_key())
     members, _ = pipe.execute()
-    orgs = Organization.objects.filter(pk__in=[int(m) for m in members])
-    for org in orgs:
-        context = {
-            "cards": live_cards(live_snapshot(org=org)),
-            "feed": feed_items(live_feed(org=org)),
-            "oob": True,
-        }
-        frame = render_to_string("dashboard/partials/_live_metrics.html", context)
-        frame += render_to_string("dashboard/partials/_feed_rows.html", context)
+    for org in Organization.objects.filter(pk__in=[int(m) for m in members]):
+        frame = render_to_string(
+            "dashboard/partials/_live.html", {**live_context(org), "oob": True}
+        )
         publish(org_group(org.pk), frame)
     return len(members)

@@ -5,10 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+import redis
 from django.utils import timezone
 from django.utils.timesince import timesince
 
-from analytics.selectors import LiveFigure, LiveSnapshot
+from analytics.selectors import (
+    LiveFigure,
+    LiveSnapshot,
+    ai_employee_cards,
+    live_activities,
+    live_feed,
+    live_snapshot,
+)
 
 
 @dataclass(frozen=True)
@@ -85,6 +93,24 @@ def feed_items(raw: list[dict]) -> list[dict]:
             badge, label = entry["outcome"], entry["outcome"].capitalize()
         else:
             badge, label = "active", "Active"
-        at = datetime.fromisoformat(entry["at"])
-        items.append({**entry, "badge": badge, "badge_label": label, "at": at, "ago": _ago(at)})
+        items.append({**_timed(entry), "badge": badge, "badge_label": label})
     return items
+
+
+def _timed(entry: dict) -> dict:
+    at = datetime.fromisoformat(entry["at"])
+    return {**entry, "at": at, "ago": _ago(at)}
+
+
+def live_context(org) -> dict:
+    """Everything the live part of the org page shows; the page, polling and pulse share it."""
+    try:
+        return {
+            "cards": live_cards(live_snapshot(org=org)),
+            "feed": feed_items(live_feed(org=org)),
+            "employees": ai_employee_cards(org=org),
+            "activities": [_timed(a) for a in live_activities(org=org, limit=10)],
+        }
+    except redis.RedisError:
+        # The page still renders from PostgreSQL; the live figures come back with Redis.
+        return {"cards": live_cards(None), "feed": [], "employees": [], "activities": []}

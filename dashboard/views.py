@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 
-import redis
 from django.contrib.auth.decorators import login_required
 from django.db import DatabaseError, connection
 from django.http import JsonResponse
@@ -13,9 +12,9 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from analytics.redis import redis_ping
-from analytics.selectors import bot_today_list, live_feed, live_snapshot, org_day_start
+from analytics.selectors import bot_today_list, org_day_start
 from analytics.tenancy import get_org_for_user, orgs_for_user
-from dashboard.presenters import feed_items, live_cards
+from dashboard.presenters import live_context
 
 
 def org_view(view):
@@ -41,18 +40,10 @@ def home(request):
     return render(request, "dashboard/org_picker.html", {"orgs": orgs})
 
 
-def _live_context(org) -> dict:
-    try:
-        return {"cards": live_cards(live_snapshot(org=org)), "feed": feed_items(live_feed(org=org))}
-    except redis.RedisError:
-        # The page still renders from PostgreSQL; the live figures come back with Redis.
-        return {"cards": live_cards(None), "feed": []}
-
-
 @org_view
 def live_metrics(request, org):
     """The live fragments alone: the polling fallback while the socket is down."""
-    return render(request, "dashboard/partials/_live.html", _live_context(org))
+    return render(request, "dashboard/partials/_live.html", live_context(org))
 
 
 @org_view
@@ -72,7 +63,7 @@ def org_dashboard(request, org):
             "rows": rows,
             "totals": totals,
             "day_start": org_day_start(org),
-            **_live_context(org),
+            **live_context(org),
         },
     )
 

@@ -30,7 +30,7 @@ from django.db import connection
 from django.utils import timezone
 
 from analytics import sketch
-from analytics.models import Bot, Conversation, Message, Organization
+from analytics.models import Activity, Bot, Conversation, Message, Organization
 from analytics.redis import get_redis
 
 log = logging.getLogger(__name__)
@@ -115,26 +115,7 @@ class _Accumulator:
             escalated = d["status"] == "escalated" or d["handoff"]
             self.count(bot_id, minute, {"ce": 1, "esc": 1} if escalated else {"ce": 1})
         elif e.type == "activity":
-            day = e.at.astimezone(self.org.tz).strftime("%Y%m%d")
-            counts = self.daily[bot_key(bot_id, "d", day)]
-            counts[d["kind"]] += 1
-            if d["value"]:
-                counts["revenue_c"] += int(d["value"] * 100)
-            counts["last_ts"] = max(counts["last_ts"], int(ts))
-            self.acts.append(
-                (
-                    ts,
-                    {
-                        "kind": d["kind"],
-                        "bot": e.bot.slug,
-                        "bot_name": e.bot.name,
-                        "description": d["description"],
-                        "customer": d["customer"],
-                        "value": float(d["value"]) if d["value"] is not None else None,
-                        "at": e.at.isoformat(),
-                    },
-                )
-            )
+            self.activity(e.bot, d["kind"], d["description"], d["customer"], d["value"], e.at)
         elif e.type == "gauge":
             campaign = d["campaign"].slug if d["campaign"] else ""
             self.gauges[f"{campaign}:{d['name']}"] = orjson.dumps(
@@ -146,6 +127,22 @@ class _Accumulator:
             if previous is None or previous[1] <= ts:
                 self.active[conv_id] = (bot_id, ts, ended)
             self.feed.append((ts, lambda: self._feed_item(e, conversation)))
+
+    def activity(
+        self, bot, kind: str, description: str, customer: str, value, at: datetime
+    ) -> None:
+        """Count an AI-employee activity for the bot's day (org time zone) and keep it for the feed."""
+        day = at.astimezone(self.org.tz).strftime("%Y%m%d")
+        counts = self.daily[bot_key(bot.id, "d", day)]
+        counts[kind] += 1
+        if value:
+            counts["revenue_c"] += int(value * 100)
+        counts["last_ts"] = max(counts["last_ts"], int(at.timestamp()))
+        self.acts.append((at.timestamp(), {
+            "kind": kind, "bot": bot.slug, "bot_name": bot.name, "description": description,
+            "customer": customer, "value": float(value) if value is not None else None,
+            "at": at.isoformat(),
+        }))  # fmt: skip
 
     @staticmethod
     def _feed_item(e, conversation: tuple[int, bool, str]) -> bytes:
@@ -292,7 +289,10 @@ def live_rebuild(*, org: Organization, now: datetime | None = None) -> None:
         pipe.delete(org_key(org.pk, "m", minute), org_key(org.pk, "h", minute))
         for bot_id in bot_ids:
             pipe.delete(bot_key(bot_id, "m", minute), bot_key(bot_id, "h", minute))
-    pipe.delete(org_key(org.pk, "active"), org_key(org.pk, "feed"))
+    pipe.delete(org_key(org.pk, "active"), org_key(org.pk, "feed"), org_key(org.pk, "acts"))
+    today = now.astimezone(org.tz).strftime("%Y%m%d")
+    for bot_id in bot_ids:
+        pipe.delete(bot_key(bot_id, "d", today))
     for bot_id in bot_ids:
         pipe.delete(bot_key(bot_id, "active"))
 
@@ -340,6 +340,9 @@ def live_rebuild(*, org: Organization, now: datetime | None = None) -> None:
     )
     for m in reversed(recent):
         acc.feed.append((m.created_at.timestamp(), functools.partial(_message_feed_item, m)))
+    midnight = now.astimezone(org.tz).replace(hour=0, minute=0, second=0, microsecond=0)
+    for a in Activity.objects.for_org(org).filter(created_at__gte=midnight).select_related("bot"):
+        acc.activity(a.bot, a.kind, a.description, a.customer, a.value, a.created_at)
     acc.write(pipe)
     pipe.execute()
     Organization.objects.filter(pk=org.pk).update(live_stale_since=None)

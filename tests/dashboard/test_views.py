@@ -142,7 +142,8 @@ def test_the_org_page_shows_live_cards_from_redis(client, bob, org, bot):
     assert 'id="metric-avg-response"' in page and "1,234 ms" in page
     polled = client.get("/o/acme/live/metrics").content.decode()
     assert 'id="live-metrics" aria-live' in polled and "1,234 ms" in polled  # swapped as the target
-    assert 'id="live-feed" hx-swap-oob="true"' in polled  # and the feed out of band
+    assert 'id="live-feed" hx-swap-oob="true"' in polled  # and the rest out of band
+    assert 'id="ai-employees" hx-swap-oob="true"' in polled
 
 
 def test_without_redis_the_org_page_still_renders(client, bob, org, bot, settings):

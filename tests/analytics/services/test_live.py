@@ -181,3 +181,78 @@ def test_activities_gauges_and_the_dirty_mark_are_live_at_once(
     assert len(acts) == 3 and acts[0]["bot_name"] == "Jade" and acts[0]["value"] == 150.0
     assert live_gauges(org=org)["winter:queue_depth"]["value"] == 38.0
     assert redis_client.sismember(dirty_key(), org.pk)
+
+
+def test_ai_employee_cards_count_todays_work_and_show_status(org, now):
+    from analytics.selectors import ai_employee_cards
+
+    luna = BotFactory(
+        organization=org, slug="luna", name="Luna", kind="ai_employee", persona="Customer Success"
+    )
+    BotFactory(organization=org, slug="flora", name="Flora", kind="ai_employee")
+    BotFactory(organization=org, slug="support-bot", kind="chatbot")  # not an employee
+
+    def act(kind, minutes_ago, value=None, text="did it"):
+        return {
+            "id": str(uuid.uuid4()),
+            "type": "activity",
+            "bot": "luna",
+            "kind": kind,
+            "description": text,
+            "customer": "Ana",
+            "value": value,
+            "timestamp": (now - timedelta(minutes=minutes_ago)).isoformat(),
+        }
+
+    events_ingest(
+        org=org,
+        events=[
+            act("call", 30),
+            act("call", 20),
+            act("booking", 3, 220, "Booked cleaning"),
+            act("email", 2, text="Sent quote to Ana"),
+        ],
+        now=now,
+    )
+    cards = {c.bot.slug: c for c in ai_employee_cards(org=org, now=now)}
+    assert set(cards) == {"luna", "flora"}
+    luna_card = cards["luna"]
+    assert (luna_card.calls, luna_card.bookings, luna_card.emails, luna_card.revenue) == (
+        2,
+        1,
+        1,
+        220.0,
+    )
+    assert luna_card.status == "active" and luna_card.latest["description"] == "Sent quote to Ana"
+    assert cards["flora"].status == "offline" and cards["flora"].calls == 0
+    assert luna.persona == "Customer Success"
+    later = now + timedelta(minutes=30)
+    assert {c.bot.slug: c.status for c in ai_employee_cards(org=org, now=later)}["luna"] == "idle"
+
+
+def test_a_rebuild_restores_todays_employee_counts(org, now, redis_client, settings):
+    from analytics.selectors import ai_employee_cards, live_activities
+
+    BotFactory(organization=org, slug="jade", name="Jade", kind="ai_employee")
+    events_ingest(
+        org=org,
+        events=[
+            {
+                "id": str(uuid.uuid4()),
+                "type": "activity",
+                "bot": "jade",
+                "kind": "booking",
+                "description": "Booked",
+                "customer": "Ben",
+                "value": 150,
+                "timestamp": (now - timedelta(minutes=1)).isoformat(),
+            }
+        ],
+        now=now,
+    )
+    for key in redis_client.scan_iter(f"{settings.LIVE_KEY_PREFIX}:*"):
+        redis_client.delete(key)
+    live_rebuild(org=org, now=now)
+    [card] = ai_employee_cards(org=org, now=now)
+    assert (card.bookings, card.revenue, card.status) == (1, 150.0, "active")
+    assert live_activities(org=org)[0]["description"] == "Booked"
