@@ -13,7 +13,9 @@ import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Callable
+from datetime import UTC, datetime
 
+import orjson
 import redis
 import redis.asyncio as aioredis
 from django.conf import settings
@@ -31,6 +33,14 @@ def _channel_prefix() -> str:
 
 def org_group(org_id: int) -> str:
     return f"org.{org_id}"
+
+
+def stream_group(org_id: int) -> str:
+    return f"stream.org.{org_id}"
+
+
+def stream_bot_group(bot_id: int) -> str:
+    return f"stream.bot.{bot_id}"
 
 
 def publish(group: str, frame: str) -> int:
@@ -131,8 +141,40 @@ def pulse_tick() -> int:
     pipe.delete(dirty_key())
     members, _ = pipe.execute()
     for org in Organization.objects.filter(pk__in=[int(m) for m in members]):
-        frame = render_to_string(
-            "dashboard/partials/_live.html", {**live_context(org), "oob": True}
+        context = live_context(org)
+        publish(
+            org_group(org.pk),
+            render_to_string("dashboard/partials/_live.html", {**context, "oob": True}),
         )
-        publish(org_group(org.pk), frame)
+        _publish_stream(org, context)
     return len(members)
+
+
+_stream_seen: dict[int, str] = {}  # org id -> timestamp of the newest event already streamed
+
+
+def _publish_stream(org, context: dict) -> None:
+    """JSON events for API clients: the org's metrics, then each event new since the last tick."""
+    from analytics.models import Bot
+
+    metrics = {
+        "type": "metrics_update",
+        "timestamp": datetime.now(UTC).isoformat(),
+        "metrics": context["metrics"],
+    }
+    publish(stream_group(org.pk), orjson.dumps(metrics).decode())
+    seen = newest = _stream_seen.get(org.pk, "")
+    bot_ids = dict(Bot.objects.for_org(org).values_list("slug", "id"))
+    items = [("new_message", e) for e in context["feed"] if e["kind"] == "message"]
+    items += [("ai_activity", a) for a in context["activities"]]
+    for kind, item in sorted(items, key=lambda pair: pair[1]["at"]):
+        at = item["at"].isoformat()
+        if at <= seen:
+            continue
+        newest = max(newest, at)
+        data = {k: v for k, v in item.items() if k not in ("at", "ago", "badge", "badge_label")}
+        frame = orjson.dumps({"type": kind, "timestamp": at, "data": data}).decode()
+        publish(stream_group(org.pk), frame)
+        if item["bot"] in bot_ids:
+            publish(stream_bot_group(bot_ids[item["bot"]]), frame)
+    _stream_seen[org.pk] = newest

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 
 import redis
@@ -105,12 +105,20 @@ def _timed(entry: dict) -> dict:
 def live_context(org) -> dict:
     """Everything the live part of the org page shows; the page, polling and pulse share it."""
     try:
+        snapshot = live_snapshot(org=org)
         return {
-            "cards": live_cards(live_snapshot(org=org)),
+            "metrics": asdict(snapshot),
+            "cards": live_cards(snapshot),
             "feed": feed_items(live_feed(org=org)),
             "employees": ai_employee_cards(org=org),
             "activities": [_timed(a) for a in live_activities(org=org, limit=10)],
         }
     except redis.RedisError:
         # The page still renders from PostgreSQL; the live figures come back with Redis.
-        return {"cards": live_cards(None), "feed": [], "employees": [], "activities": []}
+        return {
+            "metrics": None,
+            "cards": live_cards(None),
+            "feed": [],
+            "employees": [],
+            "activities": [],
+        }

@@ -18,7 +18,7 @@ _KEY_CACHE_SECONDS = 2.0
 _key_cache: dict[str, tuple[float, ApiKey | None]] = {}
 
 
-def _cached_key(secret: str) -> ApiKey | None:
+def cached_api_key(secret: str) -> ApiKey | None:
     """api_key_find(), remembered per process for two seconds: a revocation applies within 2 s."""
     now = time.monotonic()
     hit = _key_cache.get(secret)
@@ -43,7 +43,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         kind, _, secret = header.partition(" ")
         if kind != self.keyword or not secret.strip():
             raise exceptions.AuthenticationFailed('Use "Authorization: Bearer <API key>".')
-        api_key = _cached_key(secret.strip())
+        api_key = cached_api_key(secret.strip())
         if api_key is None:
             raise exceptions.AuthenticationFailed("Unknown API key.")
         if not api_key.is_active:
