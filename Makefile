@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test install browsers lint format bench-seed bench-ingest clean
+.PHONY: demo test install browsers lint format bench-seed bench-ingest bench-live clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,9 @@ format: install
 
 bench-seed: install
 	$(PY) -m config.launcher run -- $(PY) bench/seed.py
+
+bench-live: install
+	$(PY) -m config.launcher run -- $(PY) bench/live.py $(BENCH_ARGS)
 
 bench-ingest: install
 	$(PY) -m config.launcher run -- $(PY) bench/ingest.py $(BENCH_ARGS)
