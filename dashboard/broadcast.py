@@ -141,13 +141,33 @@ def pulse_tick() -> int:
     pipe.delete(dirty_key())
     members, _ = pipe.execute()
     for org in Organization.objects.filter(pk__in=[int(m) for m in members]):
-        context = live_context(org)
-        publish(
-            org_group(org.pk),
-            render_to_string("dashboard/partials/_live.html", {**context, "oob": True}),
-        )
+        context = {**live_context(org), "oob": True}
+        frame = _changed_fragments(org.pk, context, render_to_string)
+        if frame:
+            publish(org_group(org.pk), frame)
         _publish_stream(org, context)
     return len(members)
+
+
+LIVE_FRAGMENTS = (
+    "dashboard/partials/_live_metrics.html",
+    "dashboard/partials/_feed_rows.html",
+    "dashboard/partials/_employee_cards.html",
+    "dashboard/partials/_activity_rows.html",
+)
+_last_rendered: dict[tuple[int, str], str] = {}  # (org id, template) -> HTML last published
+
+
+def _changed_fragments(org_id: int, context: dict, render) -> str:
+    """Only the fragments whose HTML changed since this pulse last published them for the org:
+    every byte saved here is saved once per open dashboard."""
+    parts = []
+    for template in LIVE_FRAGMENTS:
+        html = render(template, context)
+        if _last_rendered.get((org_id, template)) != html:
+            _last_rendered[(org_id, template)] = html
+            parts.append(html)
+    return "".join(parts)
 
 
 _stream_seen: dict[int, str] = {}  # org id -> timestamp of the newest event already streamed
