@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, time
+from datetime import UTC, datetime, time
 
 import orjson
 from django.db.models import Avg, Count, Q, Sum
@@ -258,3 +258,31 @@ def ai_employee_cards(*, org: Organization, now: datetime | None = None) -> list
             latest=latest.get(bot.slug),
         ))  # fmt: skip
     return cards
+
+
+@dataclass(frozen=True)
+class MinutePoint:
+    minute: datetime
+    messages: int
+    p95_ms: float | None
+
+
+def live_minute_series(
+    *, org: Organization, points: int = 20, now: datetime | None = None
+) -> list[MinutePoint]:
+    """Messages per minute and p95 response time for the last `points` minutes (oldest first)."""
+    now = now or timezone.now()
+    current = epoch_minute(now)
+    minutes = range(current - points + 1, current + 1)
+    pipe = get_redis().pipeline(transaction=False)
+    for minute in minutes:
+        pipe.hmget(org_key(org.pk, "m", minute), "in", "out")
+        pipe.hgetall(org_key(org.pk, "h", minute))
+    replies = pipe.execute()
+    series = []
+    for i, minute in enumerate(minutes):
+        inbound, outbound = replies[2 * i]
+        (p95,) = sketch.quantiles(sketch.merge([replies[2 * i + 1]]), (0.95,))
+        messages = int(inbound or 0) + int(outbound or 0)
+        series.append(MinutePoint(datetime.fromtimestamp(minute * 60, tz=UTC), messages, p95))
+    return series

@@ -154,6 +154,7 @@ LIVE_FRAGMENTS = (
     "dashboard/partials/_feed_rows.html",
     "dashboard/partials/_employee_cards.html",
     "dashboard/partials/_activity_rows.html",
+    "dashboard/partials/_activity_chart.html",
 )
 _last_rendered: dict[tuple[int, str], str] = {}  # (org id, template) -> HTML last published
 

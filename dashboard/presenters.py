@@ -15,8 +15,10 @@ from analytics.selectors import (
     ai_employee_cards,
     live_activities,
     live_feed,
+    live_minute_series,
     live_snapshot,
 )
+from dashboard.charts import activity_figure
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,10 @@ def live_context(org) -> dict:
     """Everything the live part of the org page shows; the page, polling and pulse share it."""
     try:
         snapshot = live_snapshot(org=org)
+        series = live_minute_series(org=org)
         return {
+            "activity_series": series,
+            "activity_figure": activity_figure(series),
             "metrics": asdict(snapshot),
             "cards": live_cards(snapshot),
             "feed": feed_items(live_feed(org=org)),

@@ -33,6 +33,24 @@
     pollTimer = null;
   }
 
+  // Charts are drawn from the JSON the server renders next to them and updated in place.
+  function drawCharts() {
+    var holder = document.getElementById("chart-activity");
+    var source = document.getElementById("chart-activity-figure");
+    if (!holder || !source || !window.Plotly) return;
+    var figure = JSON.parse(source.textContent);
+    var style = getComputedStyle(document.body);
+    figure.layout.font = { color: style.color, family: style.fontFamily };
+    figure.layout.xaxis.gridcolor = figure.layout.yaxis.gridcolor = style.getPropertyValue("--border");
+    Plotly.react(holder, figure.data, figure.layout, { displayModeBar: false, responsive: true });
+  }
+  document.body.addEventListener("htmx:oobAfterSwap", function (event) {
+    if (event.detail.target && event.detail.target.id === "chart-activity-data") drawCharts();
+  });
+  document.body.addEventListener("htmx:afterSettle", drawCharts);
+  document.addEventListener("botflow:theme", drawCharts);
+  drawCharts();
+
   document.body.addEventListener("htmx:wsOpen", function () {
     stopPolling();
     show("live", "Live");

@@ -16,6 +16,7 @@
     root.dataset.theme = isDark() ? "light" : "dark";
     try { localStorage.setItem("botflow-theme", root.dataset.theme); } catch (e) {}
     render();
+    document.dispatchEvent(new Event("botflow:theme"));
   });
   media.addEventListener("change", render);
   render();

@@ -150,3 +150,20 @@ def test_it_shows_new_events_live_and_reconnects(page: Page, servers, alice, org
     expect(status).to_have_text("Live", timeout=20_000)
     ingest(servers, key, 2)
     expect(messages).to_have_text("14", timeout=1_000)
+
+
+def test_the_activity_chart_draws_and_grows_in_place(page: Page, servers, alice, org, bot):
+    key = api_key_create(organization=org, name="chart", scopes="ingest").secret
+    sign_in_at(page, servers.url, "alice")
+    expect(page.locator("#connection-status")).to_have_text("Live", timeout=10_000)
+    chart = page.locator("#chart-activity .main-svg").first
+    expect(chart).to_be_visible(timeout=5_000)
+    page.evaluate("document.getElementById('chart-activity').dataset.marker = 'same-node'")
+    ingest(servers, key, 6)
+    expect(page.locator("#chart-activity-data table tbody tr").last).to_contain_text(
+        "6", timeout=2_000
+    )
+    bars = "document.querySelectorAll('#chart-activity .bars .point').length"
+    page.wait_for_function(f"{bars} >= 1", timeout=2_000)
+    # updated with Plotly.react on the same element, not by replacing the chart's DOM
+    assert page.evaluate("document.getElementById('chart-activity').dataset.marker") == "same-node"

@@ -256,3 +256,20 @@ def test_a_rebuild_restores_todays_employee_counts(org, now, redis_client, setti
     [card] = ai_employee_cards(org=org, now=now)
     assert (card.bookings, card.revenue, card.status) == (1, 150.0, "active")
     assert live_activities(org=org)[0]["description"] == "Booked"
+
+
+def test_the_minute_series_counts_messages_and_p95_per_minute(org, bot, now):
+    from analytics.selectors import live_minute_series
+
+    events = [
+        message(
+            "c1", "outbound", now - timedelta(minutes=2), response_time_ms=rt, outcome="success"
+        )
+        for rt in (100, 200, 300, 400, 5000)
+    ] + [message("c1", "inbound", now)]
+    events_ingest(org=org, events=events, now=now)
+    series = live_minute_series(org=org, points=5, now=now)
+    assert len(series) == 5 and series[-1].minute.minute == now.minute
+    assert [p.messages for p in series] == [0, 0, 5, 0, 1]
+    assert series[2].p95_ms == pytest.approx(400, rel=0.02)  # lower-rank p95 of five values
+    assert series[4].p95_ms is None  # no replies in this minute
