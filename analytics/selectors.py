@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 
 import orjson
 from django.db.models import Avg, Count, Q, Sum
 from django.utils import timezone
 
 from analytics import sketch
-from analytics.models import Activity, Bot, Conversation, Direction, Message, Organization, Outcome
+from analytics.models import (
+    Activity,
+    Bot,
+    Campaign,
+    Conversation,
+    Direction,
+    Message,
+    Organization,
+    Outcome,
+)
 from analytics.redis import get_redis
 from analytics.services.live import ACTIVE_WINDOW, bot_key, epoch_minute, org_key
 
@@ -286,3 +295,67 @@ def live_minute_series(
         messages = int(inbound or 0) + int(outbound or 0)
         series.append(MinutePoint(datetime.fromtimestamp(minute * 60, tz=UTC), messages, p95))
     return series
+
+
+CALL_OUTCOME_ORDER = ("answered", "converted", "busy", "no_answer", "failed", "opt_out")
+
+
+@dataclass(frozen=True)
+class CampaignStatus:
+    campaign: Campaign
+    attempts: int  # calls started today (org time zone)
+    outcomes: dict[str, int]
+    active_calls: int
+    dialing_per_min: float  # calls started over the last 10 minutes, per minute
+    queue_depth: float | None  # latest `queue_depth` gauge of the campaign
+
+    @property
+    def answer_rate(self) -> float | None:
+        done = sum(self.outcomes.values())
+        answered = self.outcomes.get("answered", 0) + self.outcomes.get("converted", 0)
+        return 100.0 * answered / done if done else None
+
+    @property
+    def conversion_rate(self) -> float | None:
+        done = sum(self.outcomes.values())
+        return 100.0 * self.outcomes.get("converted", 0) / done if done else None
+
+
+def campaign_status_list(*, org: Organization, now: datetime | None = None) -> list[CampaignStatus]:
+    """Today's calls, outcomes and live queue of every campaign of the org (active ones first)."""
+    now = now or timezone.now()
+    campaigns = list(Campaign.objects.for_org(org).order_by("status", "name"))
+    if not campaigns:
+        return []
+    conversations = Conversation.objects.for_org(org).filter(campaign__isnull=False)
+    today = conversations.filter(started_at__gte=org_day_start(org, now))
+    attempts = dict(today.values_list("campaign_id").annotate(n=Count("id")))
+    outcomes: dict[int, dict[str, int]] = {}
+    for campaign_id, outcome, n in (
+        today.exclude(call_outcome="")
+        .values_list("campaign_id", "call_outcome")
+        .annotate(n=Count("id"))
+    ):
+        outcomes.setdefault(campaign_id, {})[outcome] = n
+    active = dict(
+        conversations.filter(ended_at__isnull=True, last_activity_at__gte=now - ACTIVE_WINDOW)
+        .values_list("campaign_id")
+        .annotate(n=Count("id"))
+    )
+    recent = dict(
+        conversations.filter(started_at__gte=now - timedelta(minutes=10))
+        .values_list("campaign_id")
+        .annotate(n=Count("id"))
+    )
+    gauges = live_gauges(org=org)
+    return [
+        CampaignStatus(
+            campaign=c,
+            attempts=attempts.get(c.pk, 0),
+            outcomes={o: outcomes.get(c.pk, {}).get(o, 0) for o in CALL_OUTCOME_ORDER},
+            active_calls=active.get(c.pk, 0),
+            dialing_per_min=recent.get(c.pk, 0) / 10,
+            queue_depth=(gauges.get(f"{c.slug}:queue_depth") or {}).get("value"),
+        )
+        for c in campaigns
+    ]

@@ -155,6 +155,7 @@ LIVE_FRAGMENTS = (
     "dashboard/partials/_employee_cards.html",
     "dashboard/partials/_activity_rows.html",
     "dashboard/partials/_activity_chart.html",
+    "dashboard/partials/_campaign_panel.html",
 )
 _last_rendered: dict[tuple[int, str], str] = {}  # (org id, template) -> HTML last published
 

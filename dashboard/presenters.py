@@ -10,9 +10,11 @@ from django.utils import timezone
 from django.utils.timesince import timesince
 
 from analytics.selectors import (
+    CampaignStatus,
     LiveFigure,
     LiveSnapshot,
     ai_employee_cards,
+    campaign_status_list,
     live_activities,
     live_feed,
     live_minute_series,
@@ -117,6 +119,7 @@ def live_context(org) -> dict:
             "feed": feed_items(live_feed(org=org)),
             "employees": ai_employee_cards(org=org),
             "activities": [_timed(a) for a in live_activities(org=org, limit=10)],
+            "campaigns": [CampaignView(c) for c in campaign_status_list(org=org)],
         }
     except redis.RedisError:
         # The page still renders from PostgreSQL; the live figures come back with Redis.
@@ -127,3 +130,25 @@ def live_context(org) -> dict:
             "employees": [],
             "activities": [],
         }
+
+
+OUTCOME_LABELS = {"answered": "Answered", "converted": "Converted", "busy": "Busy",
+                  "no_answer": "No answer", "failed": "Failed", "opt_out": "Opted out"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class CampaignView:
+    """A campaign's status plus its outcome bars (widths relative to the largest outcome)."""
+
+    status: CampaignStatus
+
+    def __getattr__(self, name):
+        return getattr(self.status, name)
+
+    @property
+    def outcome_bars(self) -> list[tuple[dict, int]]:
+        top = max(self.status.outcomes.values(), default=0) or 1
+        return [
+            ({"key": key, "label": OUTCOME_LABELS[key], "percent": round(100 * n / top)}, n)
+            for key, n in self.status.outcomes.items()
+        ]

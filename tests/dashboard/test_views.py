@@ -153,3 +153,57 @@ def test_without_redis_the_org_page_still_renders(client, bob, org, bot, setting
     assert response.status_code == 200
     page = response.content.decode()
     assert 'id="metric-active-now"' in page and "Support Assistant" in page
+
+
+def test_the_campaign_panel_shows_todays_calls_outcomes_and_queue(client, bob, org, bot):
+    from analytics.services.ingest import events_ingest
+    from tests.factories import CampaignFactory
+
+    CampaignFactory(organization=org, slug="winter", name="Winter Renewals", bot=bot)
+    events = []
+    for i, outcome in enumerate(["answered", "converted", "busy", "no_answer"]):
+        conv = f"call-{i}"
+        events += [
+            {
+                "id": str(uuid.uuid4()),
+                "type": "conversation.started",
+                "bot": "support-bot",
+                "conversation": conv,
+                "campaign": "winter",
+            },
+            {
+                "id": str(uuid.uuid4()),
+                "type": "conversation.ended",
+                "bot": "support-bot",
+                "conversation": conv,
+                "status": "resolved",
+                "call_outcome": outcome,
+            },
+        ]
+    events.append(
+        {
+            "id": str(uuid.uuid4()),
+            "type": "conversation.started",
+            "bot": "support-bot",
+            "conversation": "call-live",
+            "campaign": "winter",
+        }
+    )
+    events.append(
+        {
+            "id": str(uuid.uuid4()),
+            "type": "gauge",
+            "bot": "support-bot",
+            "name": "queue_depth",
+            "value": 87,
+            "campaign": "winter",
+        }
+    )
+    assert events_ingest(org=org, events=events).accepted == len(events)
+    client.force_login(bob)
+    response = client.get("/o/acme/")
+    [campaign] = response.context["campaigns"]
+    assert (campaign.attempts, campaign.active_calls, campaign.queue_depth) == (5, 1, 87.0)
+    assert campaign.answer_rate == 50.0 and campaign.conversion_rate == 25.0
+    page = response.content.decode()
+    assert "Winter Renewals" in page and "Opted out" in page

@@ -4,7 +4,7 @@ import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Page
 
-from tests.factories import BotFactory, ConversationFactory, MessageFactory
+from tests.factories import BotFactory, CampaignFactory, ConversationFactory, MessageFactory
 
 AXE_OPTIONS = {"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]}}
 
@@ -28,7 +28,8 @@ def test_the_sign_in_page_has_no_serious_violations(page: Page, live_server, sch
 @pytest.mark.parametrize(("scheme", "width"), [("light", 1280), ("dark", 1280), ("light", 390)])
 def test_the_org_page_has_no_serious_violations(page: Page, sign_in, alice, org, scheme, width):
     bot = BotFactory(organization=org, name="Luna", kind="ai_employee", persona="Customer Success")
-    MessageFactory(conversation=ConversationFactory(bot=bot))
+    campaign = CampaignFactory(organization=org, name="Winter Renewals", bot=bot)
+    MessageFactory(conversation=ConversationFactory(bot=bot, campaign=campaign, call_outcome="converted"))
     page.set_viewport_size({"width": width, "height": 900})
     page.emulate_media(color_scheme=scheme)
     sign_in("alice")
