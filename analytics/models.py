@@ -319,13 +319,7 @@ class Message(TenantModel):
     conversation in the same transaction, and Django still cascades deletes.
     """
 
-    organization = models.ForeignKey(
-        Organization,
-        on_delete=models.CASCADE,
-        related_name="+",
-        db_index=False,
-        db_constraint=False,
-    )
+    organization = _unenforced_fk(Organization)
     # Covered by the composite indexes below; single-column ones would only slow ingestion.
     bot = _unenforced_fk(Bot)
     conversation = _unenforced_fk(Conversation, related_name="messages")
@@ -412,13 +406,7 @@ class EventReceipt(TenantModel):
     """One row per accepted event id: the idempotency key of ingestion, for all event types."""
 
     # Not enforced by PostgreSQL, like Message's keys: ingestion writes it for every event.
-    organization = models.ForeignKey(
-        Organization,
-        on_delete=models.CASCADE,
-        related_name="+",
-        db_index=False,
-        db_constraint=False,
-    )
+    organization = _unenforced_fk(Organization)
 
     event_id = models.UUIDField()
     type = models.CharField(max_length=32)
