@@ -359,3 +359,10 @@ def campaign_status_list(*, org: Organization, now: datetime | None = None) -> l
         )
         for c in campaigns
     ]
+
+
+def ingest_rate_per_minute(*, org: Organization, now: datetime | None = None) -> int:
+    """Messages received and sent in the last full minute."""
+    minute = epoch_minute(now or timezone.now()) - 1
+    inbound, outbound = get_redis().hmget(org_key(org.pk, "m", minute), "in", "out")
+    return int(inbound or 0) + int(outbound or 0)

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -99,6 +102,7 @@ class Hub:
                 async with client.pubsub() as pubsub:
                     await pubsub.psubscribe(prefix + "*")
                     self.ready.set()
+                    next_report = 0.0
                     while self.groups:
                         message = await pubsub.get_message(
                             ignore_subscribe_messages=True, timeout=1.0
@@ -106,12 +110,38 @@ class Hub:
                         if message and message["type"] == "pmessage":
                             group = message["channel"].decode()[len(prefix) :]
                             self.dispatch(group, message["data"].decode())
+                        if time.monotonic() >= next_report:
+                            next_report = time.monotonic() + VIEWER_REPORT_SECONDS
+                            await self._report_viewers(client)
             except (redis.RedisError, OSError) as exc:
                 self.ready.clear()
                 log.warning("live hub lost Redis (%s); retrying in 1 s", exc)
                 await asyncio.sleep(1)
             finally:
                 await client.aclose()
+
+    async def _report_viewers(self, client) -> None:
+        """Each process reports its open dashboards per org; the health panel sums the processes."""
+        pipe = client.pipeline(transaction=False)
+        for group, members in self.groups.items():
+            if group.startswith("org."):
+                key = viewers_key(int(group[4:]))
+                pipe.hset(key, PROCESS_ID, len(members))
+                pipe.expire(key, VIEWER_REPORT_SECONDS * 3)
+        await pipe.execute()
+
+
+VIEWER_REPORT_SECONDS = 5
+PROCESS_ID = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def viewers_key(org_id: int) -> str:
+    return f"{settings.LIVE_KEY_PREFIX}:viewers:{org_id}"
+
+
+def connected_viewers(org_id: int) -> int:
+    """Open dashboards of an org across web processes (as last reported, within ~5 s)."""
+    return sum(int(v) for v in get_redis().hvals(viewers_key(org_id)))
 
 
 _hubs: dict[asyncio.AbstractEventLoop, Hub] = {}
@@ -156,6 +186,7 @@ LIVE_FRAGMENTS = (
     "dashboard/partials/_activity_rows.html",
     "dashboard/partials/_activity_chart.html",
     "dashboard/partials/_campaign_panel.html",
+    "dashboard/partials/_system_health.html",
 )
 _last_rendered: dict[tuple[int, str], str] = {}  # (org id, template) -> HTML last published
 

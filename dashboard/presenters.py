@@ -15,6 +15,7 @@ from analytics.selectors import (
     LiveSnapshot,
     ai_employee_cards,
     campaign_status_list,
+    ingest_rate_per_minute,
     live_activities,
     live_feed,
     live_minute_series,
@@ -111,6 +112,7 @@ def live_context(org) -> dict:
     try:
         snapshot = live_snapshot(org=org)
         series = live_minute_series(org=org)
+        campaigns = [CampaignView(c) for c in campaign_status_list(org=org)]
         return {
             "activity_series": series,
             "activity_figure": activity_figure(series),
@@ -119,7 +121,8 @@ def live_context(org) -> dict:
             "feed": feed_items(live_feed(org=org)),
             "employees": ai_employee_cards(org=org),
             "activities": [_timed(a) for a in live_activities(org=org, limit=10)],
-            "campaigns": [CampaignView(c) for c in campaign_status_list(org=org)],
+            "campaigns": campaigns,
+            "health": system_health(org, campaigns),
         }
     except redis.RedisError:
         # The page still renders from PostgreSQL; the live figures come back with Redis.
@@ -152,3 +155,33 @@ class CampaignView:
             ({"key": key, "label": OUTCOME_LABELS[key], "percent": round(100 * n / top)}, n)
             for key, n in self.status.outcomes.items()
         ]
+
+
+@dataclass(frozen=True)
+class Health:
+    cpu_percent: float
+    memory_percent: float
+    answer_rate: float | None
+    active_campaigns: int
+    messages_per_minute: int
+    viewers: int
+
+
+def system_health(org, campaigns: list) -> Health:
+    """The health panel: this machine's load (where pulse runs), calls answered, traffic, viewers."""
+    import psutil
+
+    from dashboard.broadcast import connected_viewers
+
+    done = sum(sum(c.outcomes.values()) for c in campaigns)
+    answered = sum(
+        c.outcomes.get("answered", 0) + c.outcomes.get("converted", 0) for c in campaigns
+    )
+    return Health(
+        cpu_percent=psutil.cpu_percent(interval=None),
+        memory_percent=psutil.virtual_memory().percent,
+        answer_rate=100.0 * answered / done if done else None,
+        active_campaigns=sum(1 for c in campaigns if c.campaign.status == "active"),
+        messages_per_minute=ingest_rate_per_minute(org=org),
+        viewers=connected_viewers(org.pk),
+    )

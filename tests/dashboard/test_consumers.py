@@ -11,7 +11,7 @@ from django.test import Client
 
 from analytics.services.ingest import events_ingest
 from config.asgi import application
-from dashboard.broadcast import get_hub, org_group, publish, pulse_tick
+from dashboard.broadcast import connected_viewers, get_hub, org_group, publish, pulse_tick
 
 
 def session_headers(user, origin=b"http://testserver"):

@@ -207,3 +207,6 @@ def test_the_campaign_panel_shows_todays_calls_outcomes_and_queue(client, bob, o
     assert campaign.answer_rate == 50.0 and campaign.conversion_rate == 25.0
     page = response.content.decode()
     assert "Winter Renewals" in page and "Opted out" in page
+    health = response.context["health"]
+    assert (health.answer_rate, health.active_campaigns) == (50.0, 1)
+    assert 'id="system-health"' in page

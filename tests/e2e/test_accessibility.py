@@ -29,7 +29,9 @@ def test_the_sign_in_page_has_no_serious_violations(page: Page, live_server, sch
 def test_the_org_page_has_no_serious_violations(page: Page, sign_in, alice, org, scheme, width):
     bot = BotFactory(organization=org, name="Luna", kind="ai_employee", persona="Customer Success")
     campaign = CampaignFactory(organization=org, name="Winter Renewals", bot=bot)
-    MessageFactory(conversation=ConversationFactory(bot=bot, campaign=campaign, call_outcome="converted"))
+    MessageFactory(
+        conversation=ConversationFactory(bot=bot, campaign=campaign, call_outcome="converted")
+    )
     page.set_viewport_size({"width": width, "height": 900})
     page.emulate_media(color_scheme=scheme)
     sign_in("alice")
