@@ -118,7 +118,7 @@ async def run_clients(port: int, session: str, n: int, seconds: float, sent: lis
                     while seen < len(sent) and sent[seen] < now:
                         latencies.append(now - sent[seen])
                         seen += 1
-        except (websockets.ConnectionClosed, OSError):
+        except (websockets.exceptions.WebSocketException, OSError, TimeoutError):
             dropped += 1
 
     stop = asyncio.Event()
