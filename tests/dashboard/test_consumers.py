@@ -107,6 +107,15 @@ def test_a_member_receives_the_rendered_cards_after_a_batch(org, other_org, bot,
         assert (
             "&lt;b&gt;m5&lt;/b&gt;" in frame and "<b>m5</b>" not in frame
         )  # customer text escaped
+        for root in (
+            "ai-employees",
+            "activity-feed",
+            "chart-activity-data",
+            "campaign-panel",
+            "system-health",
+        ):
+            assert f'id="{root}" hx-swap-oob="true"' in frame, root
+        assert await sync_to_async(connected_viewers)(org.pk) == 1  # reported by this process's hub
         # another org's frame never reaches this socket
         await sync_to_async(publish)(org_group(other_org.pk), "<div>globex</div>")
         assert await communicator.receive_nothing(timeout=0.5)
