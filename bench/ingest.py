@@ -19,26 +19,16 @@ import argparse
 import http.client
 import os
 import platform
-import socket
 import statistics
-import subprocess
-import sys
 import threading
 import time
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 
 import orjson
-from scratch import ROOT, raw_copy_rate, scratch_database
+from scratch import free_port, raw_copy_rate, scratch_database, start_web, stop
 
 BENCH_DB = "botflow_bench_ingest"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_batches(count: int, size: int) -> list[tuple[bytes, int]]:
@@ -120,19 +110,6 @@ def setup_org(scratch) -> str:
     return out.strip().splitlines()[-1]
 
 
-def wait_for(port: int, timeout: float = 30) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/healthz")
-            if conn.getresponse().status == 200:
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit(f"web process on port {port} did not become healthy")
-
-
 def new_totals() -> dict:
     return {"latencies": [], "accepted": 0, "messages": 0, "errors": 0, "finished_at": 0.0}
 
@@ -190,20 +167,9 @@ def main() -> None:
         print(f"pre-encoding {count:,} batches of {args.batch} events ...", flush=True)
         batches = make_batches(count, args.batch)
         ports = [free_port() for _ in range(args.web)]
-        daphne = str(Path(sys.executable).parent / "daphne")
-        webs = [
-            subprocess.Popen(
-                [daphne, "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
-                cwd=ROOT,
-                env=scratch.env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            for port in ports
-        ]
+        webs = []
         try:
-            for port in ports:
-                wait_for(port)
+            webs = [start_web(scratch, port) for port in ports]
             # warm up each process (imports, connections) outside the measured window
             warm = make_batches(args.web * 2, args.batch)
             for i, port in enumerate(ports):
@@ -238,10 +204,7 @@ def main() -> None:
                 t.join()
             elapsed = out["finished_at"] - started
         finally:
-            for web in webs:
-                web.terminate()
-            for web in webs:
-                web.wait(timeout=15)
+            stop(*webs)
         with scratch.connect() as conn:
             stored = conn.execute("SELECT count(*) FROM analytics_message").fetchone()[0]
             copy_rate = raw_copy_rate(conn)

@@ -18,9 +18,7 @@ import asyncio
 import http.client
 import os
 import platform
-import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -30,15 +28,9 @@ from pathlib import Path
 
 import orjson
 import websockets
-from scratch import ROOT, scratch_database
+from scratch import free_port, scratch_database, start, start_web, stop
 
 BENCH_DB = "botflow_bench_live"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def setup(scratch) -> tuple[str, str]:
@@ -158,24 +150,11 @@ def main() -> None:
         )
         session, key = setup(scratch)
         port = free_port()
-        daphne = str(Path(sys.executable).parent / "daphne")
-        web = subprocess.Popen(
-            [daphne, "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
-            cwd=ROOT,
-            env=scratch.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        pulse = subprocess.Popen(
-            [sys.executable, "manage.py", "pulse"],
-            cwd=ROOT,
-            env=scratch.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        web = start_web(scratch, port)
+        pulse = start(scratch, sys.executable, "manage.py", "pulse")
         rows = []
         try:
-            time.sleep(3)
+            time.sleep(3)  # pulse imports Django and subscribes
             for n in args.clients:
                 sent: list[float] = []
                 deadline = time.time() + args.seconds + 2.5
@@ -199,13 +178,7 @@ def main() -> None:
                     )
                 )
         finally:
-            for proc in (web, pulse):
-                proc.terminate()
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            stop(web, pulse)
 
     print(
         f"\nlive benchmark · {datetime.now(UTC):%Y-%m-%d %H:%M} UTC · {platform.node()} · {os.cpu_count()} cores · "

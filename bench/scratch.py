@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -94,3 +96,45 @@ def raw_copy_rate(conn: psycopg.Connection, rows: int = 200_000) -> float:
     rate = rows / (time.perf_counter() - started)
     conn.execute("DROP TABLE bench_msg_copy")
     return rate
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(scratch: Scratch, *args: str) -> subprocess.Popen:
+    """A product process (`daphne …`, `manage.py pulse`) on the scratch database, output discarded."""
+    return subprocess.Popen(
+        list(args), cwd=ROOT, env=scratch.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
+def start_web(scratch: Scratch, port: int) -> subprocess.Popen:
+    """A daphne web process on `port`, returned once /healthz answers 200."""
+    daphne = str(Path(sys.executable).parent / "daphne")
+    web = start(scratch, daphne, "-b", "127.0.0.1", "-p", str(port), "config.asgi:application")
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                return web
+        except OSError:
+            time.sleep(0.2)
+    web.kill()
+    raise SystemExit(f"web process on port {port} did not become healthy")
+
+
+def stop(*processes: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL after 10 s (daphne may linger while WebSockets are open)."""
+    for proc in processes:
+        proc.terminate()
+    for proc in processes:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
