@@ -11,7 +11,8 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.http import Http404
 
 from analytics.tenancy import get_org_for_user
-from dashboard.broadcast import Subscriber, get_hub, org_group, stream_bot_group, stream_group
+from dashboard.broadcast import org_group, stream_bot_group, stream_group
+from dashboard.hub import Subscriber, get_hub
 
 CLOSE_FORBIDDEN = 4403  # not signed in, or not a member of this org
 CLOSE_TOO_SLOW = 4408  # the client fell too far behind

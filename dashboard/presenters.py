@@ -171,7 +171,7 @@ def system_health(org, campaigns: list) -> Health:
     """The health panel: this machine's load (where pulse runs), calls answered, traffic, viewers."""
     import psutil
 
-    from dashboard.broadcast import connected_viewers
+    from dashboard.hub import connected_viewers
 
     done = sum(sum(c.outcomes.values()) for c in campaigns)
     answered = sum(

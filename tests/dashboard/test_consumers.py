@@ -11,7 +11,8 @@ from django.test import Client
 
 from analytics.services.ingest import events_ingest
 from config.asgi import application
-from dashboard.broadcast import connected_viewers, get_hub, org_group, publish, pulse_tick
+from dashboard.broadcast import org_group, publish, pulse_tick
+from dashboard.hub import connected_viewers, get_hub
 
 
 def session_headers(user, origin=b"http://testserver"):
@@ -126,7 +127,7 @@ def test_a_member_receives_the_rendered_cards_after_a_batch(org, other_org, bot,
 
 
 def test_a_client_that_stops_reading_is_dropped_not_waited_for():
-    from dashboard.broadcast import QUEUE_SIZE, Subscriber
+    from dashboard.hub import QUEUE_SIZE, Subscriber
 
     async def scenario():
         closed = []

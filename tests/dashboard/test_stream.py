@@ -11,7 +11,8 @@ from channels.testing import WebsocketCommunicator
 from analytics.services.api_keys import api_key_create
 from analytics.services.ingest import events_ingest
 from config.asgi import application
-from dashboard.broadcast import get_hub, pulse_tick
+from dashboard.broadcast import pulse_tick
+from dashboard.hub import get_hub
 from tests.dashboard.test_consumers import run
 from tests.factories import BotFactory
 
