@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 
 import orjson
+from django.db import connection
 from django.db.models import Avg, Count, Q, Sum
 from django.utils import timezone
 
@@ -13,6 +15,7 @@ from analytics import sketch
 from analytics.models import (
     Activity,
     Bot,
+    BotHourlyRollup,
     Campaign,
     Conversation,
     Direction,
@@ -21,7 +24,14 @@ from analytics.models import (
     Outcome,
 )
 from analytics.redis import get_redis
-from analytics.services.live import ACTIVE_WINDOW, bot_key, epoch_minute, org_key
+from analytics.services.live import (
+    ACTIVE_WINDOW,
+    MINUTE_TTL,
+    bot_key,
+    epoch_minute,
+    org_bot_ids,
+    org_key,
+)
 
 
 def org_day_start(org: Organization, now: datetime | None = None) -> datetime:
@@ -277,16 +287,20 @@ class MinutePoint:
 
 
 def live_minute_series(
-    *, org: Organization, points: int = 20, now: datetime | None = None
+    *, org: Organization, bot: Bot | None = None, points: int = 20, now: datetime | None = None
 ) -> list[MinutePoint]:
-    """Messages per minute and p95 response time for the last `points` minutes (oldest first)."""
+    """Messages per minute and p95 response time for the last `points` minutes (oldest first),
+    for the org or one of its bots."""
     now = now or timezone.now()
+    if bot is not None and bot.organization_id != org.pk:
+        raise ValueError("bot is not in this organization")
+    key = functools.partial(bot_key, bot.pk) if bot else functools.partial(org_key, org.pk)
     current = epoch_minute(now)
     minutes = range(current - points + 1, current + 1)
     pipe = get_redis().pipeline(transaction=False)
     for minute in minutes:
-        pipe.hmget(org_key(org.pk, "m", minute), "in", "out")
-        pipe.hgetall(org_key(org.pk, "h", minute))
+        pipe.hmget(key("m", minute), "in", "out")
+        pipe.hgetall(key("h", minute))
     replies = pipe.execute()
     series = []
     for i, minute in enumerate(minutes):
@@ -366,3 +380,257 @@ def ingest_rate_per_minute(*, org: Organization, now: datetime | None = None) ->
     minute = epoch_minute(now or timezone.now()) - 1
     inbound, outbound = get_redis().hmget(org_key(org.pk, "m", minute), "in", "out")
     return int(inbound or 0) + int(outbound or 0)
+
+
+# --- chart series: hourly rollups for completed hours, live minute counters for the rest -------
+#
+# A completed UTC hour the org has BotHourlyRollup rows for is read from those rows (histograms
+# merged, never a percentile over raw messages); every other minute of the range (the current
+# hour, a recent hour not rolled up yet) comes from the live minute keys in Redis, which keep
+# three days. An hour found in neither is a gap.
+
+HOUR = timedelta(hours=1)
+_LIVE_FIELDS = ("in", "out", "ok", "fail", "fb", "rt_n", "rt_sum")
+
+
+@dataclass(frozen=True)
+class Period:
+    key: str
+    label: str
+    bucket_hours: int  # 1 or 3 (aligned to the org's clock) or 24 (a calendar day, org time zone)
+    buckets: int
+
+
+PERIODS = {
+    p.key: p
+    for p in (
+        Period("24h", "Last 24 hours", 1, 24),
+        Period("7d", "Last 7 days", 3, 56),
+        Period("30d", "Last 30 days", 24, 30),
+    )
+}
+DEFAULT_PERIOD = PERIODS["24h"]
+
+
+def period_get(key: str | None) -> Period:
+    """The period named `key` ("24h", "7d" or "30d"); the default period for anything else."""
+    return PERIODS.get(key or "", DEFAULT_PERIOD)
+
+
+@dataclass(frozen=True)
+class ResponseTimePoint:
+    start: datetime  # start of the bucket, in the org's time zone
+    responses: int  # replies that carried a response time
+    avg_ms: float | None
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+
+
+@dataclass(frozen=True)
+class VolumePoint:
+    start: datetime
+    inbound: int
+    outbound: int
+
+
+@dataclass
+class _Totals:
+    inbound: int = 0
+    outbound: int = 0
+    ok: int = 0
+    fail: int = 0
+    fb: int = 0
+    rt_n: int = 0
+    rt_sum: int = 0
+    hists: list = None  # histograms to merge with sketch.merge
+
+    def add(self, inbound=0, outbound=0, ok=0, fail=0, fb=0, rt_n=0, rt_sum=0, hist=None):
+        self.inbound += inbound
+        self.outbound += outbound
+        self.ok += ok
+        self.fail += fail
+        self.fb += fb
+        self.rt_n += rt_n
+        self.rt_sum += rt_sum
+        if hist:
+            self.hists = [*(self.hists or ()), hist]
+
+
+def _floor_hour(at: datetime) -> datetime:
+    return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def _period_buckets(
+    org: Organization, period: Period, now: datetime
+) -> tuple[list[datetime], dict[datetime, int]]:
+    """Bucket starts (org time zone, oldest first) and the bucket index of each UTC hour."""
+    tz, current = org.tz, _floor_hour(now)
+    span = (period.buckets + 1) * period.bucket_hours + 2  # a spare bucket and DST slack
+    keyed: dict[object, list[datetime]] = {}
+    for i in range(span - 1, -1, -1):
+        hour = current - i * HOUR
+        local = hour.astimezone(tz)
+        if period.bucket_hours == 1:
+            key = hour  # two UTC hours can share a local wall-clock hour (DST ends)
+        elif period.bucket_hours == 24:
+            key = local.date()
+        else:
+            key = (local.date(), local.hour // period.bucket_hours)
+        keyed.setdefault(key, []).append(hour)
+    starts, index = [], {}
+    for key in list(keyed)[-period.buckets :]:
+        hours = keyed[key]
+        if period.bucket_hours == 1:
+            start = key.astimezone(tz)
+        elif period.bucket_hours == 24:
+            start = datetime.combine(key, time.min, tzinfo=tz)
+        else:
+            start = datetime.combine(key[0], time(key[1] * period.bucket_hours), tzinfo=tz)
+        for hour in hours:
+            index[hour] = len(starts)
+        starts.append(start)
+    return starts, index
+
+
+def _scoped_bot_ids(org: Organization, bots) -> tuple[list[int], list[int] | None]:
+    """All bot ids of the org, and the ids asked for (None: the whole org)."""
+    all_ids = org_bot_ids(org)
+    if bots is None:
+        return all_ids, None
+    wanted = [b if isinstance(b, int) else b.pk for b in bots]
+    if not set(wanted) <= set(all_ids):
+        raise ValueError("bot is not in this organization")
+    return all_ids, wanted
+
+
+def _rolled_up_hours(
+    org: Organization, all_ids: list[int], wanted: list[int] | None, first, last, now
+) -> dict[datetime, _Totals]:
+    """Completed hours (first..last) the org has rollup rows for, with the wanted bots' counts."""
+    mine = Q() if wanted is None else Q(bot_id__in=wanted)
+    rows = (
+        BotHourlyRollup.objects.for_org(org)
+        .filter(bot_id__in=all_ids, hour__gte=first, hour__lte=last, hour__lt=_floor_hour(now))
+        .values("hour")
+        .annotate(
+            inbound=Sum("messages_in", filter=mine, default=0),
+            outbound=Sum("messages_out", filter=mine, default=0),
+            ok=Sum("successes", filter=mine, default=0),
+            fail=Sum("failures", filter=mine, default=0),
+            fb=Sum("fallbacks", filter=mine, default=0),
+            rt_n=Sum("response_count", filter=mine, default=0),
+            rt_sum=Sum("response_sum_ms", filter=mine, default=0),
+        )
+    )
+    return {row.pop("hour"): _Totals(**row) for row in rows}
+
+
+def _rollup_bucket_hists(
+    org: Organization, bot_ids: list[int], index: dict[datetime, int], hours: list[datetime]
+) -> dict[int, dict[int, int]]:
+    """The rolled-up hours' response histograms summed per bucket (key-wise, as sketch.merge)."""
+    if not hours:
+        return {}
+    table = BotHourlyRollup._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT b.idx, h.key::int, sum(h.value::bigint)
+            FROM {table} r
+            JOIN unnest(%s::timestamptz[], %s::int[]) AS b(hour, idx) ON b.hour = r.hour
+            CROSS JOIN LATERAL jsonb_each_text(r.response_hist) AS h(key, value)
+            WHERE r.organization_id = %s AND r.bot_id = ANY(%s) AND r.hour >= %s AND r.hour <= %s
+            GROUP BY 1, 2
+            """,  # noqa: S608 - the table name is ours
+            [hours, [index[h] for h in hours], org.pk, bot_ids, min(hours), max(hours)],
+        )
+        merged: dict[int, dict[int, int]] = {}
+        for idx, bucket, count in cursor.fetchall():
+            merged.setdefault(idx, {})[bucket] = int(count)
+    return merged
+
+
+def _live_minutes(keys: list, minutes: list[int], *, hists: bool) -> list[tuple[list, dict]]:
+    """Counters (and histograms) of each minute of each key source, summed over the sources."""
+    pipe = get_redis().pipeline(transaction=False)
+    for minute in minutes:
+        for key in keys:
+            pipe.hmget(key("m", minute), *_LIVE_FIELDS)
+            if hists:
+                pipe.hgetall(key("h", minute))
+    replies = iter(pipe.execute())
+    result = []
+    for _minute in minutes:
+        counts, merged = [0] * len(_LIVE_FIELDS), []
+        for _key in keys:
+            for i, value in enumerate(next(replies)):
+                counts[i] += int(value or 0)
+            if hists:
+                merged.append(next(replies))
+        result.append((counts, sketch.merge(merged) if hists else {}))
+    return result
+
+
+def _bucket_totals(
+    *, org: Organization, period: Period, bots, now: datetime | None, hists: bool
+) -> tuple[list[datetime], list[_Totals]]:
+    now = now or timezone.now()
+    starts, index = _period_buckets(org, period, now)
+    all_ids, wanted = _scoped_bot_ids(org, bots)
+    hours = sorted(index)
+    totals = [_Totals() for _ in starts]
+    rolled = _rolled_up_hours(org, all_ids, wanted, hours[0], hours[-1], now)
+    for hour, t in rolled.items():
+        if hour in index:
+            totals[index[hour]].add(t.inbound, t.outbound, t.ok, t.fail, t.fb, t.rt_n, t.rt_sum)
+    if hists:
+        rolled_hours = [h for h in rolled if h in index]
+        for idx, hist in _rollup_bucket_hists(
+            org, all_ids if wanted is None else wanted, index, rolled_hours
+        ).items():
+            totals[idx].add(hist=hist)
+    horizon = epoch_minute(now) - MINUTE_TTL // 60
+    current = epoch_minute(now)
+    minutes = [
+        m
+        for hour in hours
+        if hour not in rolled
+        for m in range(epoch_minute(hour), epoch_minute(hour) + 60)
+        if horizon < m <= current
+    ]
+    if minutes and (wanted is None or wanted):
+        keys = (
+            [lambda *parts: org_key(org.pk, *parts)]
+            if wanted is None
+            else [lambda *parts, b=b: bot_key(b, *parts) for b in wanted]
+        )
+        for minute, (counts, hist) in zip(
+            minutes, _live_minutes(keys, minutes, hists=hists), strict=True
+        ):
+            hour = datetime.fromtimestamp(minute * 60, tz=UTC).replace(minute=0)
+            totals[index[hour]].add(*counts, hist=hist)
+    return starts, totals
+
+
+def response_time_series(
+    *, org: Organization, period: Period | str, bots=None, now: datetime | None = None
+) -> list[ResponseTimePoint]:
+    """Avg, p50, p95 and p99 response time per bucket of the period (org or the given bots)."""
+    period = period if isinstance(period, Period) else period_get(period)
+    starts, totals = _bucket_totals(org=org, period=period, bots=bots, now=now, hists=True)
+    points = []
+    for start, t in zip(starts, totals, strict=True):
+        p50, p95, p99 = sketch.quantiles(sketch.merge(t.hists or ()), (0.5, 0.95, 0.99))
+        avg = t.rt_sum / t.rt_n if t.rt_n else None
+        points.append(ResponseTimePoint(start, t.rt_n, avg, p50, p95, p99))
+    return points
+
+
+def message_volume_series(
+    *, org: Organization, period: Period | str, bots=None, now: datetime | None = None
+) -> list[VolumePoint]:
+    """Inbound and outbound messages per bucket of the period (org or the given bots)."""
+    period = period if isinstance(period, Period) else period_get(period)
+    starts, totals = _bucket_totals(org=org, period=period, bots=bots, now=now, hists=False)
+    return [VolumePoint(s, t.inbound, t.outbound) for s, t in zip(starts, totals, strict=True)]

@@ -7,24 +7,40 @@ its local sockets.
 
 from __future__ import annotations
 
+import time
+from dataclasses import asdict
 from datetime import UTC, datetime
 
 import orjson
 
 from analytics.redis import get_redis
+from dashboard import presence
 from dashboard.hub import channel_prefix
 
 
 def org_group(org_id: int) -> str:
+    """The dashboard group of a whole org; scoped groups extend it (see scoped_group)."""
     return f"org.{org_id}"
 
 
-def stream_group(org_id: int) -> str:
-    return f"stream.org.{org_id}"
+def scoped_group(org_id: int, *, bot_id: int | None = None, campaign_id: int | None = None) -> str:
+    """The dashboard group of one bot or one campaign of an org."""
+    if campaign_id is not None:
+        return f"org.{org_id}.campaign.{campaign_id}"
+    if bot_id is not None:
+        return f"org.{org_id}.bot.{bot_id}"
+    return org_group(org_id)
 
 
-def stream_bot_group(bot_id: int) -> str:
-    return f"stream.bot.{bot_id}"
+def stream_group(org_id: int, *, bot_id: int | None = None, campaign_id: int | None = None) -> str:
+    """The API stream group of an org, or of one of its bots or campaigns."""
+    return "stream." + scoped_group(org_id, bot_id=bot_id, campaign_id=campaign_id)
+
+
+def group_org(group: str) -> int | None:
+    """The org a dashboard or stream group belongs to (every group name carries it)."""
+    parts = group.removeprefix("stream.").split(".")
+    return int(parts[1]) if len(parts) >= 2 and parts[0] == "org" and parts[1].isdigit() else None
 
 
 def publish(group: str, frame: str) -> int:
@@ -32,25 +48,69 @@ def publish(group: str, frame: str) -> int:
     return get_redis().publish(channel_prefix() + group, frame)
 
 
-def pulse_tick() -> int:
-    """Render and publish the live fragments of every org with new data; returns how many orgs."""
-    from django.template.loader import render_to_string
+HEARTBEAT_SECONDS = 5.0  # watched orgs are re-rendered this often without new data (health, status)
+_last_heartbeat = 0.0
 
+
+def pulse_tick() -> int:
+    """Render and publish the live fragments of every org with new data (and, every few seconds,
+    of every watched org); returns how many orgs were rendered."""
+    global _last_heartbeat
     from analytics.models import Organization
     from analytics.services.live import dirty_key
-    from dashboard.presenters import live_context
 
     pipe = get_redis().pipeline(transaction=True)
     pipe.smembers(dirty_key())
     pipe.delete(dirty_key())
-    members, _ = pipe.execute()
-    for org in Organization.objects.filter(pk__in=[int(m) for m in members]):
-        context = {**live_context(org), "oob": True}
-        frame = _changed_fragments(org.pk, context, render_to_string)
+    dirty, _ = pipe.execute()
+    org_ids = {int(m) for m in dirty}
+    members = presence.group_members()
+    heartbeat = time.monotonic() - _last_heartbeat >= HEARTBEAT_SECONDS
+    if heartbeat:
+        _last_heartbeat = time.monotonic()
+        org_ids |= {org_id for org_id in map(group_org, members) if org_id is not None}
+    orgs = Organization.objects.filter(pk__in=org_ids)
+    for org in orgs:
+        _pulse_org(org, members, heartbeat=heartbeat)
+    return len(org_ids)
+
+
+def _pulse_org(org, members, *, heartbeat: bool) -> None:
+    """One org: its whole-org frame, a frame per watched bot or campaign, and its JSON stream."""
+    from django.template.loader import render_to_string
+
+    from dashboard.presenters import live_context
+
+    context = {**live_context(org), "oob": True}
+    frame = _changed_fragments(org_group(org.pk), context, render_to_string)
+    if frame:
+        publish(org_group(org.pk), frame)
+    for group, scope in _watched_scopes(org, members, prefix=org_group(org.pk) + "."):
+        scoped = {**live_context(org, scope), "oob": True}
+        frame = _changed_fragments(group, scoped, render_to_string)
         if frame:
-            publish(org_group(org.pk), frame)
-        _publish_stream(org, context)
-    return len(members)
+            publish(group, frame)
+    StreamPublisher(org, context, members).publish(heartbeat=heartbeat)
+
+
+def _watched_scopes(org, members, *, prefix: str):
+    """(group, Scope) for each bot or campaign group of the org that somebody watches."""
+    from analytics.models import Bot, Campaign
+    from dashboard.presenters import Scope
+
+    wanted = {"bot": set(), "campaign": set()}
+    for group, n in members.items():
+        if n and group.startswith(prefix):
+            kind, _, pk = group[len(prefix) :].partition(".")
+            if kind in wanted and pk.isdigit():
+                wanted[kind].add(int(pk))
+    if wanted["bot"]:
+        for bot in Bot.objects.for_org(org).filter(pk__in=wanted["bot"]):
+            yield scoped_group(org.pk, bot_id=bot.pk), Scope(bot=bot)
+    if wanted["campaign"]:
+        campaigns = Campaign.objects.for_org(org).select_related("bot")
+        for campaign in campaigns.filter(pk__in=wanted["campaign"]):
+            yield scoped_group(org.pk, campaign_id=campaign.pk), Scope(campaign=campaign)
 
 
 LIVE_FRAGMENTS = (
@@ -62,46 +122,148 @@ LIVE_FRAGMENTS = (
     "dashboard/partials/_campaign_panel.html",
     "dashboard/partials/_system_health.html",
 )
-_last_rendered: dict[tuple[int, str], str] = {}  # (org id, template) -> HTML last published
+_last_rendered: dict[tuple[str, str], str] = {}  # (group, template) -> HTML last published
 
 
-def _changed_fragments(org_id: int, context: dict, render) -> str:
-    """Only the fragments whose HTML changed since this pulse last published them for the org:
+def _changed_fragments(group: str, context: dict, render) -> str:
+    """Only the fragments whose HTML changed since this pulse last published them to the group:
     every byte saved here is saved once per open dashboard."""
     parts = []
     for template in LIVE_FRAGMENTS:
         html = render(template, context)
-        if _last_rendered.get((org_id, template)) != html:
-            _last_rendered[(org_id, template)] = html
+        if _last_rendered.get((group, template)) != html:
+            _last_rendered[(group, template)] = html
             parts.append(html)
     return "".join(parts)
 
 
-_stream_seen: dict[int, str] = {}  # org id -> timestamp of the newest event already streamed
+class StreamPublisher:
+    """JSON events for API clients of one org, published to the org's stream group and to the
+    bot and campaign groups each event concerns (scoped groups only when somebody listens)."""
+
+    ITEM_KEYS_HIDDEN = ("at", "ago", "badge", "badge_label")
+    _seen: dict[int, tuple[str, frozenset]] = {}  # org id -> (newest timestamp, frames sent at it)
+    _campaign_status: dict[int, dict[str, str]] = {}  # org id -> campaign slug -> last status
+
+    def __init__(self, org, context: dict, members) -> None:
+        from analytics.models import Bot, Campaign
+
+        self.org, self.context, self.members = org, context, members
+        self.bots = {b.slug: b for b in Bot.objects.for_org(org)}
+        self.campaigns = {
+            c.slug: c for c in Campaign.objects.for_org(org).select_related("bot").order_by("pk")
+        }
+        self.now = datetime.now(UTC).isoformat()
+
+    def _groups(self, *, bot: str = "", campaign: str = "") -> list[str]:
+        groups = [stream_group(self.org.pk)]
+        if bot in self.bots:
+            groups.append(stream_group(self.org.pk, bot_id=self.bots[bot].pk))
+        if campaign in self.campaigns:
+            groups.append(stream_group(self.org.pk, campaign_id=self.campaigns[campaign].pk))
+        return groups
+
+    def _send(self, groups: list[str], kind: str, timestamp: str, **body) -> None:
+        frame = orjson.dumps({"type": kind, "timestamp": timestamp, **body}).decode()
+        for group in groups:
+            publish(group, frame)
+
+    def _watched(self, group: str) -> bool:
+        return self.members.get(group, 0) > 0
+
+    def publish(self, *, heartbeat: bool) -> None:
+        if self.context.get("metrics") is None:
+            return  # Redis is down: nothing live to say
+        self._metrics()
+        self._items()
+        self._campaign_changes()
+        if heartbeat:
+            self._health()
+
+    def _metrics(self) -> None:
+        from analytics.selectors import live_snapshot
+
+        self._send([stream_group(self.org.pk)], "metrics_update", self.now,
+                   metrics=self.context["metrics"])  # fmt: skip
+        for slug, bot in self.bots.items():
+            group = stream_group(self.org.pk, bot_id=bot.pk)
+            if self._watched(group):
+                snapshot = asdict(live_snapshot(org=self.org, bot=bot))
+                self._send([group], "metrics_update", self.now, bot=slug, metrics=snapshot)
+        for view in self.context.get("campaigns", []):
+            group = stream_group(self.org.pk, campaign_id=view.campaign.pk)
+            if self._watched(group):
+                self._send([group], "metrics_update", self.now, campaign=view.campaign.slug,
+                           metrics=campaign_figures(view))  # fmt: skip
+
+    def _items(self) -> None:
+        """new_message, ai_activity and call_event for each event newer than the last tick's."""
+        from analytics.selectors import live_activities, live_feed
+        from dashboard.presenters import feed_items
+
+        items = []
+        for entry in reversed(feed_items(live_feed(org=self.org, limit=50))):  # oldest first
+            if entry["kind"] == "message":
+                items.append(("new_message", entry))
+            elif entry.get("campaign") or entry.get("call_outcome"):
+                items.append(("call_event", entry))
+        items += [("ai_activity", {**a, "at": datetime.fromisoformat(a["at"])})
+                  for a in reversed(live_activities(org=self.org))]  # fmt: skip
+        # Events already streamed: everything before the newest timestamp sent, and the ones
+        # sent at exactly that timestamp (a batch shares one).
+        newest, sent_at_newest = self._seen.get(self.org.pk, ("", frozenset()))
+        fresh = []
+        for kind, item in sorted(items, key=lambda pair: pair[1]["at"]):
+            at = item["at"].isoformat()
+            data = {k: v for k, v in item.items() if k not in self.ITEM_KEYS_HIDDEN}
+            if kind == "call_event":
+                data["event"] = item["kind"].removeprefix("conversation.")
+            frame = orjson.dumps({"type": kind, "timestamp": at, "data": data})
+            if at < newest or (at == newest and frame in sent_at_newest):
+                continue
+            if at > newest:
+                newest, sent_at_newest = at, set()
+            sent_at_newest = {*sent_at_newest, frame}
+            fresh.append((item, frame.decode()))
+        self._seen[self.org.pk] = (newest, frozenset(sent_at_newest))
+        for item, frame in fresh:
+            for group in self._groups(bot=item.get("bot", ""), campaign=item.get("campaign", "")):
+                publish(group, frame)
+
+    def _campaign_changes(self) -> None:
+        """campaign_status_change when a campaign's status differs from the one last seen."""
+        last = self._campaign_status.get(self.org.pk)
+        current = {slug: c.status for slug, c in self.campaigns.items()}
+        self._campaign_status[self.org.pk] = current
+        if last is None:
+            return  # first sight of this org since pulse started: nothing to compare with
+        for slug, status in current.items():
+            if last.get(slug, status) != status:
+                campaign = self.campaigns[slug]
+                bot = campaign.bot.slug if campaign.bot else ""
+                self._send(self._groups(bot=bot, campaign=slug), "campaign_status_change",
+                           self.now, data={"campaign": slug, "name": campaign.name,
+                                           "status": status, "previous": last[slug]})  # fmt: skip
+
+    def _health(self) -> None:
+        health = self.context.get("health")
+        if health is None:
+            return
+        groups = [g for g in self.members if g.startswith(stream_group(self.org.pk))]
+        self._send(sorted(set(groups) | {stream_group(self.org.pk)}), "system_health_update",
+                   self.now, data=asdict(health))  # fmt: skip
 
 
-def _publish_stream(org, context: dict) -> None:
-    """JSON events for API clients: the org's metrics, then each event new since the last tick."""
-    from analytics.models import Bot
-
-    metrics = {
-        "type": "metrics_update",
-        "timestamp": datetime.now(UTC).isoformat(),
-        "metrics": context["metrics"],
+def campaign_figures(view) -> dict:
+    """A campaign's live figures as the stream sends them."""
+    return {
+        "campaign": view.campaign.slug,
+        "status": view.campaign.status,
+        "attempts": view.attempts,
+        "active_calls": view.active_calls,
+        "dialing_per_min": view.dialing_per_min,
+        "queue_depth": view.queue_depth,
+        "answer_rate": view.answer_rate,
+        "conversion_rate": view.conversion_rate,
+        "outcomes": view.outcomes,
     }
-    publish(stream_group(org.pk), orjson.dumps(metrics).decode())
-    seen = newest = _stream_seen.get(org.pk, "")
-    bot_ids = dict(Bot.objects.for_org(org).values_list("slug", "id"))
-    items = [("new_message", e) for e in context["feed"] if e["kind"] == "message"]
-    items += [("ai_activity", a) for a in context["activities"]]
-    for kind, item in sorted(items, key=lambda pair: pair[1]["at"]):
-        at = item["at"].isoformat()
-        if at <= seen:
-            continue
-        newest = max(newest, at)
-        data = {k: v for k, v in item.items() if k not in ("at", "ago", "badge", "badge_label")}
-        frame = orjson.dumps({"type": kind, "timestamp": at, "data": data}).decode()
-        publish(stream_group(org.pk), frame)
-        if item["bot"] in bot_ids:
-            publish(stream_bot_group(bot_ids[item["bot"]]), frame)
-    _stream_seen[org.pk] = newest

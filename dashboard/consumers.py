@@ -9,9 +9,10 @@ import orjson
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.http import Http404
+from django.utils.html import format_html
 
 from analytics.tenancy import get_org_for_user
-from dashboard.broadcast import org_group, stream_bot_group, stream_group
+from dashboard.broadcast import org_group, scoped_group, stream_group
 from dashboard.hub import Subscriber, get_hub
 
 CLOSE_FORBIDDEN = 4403  # not signed in, or not a member of this org
@@ -39,6 +40,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_FORBIDDEN)
             return
         await self.accept()
+        self.org_id = org.pk
         self.group = org_group(org.pk)
         self.subscriber = Subscriber(on_overflow=self._too_slow)
         self.writer = asyncio.get_running_loop().create_task(self._write())
@@ -53,8 +55,36 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         asyncio.get_running_loop().create_task(self.close(code=CLOSE_TOO_SLOW))
 
     async def receive(self, text_data=None, bytes_data=None):
-        # The dashboard socket is push-only; whatever a client sends is ignored.
-        return
+        """`{"action": "subscribe", "bot" | "campaign": "<slug>"}` narrows the socket to that bot
+        or campaign of the org; `{"action": "unsubscribe"}` widens it to the whole org again."""
+        request = parse_subscription(text_data)
+        if isinstance(request, str):
+            await self._notice(request)
+            return
+        action, kind, slug = request
+        group = org_group(self.org_id)
+        if action == "subscribe":
+            pk = await _target_in_org(self.org_id, kind, slug)
+            if pk is None:
+                await self._notice(f"No {kind} with slug {slug!r} in this organization.")
+                return
+            group = scoped_group(self.org_id, **{f"{kind}_id": pk})
+        if group != self.group:
+            hub = get_hub()
+            hub.leave(self.group, self.subscriber)
+            self.group = group
+            hub.join(group, self.subscriber)
+        await self._notice("")
+
+    async def _notice(self, message: str) -> None:
+        """The page's notice line (out-of-band), e.g. why a subscription was refused."""
+        await self.send(
+            text_data=format_html(
+                '<p id="live-notice" class="notice{}" role="status" hx-swap-oob="true">{}</p>',
+                "" if message else " is-empty",
+                message,
+            )
+        )
 
     async def disconnect(self, code):
         if self.group is not None:
@@ -75,13 +105,43 @@ def _stream_key(secret: str):
 
 
 @database_sync_to_async
-def _bot_in_org(org_id: int, slug: str):
-    from analytics.models import Bot
+def _target_in_org(org_id: int, kind: str, slug: str) -> int | None:
+    """The id of the org's bot or campaign with this slug (None for anything else)."""
+    from analytics.models import Bot, Campaign
 
-    return Bot.objects.for_org(org_id).filter(slug=slug).values_list("id", flat=True).first()
+    model = Bot if kind == "bot" else Campaign
+    return model.objects.for_org(org_id).filter(slug=slug).values_list("id", flat=True).first()
 
 
 MAX_CLIENT_MESSAGE = 64 * 1024
+SUBSCRIBE_HELP = (
+    'Send {"action": "subscribe" | "unsubscribe", "bot": "<slug>"} '
+    'or {"action": "subscribe" | "unsubscribe", "campaign": "<slug>"}.'
+)
+
+
+def parse_subscription(text_data) -> tuple[str, str, str] | str:
+    """(action, "bot" | "campaign" | "", slug) from a client's message, or the error to send.
+    `unsubscribe` without a target means "everything" (the whole org again)."""
+    if text_data is None or len(text_data) > MAX_CLIENT_MESSAGE:
+        return f"Send JSON text messages of at most {MAX_CLIENT_MESSAGE:,} bytes."
+    try:
+        message = orjson.loads(text_data)
+    except orjson.JSONDecodeError:
+        return "Not valid JSON."
+    if not isinstance(message, dict) or message.get("action") not in ("subscribe", "unsubscribe"):
+        return f"Unknown action. {SUBSCRIBE_HELP}"
+    targets = [kind for kind in ("bot", "campaign") if kind in message]
+    if len(targets) > 1:
+        return 'Give either "bot" or "campaign", not both.'
+    if not targets:
+        if message["action"] == "unsubscribe":
+            return "unsubscribe", "", ""
+        return f'Give the slug of a "bot" or a "campaign". {SUBSCRIBE_HELP}'
+    slug = message[targets[0]]
+    if not isinstance(slug, str) or not slug or len(slug) > 60:
+        return f'"{targets[0]}" must be a slug of at most 60 characters.'
+    return message["action"], targets[0], slug
 
 
 class StreamConsumer(AsyncWebsocketConsumer):
@@ -99,7 +159,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
             return
         await self.accept(subprotocol=subprotocol)
         self.org_id = api_key.organization_id
-        self.bots: dict[str, int] = {}
+        self.targets: dict[tuple[str, str], int] = {}  # (kind, slug) -> id
         self.subscriber = Subscriber(on_overflow=self._too_slow)
         self.writer = asyncio.get_running_loop().create_task(self._write())
         self._set_groups({stream_group(self.org_id)})
@@ -123,39 +183,31 @@ class StreamConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=orjson.dumps({"type": "error", "error": message}).decode())
 
     async def receive(self, text_data=None, bytes_data=None):
-        if text_data is None or len(text_data) > MAX_CLIENT_MESSAGE:
-            await self._error(f"Send JSON text messages of at most {MAX_CLIENT_MESSAGE:,} bytes.")
+        """Subscriptions add bots and campaigns (the stream then carries only theirs);
+        unsubscribing the last one, or `{"action": "unsubscribe"}`, returns to the whole org."""
+        request = parse_subscription(text_data)
+        if isinstance(request, str):
+            await self._error(request)
             return
-        try:
-            message = orjson.loads(text_data)
-        except orjson.JSONDecodeError:
-            await self._error("Not valid JSON.")
-            return
-        action = message.get("action") if isinstance(message, dict) else None
-        slug = message.get("bot") if isinstance(message, dict) else None
-        if action not in ("subscribe", "unsubscribe"):
-            await self._error(
-                'Unknown action; use {"action": "subscribe" | "unsubscribe", "bot": "<slug>"}.'
-            )
-            return
-        if not isinstance(slug, str) or not slug:
-            await self._error('Give the bot\'s slug as "bot".')
-            return
+        action, kind, slug = request
         if action == "subscribe":
-            bot_id = await _bot_in_org(self.org_id, slug)
-            if bot_id is None:
-                await self._error(f"No bot with slug {slug!r} in this organization.")
+            pk = await _target_in_org(self.org_id, kind, slug)
+            if pk is None:
+                await self._error(f"No {kind} with slug {slug!r} in this organization.")
                 return
-            self.bots[slug] = bot_id
+            self.targets[(kind, slug)] = pk
+        elif kind:
+            self.targets.pop((kind, slug), None)
         else:
-            self.bots.pop(slug, None)
-        wanted = {stream_bot_group(bot_id) for bot_id in self.bots.values()} or {
-            stream_group(self.org_id)
-        }
+            self.targets.clear()
+        wanted = {
+            stream_group(self.org_id, **{f"{k}_id": pk}) for (k, _), pk in self.targets.items()
+        } or {stream_group(self.org_id)}
         self._set_groups(wanted)
-        await self.send(
-            text_data=orjson.dumps({"type": f"{action}d", "bots": sorted(self.bots)}).decode()
-        )
+        reply = {"type": f"{action}d"}
+        for k in ("bot", "campaign"):
+            reply[f"{k}s"] = sorted(s for (kind_, s) in self.targets if kind_ == k)
+        await self.send(text_data=orjson.dumps(reply).decode())
 
     async def disconnect(self, code):
         if self.groups_joined:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -20,7 +18,7 @@ import redis
 import redis.asyncio as aioredis
 from django.conf import settings
 
-from analytics.redis import get_redis
+from dashboard import presence
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +54,11 @@ class Hub:
         self.groups: dict[str, set[Subscriber]] = defaultdict(set)
         self.task: asyncio.Task | None = None
         self.ready = asyncio.Event()
+        self.report_due = True  # a new group is reported at once, so pulse starts rendering it
 
     def join(self, group: str, subscriber: Subscriber) -> None:
+        if group not in self.groups:
+            self.report_due = True
         self.groups[group].add(subscriber)
         if self.task is None or self.task.done():
             self.ready.clear()
@@ -90,8 +91,9 @@ class Hub:
                         if message and message["type"] == "pmessage":
                             group = message["channel"].decode()[len(prefix) :]
                             self.dispatch(group, message["data"].decode())
-                        if time.monotonic() >= next_report:
-                            next_report = time.monotonic() + VIEWER_REPORT_SECONDS
+                        if self.report_due or time.monotonic() >= next_report:
+                            self.report_due = False
+                            next_report = time.monotonic() + presence.REPORT_SECONDS
                             await self._report_viewers(client)
             except (redis.RedisError, OSError) as exc:
                 self.ready.clear()
@@ -101,27 +103,8 @@ class Hub:
                 await client.aclose()
 
     async def _report_viewers(self, client) -> None:
-        """Each process reports its open dashboards per org; the health panel sums the processes."""
-        pipe = client.pipeline(transaction=False)
-        for group, members in self.groups.items():
-            if group.startswith("org."):
-                key = viewers_key(int(group[4:]))
-                pipe.hset(key, PROCESS_ID, len(members))
-                pipe.expire(key, VIEWER_REPORT_SECONDS * 3)
-        await pipe.execute()
-
-
-VIEWER_REPORT_SECONDS = 5
-PROCESS_ID = f"{socket.gethostname()}:{os.getpid()}"
-
-
-def viewers_key(org_id: int) -> str:
-    return f"{settings.LIVE_KEY_PREFIX}:viewers:{org_id}"
-
-
-def connected_viewers(org_id: int) -> int:
-    """Open dashboards of an org across web processes (as last reported, within ~5 s)."""
-    return sum(int(v) for v in get_redis().hvals(viewers_key(org_id)))
+        """Tell the other processes (pulse, the health panel) how many sockets each group has."""
+        await presence.report(client, {group: len(m) for group, m in self.groups.items()})
 
 
 _hubs: dict[asyncio.AbstractEventLoop, Hub] = {}

@@ -9,6 +9,7 @@ import redis
 from django.utils import timezone
 from django.utils.timesince import timesince
 
+from analytics.models import Bot, Campaign
 from analytics.selectors import (
     CampaignStatus,
     LiveFigure,
@@ -107,32 +108,122 @@ def _timed(entry: dict) -> dict:
     return {**entry, "at": at, "ago": _ago(at)}
 
 
-def live_context(org) -> dict:
-    """Everything the live part of the org page shows; the page, polling and pulse share it."""
+@dataclass(frozen=True)
+class Scope:
+    """What a live view is narrowed to: the whole org, one bot, or one campaign (and its bot)."""
+
+    bot: Bot | None = None
+    campaign: Campaign | None = None
+
+    @property
+    def figures_bot(self) -> Bot | None:
+        """The bot whose live figures the cards and the activity chart show."""
+        return self.campaign.bot if self.campaign is not None else self.bot
+
+    @property
+    def value(self) -> str:
+        """The scope as the page's selector and the query string spell it."""
+        if self.campaign is not None:
+            return f"campaign:{self.campaign.slug}"
+        return f"bot:{self.bot.slug}" if self.bot is not None else ""
+
+    @property
+    def label(self) -> str:
+        if self.campaign is not None:
+            return f"campaign {self.campaign.name}"
+        return self.bot.name if self.bot is not None else "all bots and campaigns"
+
+    def shows(self, entry: dict) -> bool:
+        """Whether a feed or activity entry belongs to this scope."""
+        if self.campaign is not None:
+            return entry.get("campaign") == self.campaign.slug
+        return self.bot is None or entry.get("bot") == self.bot.slug
+
+
+WHOLE_ORG = Scope()
+
+
+def scope_from_query(org, query) -> tuple[Scope, str]:
+    """The scope asked for by `?bot=<slug>`, `?campaign=<slug>` or `?scope=bot:<slug>`, and an
+    error for a bad one (the page then shows the whole org and says why)."""
+    bot_slug, campaign_slug = query.get("bot", ""), query.get("campaign", "")
+    kind, _, slug = query.get("scope", "").partition(":")  # the selector's own spelling
+    if kind == "bot" and slug:
+        bot_slug = slug
+    elif kind == "campaign" and slug:
+        campaign_slug = slug
+    if campaign_slug:
+        campaign = (
+            Campaign.objects.for_org(org).select_related("bot").filter(slug=campaign_slug).first()
+        )
+        if campaign is None:
+            return WHOLE_ORG, f"No campaign {campaign_slug!r} in {org.name}; showing everything."
+        return Scope(campaign=campaign), ""
+    if bot_slug:
+        bot = Bot.objects.for_org(org).filter(slug=bot_slug).first()
+        if bot is None:
+            return WHOLE_ORG, f"No bot {bot_slug!r} in {org.name}; showing everything."
+        return Scope(bot=bot), ""
+    return WHOLE_ORG, ""
+
+
+def scope_choices(org) -> list[tuple[str, list[tuple[str, str]]]]:
+    """The page's scope selector: (group label, [(value, label)]) for bots, then campaigns."""
+    bots = [(f"bot:{b.slug}", b.name) for b in Bot.objects.for_org(org).order_by("name")]
+    campaigns = [
+        (f"campaign:{c.slug}", c.name) for c in Campaign.objects.for_org(org).order_by("name")
+    ]
+    return [
+        (label, options) for label, options in (("Bots", bots), ("Campaigns", campaigns)) if options
+    ]
+
+
+def live_context(org, scope: Scope = WHOLE_ORG) -> dict:
+    """Everything the live part of the org page shows, for the whole org or one scope; the page,
+    polling and pulse share it."""
+    bot = scope.figures_bot
     try:
-        snapshot = live_snapshot(org=org)
-        series = live_minute_series(org=org)
-        campaigns = [CampaignView(c) for c in campaign_status_list(org=org)]
+        snapshot = live_snapshot(org=org, bot=bot)
+        series = live_minute_series(org=org, bot=bot)
+        campaigns = [
+            CampaignView(c)
+            for c in campaign_status_list(org=org)
+            if (scope.campaign is None or c.campaign.pk == scope.campaign.pk)
+            and (scope.bot is None or c.campaign.bot_id == scope.bot.pk)
+        ]
+        employees = ai_employee_cards(org=org)
+        if scope.bot is not None or scope.campaign is not None:
+            employees = [e for e in employees if bot is not None and e.bot.pk == bot.pk]
+        feed = [e for e in live_feed(org=org, limit=FEED_SCAN) if scope.shows(e)][:FEED_ROWS]
+        activities = [a for a in live_activities(org=org) if scope.shows(a)][:ACTIVITY_ROWS]
         return {
+            "scope": scope,
             "activity_series": series,
             "activity_figure": activity_figure(series),
             "metrics": asdict(snapshot),
             "cards": live_cards(snapshot),
-            "feed": feed_items(live_feed(org=org)),
-            "employees": ai_employee_cards(org=org),
-            "activities": [_timed(a) for a in live_activities(org=org, limit=10)],
+            "feed": feed_items(feed),
+            "employees": employees,
+            "activities": [_timed(a) for a in activities],
             "campaigns": campaigns,
             "health": system_health(org, campaigns),
         }
     except redis.RedisError:
         # The page still renders from PostgreSQL; the live figures come back with Redis.
         return {
+            "scope": scope,
+            "live_down": True,
             "metrics": None,
             "cards": live_cards(None),
             "feed": [],
             "employees": [],
             "activities": [],
         }
+
+
+FEED_ROWS = 10  # conversation events shown
+FEED_SCAN = 50  # the whole live feed, so a narrowed view still finds its rows
+ACTIVITY_ROWS = 10
 
 
 OUTCOME_LABELS = {"answered": "Answered", "converted": "Converted", "busy": "Busy",
@@ -171,7 +262,7 @@ def system_health(org, campaigns: list) -> Health:
     """The health panel: this machine's load (where pulse runs), calls answered, traffic, viewers."""
     import psutil
 
-    from dashboard.hub import connected_viewers
+    from dashboard.presence import connected_viewers
 
     done = sum(sum(c.outcomes.values()) for c in campaigns)
     answered = sum(

@@ -14,7 +14,7 @@ from django.views.decorators.http import require_GET
 from analytics.redis import redis_ping
 from analytics.selectors import bot_today_list, org_day_start
 from analytics.tenancy import get_org_for_user, orgs_for_user
-from dashboard.presenters import live_context
+from dashboard.presenters import live_context, scope_choices, scope_from_query
 
 
 def org_view(view):
@@ -42,12 +42,19 @@ def home(request):
 
 @org_view
 def live_metrics(request, org):
-    """The live fragments alone: the polling fallback while the socket is down."""
-    return render(request, "dashboard/partials/_live.html", live_context(org))
+    """The live fragments alone (whole org, `?bot=` or `?campaign=`): the polling fallback while
+    the socket is down, and the fresh snapshot after a reconnect or a change of scope."""
+    scope, scope_error = scope_from_query(org, request.GET)
+    return render(
+        request,
+        "dashboard/partials/_live.html",
+        {**live_context(org, scope), "scope_error": scope_error},
+    )
 
 
 @org_view
 def org_dashboard(request, org):
+    scope, scope_error = scope_from_query(org, request.GET)
     rows = bot_today_list(org=org)
     totals = {
         "conversations": sum(r.conversations for r in rows),
@@ -63,7 +70,9 @@ def org_dashboard(request, org):
             "rows": rows,
             "totals": totals,
             "day_start": org_day_start(org),
-            **live_context(org),
+            "scope_error": scope_error,
+            "scope_choices": scope_choices(org),
+            **live_context(org, scope),
         },
     )
 

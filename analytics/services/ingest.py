@@ -419,7 +419,7 @@ def _conversation_deltas(events: list[Event]) -> dict[tuple[int, str], _Conversa
 def _upsert_conversations(cursor, org: Organization, events: list[Event]) -> dict:
     """Create or update every conversation the batch touches.
 
-    Returns {(bot id, external id): (conversation id, has ended, customer)}.
+    Returns {(bot id, external id): (conversation id, has ended, customer, channel, campaign slug)}.
     """
     deltas = _conversation_deltas(events)
     if not deltas:
@@ -443,7 +443,8 @@ def _upsert_conversations(cursor, org: Organization, events: list[Event]) -> dic
             handoff = c.handoff OR EXCLUDED.handoff,
             csat = COALESCE(EXCLUDED.csat, c.csat),
             call_outcome = COALESCE(NULLIF(EXCLUDED.call_outcome, ''), c.call_outcome)
-        RETURNING id, bot_id, external_id, ended_at IS NOT NULL, customer
+        RETURNING id, bot_id, external_id, ended_at IS NOT NULL, customer, channel,
+            (SELECT slug FROM {Campaign._meta.db_table} WHERE id = c.campaign_id)
         """,  # noqa: S608 - table names are ours
         [
             org.pk,
@@ -462,8 +463,8 @@ def _upsert_conversations(cursor, org: Organization, events: list[Event]) -> dic
         ],
     )
     return {
-        (bot_id, ext): (pk, ended, customer)
-        for pk, bot_id, ext, ended, customer in cursor.fetchall()
+        (bot_id, ext): (pk, ended, customer, channel, campaign or "")
+        for pk, bot_id, ext, ended, customer, channel, campaign in cursor.fetchall()
     }
 
 

@@ -122,7 +122,7 @@ class _Accumulator:
                 {"value": d["value"], "at": e.at.isoformat(), "bot": e.bot.slug}
             )
         if conversation is not None:
-            conv_id, ended, _customer = conversation
+            conv_id, ended = conversation[0], conversation[1]
             previous = self.active.get(conv_id)
             if previous is None or previous[1] <= ts:
                 self.active[conv_id] = (bot_id, ts, ended)
@@ -145,7 +145,7 @@ class _Accumulator:
         }))  # fmt: skip
 
     @staticmethod
-    def _feed_item(e, conversation: tuple[int, bool, str]) -> bytes:
+    def _feed_item(e, conversation: tuple[int, bool, str, str, str]) -> bytes:
         d = e.data
         return orjson.dumps(
             {
@@ -154,6 +154,9 @@ class _Accumulator:
                 "bot": e.bot.slug,
                 "bot_name": e.bot.name,
                 "customer": conversation[2],
+                "channel": conversation[3],
+                "campaign": conversation[4],
+                "call_outcome": d.get("call_outcome") or "",
                 "direction": d.get("direction", ""),
                 "text": d.get("text", "")[:280],
                 "status": d.get("status", ""),
@@ -218,6 +221,9 @@ def _message_feed_item(m: Message) -> bytes:
             "bot": m.bot.slug,
             "bot_name": m.bot.name,
             "customer": m.conversation.customer,
+            "channel": m.conversation.channel,
+            "campaign": m.conversation.campaign.slug if m.conversation.campaign else "",
+            "call_outcome": "",
             "direction": m.direction,
             "text": m.text[:280],
             "status": m.conversation.status,
@@ -335,7 +341,7 @@ def live_rebuild(*, org: Organization, now: datetime | None = None) -> None:
     recent = (
         Message.objects.for_org(org)
         .filter(created_at__gte=since)
-        .select_related("bot", "conversation")
+        .select_related("bot", "conversation", "conversation__campaign")
         .order_by("-created_at")[:FEED_LENGTH]
     )
     for m in reversed(recent):

@@ -7,8 +7,28 @@
   var live = document.getElementById("live");
   var status = document.getElementById("connection-status");
   if (!live || !status) return;
-  var pollUrl = live.getAttribute("data-poll-url");
+  var pollBase = live.getAttribute("data-poll-url");
+  var scopeSelect = document.getElementById("live-scope");
   var pollTimer = null;
+  var socket = null; // htmx ws extension's socket wrapper, while open
+
+  // The scope ("", "bot:<slug>" or "campaign:<slug>") picks which fragments the page shows.
+  function scope() {
+    return live.getAttribute("data-scope") || "";
+  }
+
+  function pollUrl() {
+    return pollBase + (scope() ? "?scope=" + encodeURIComponent(scope()) : "");
+  }
+
+  // Tell the socket which scope to push; the server answers with #live-notice, then we resync.
+  function subscribe() {
+    var kind = scope().split(":")[0];
+    var slug = scope().slice(kind.length + 1);
+    var message = kind ? { action: "subscribe" } : { action: "unsubscribe" };
+    if (kind) message[kind] = slug;
+    socket.send(JSON.stringify(message), scopeSelect || live);
+  }
 
   function show(state, text) {
     status.className = "conn conn-" + state;
@@ -17,7 +37,7 @@
 
   function refresh() {
     if (window.htmx) {
-      htmx.ajax("GET", pollUrl, { target: "#live-metrics", swap: "outerHTML" });
+      htmx.ajax("GET", pollUrl(), { target: "#live-metrics", swap: "outerHTML" });
     }
   }
 
@@ -51,15 +71,35 @@
   document.addEventListener("botflow:theme", drawCharts);
   drawCharts();
 
-  document.body.addEventListener("htmx:wsOpen", function () {
+  document.body.addEventListener("htmx:wsOpen", function (event) {
+    socket = event.detail.socketWrapper;
     stopPolling();
     show("live", "Live");
-    refresh(); // resynchronise from a fresh snapshot after any gap
+    // Resynchronise from a fresh snapshot after any gap (after the scope is re-subscribed).
+    if (scope()) subscribe();
+    else refresh();
   });
   document.body.addEventListener("htmx:wsClose", function () {
+    socket = null;
     show("reconnecting", "Reconnecting…");
     startPolling();
   });
+  document.body.addEventListener("htmx:oobAfterSwap", function (event) {
+    if (event.detail.target && event.detail.target.id === "live-notice") refresh();
+  });
+  if (scopeSelect) {
+    scopeSelect.addEventListener("change", function () {
+      live.setAttribute("data-scope", scopeSelect.value);
+      var url = new URL(window.location.href);
+      url.searchParams.delete("bot");
+      url.searchParams.delete("campaign");
+      if (scopeSelect.value) url.searchParams.set("scope", scopeSelect.value);
+      else url.searchParams.delete("scope");
+      history.replaceState(null, "", url);
+      if (socket) subscribe();
+      else refresh();
+    });
+  }
   document.body.addEventListener("htmx:wsError", function () {
     startPolling();
   });

@@ -12,7 +12,8 @@ from django.test import Client
 from analytics.services.ingest import events_ingest
 from config.asgi import application
 from dashboard.broadcast import org_group, publish, pulse_tick
-from dashboard.hub import connected_viewers, get_hub
+from dashboard.hub import get_hub
+from dashboard.presence import connected_viewers
 
 
 def session_headers(user, origin=b"http://testserver"):
@@ -144,5 +145,57 @@ def test_a_client_that_stops_reading_is_dropped_not_waited_for():
         assert closed == ["slow"] and slow.dropped
         assert not fast.dropped
         hub.groups.clear()
+
+    run(scenario)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_page_narrowed_to_one_bot_receives_only_that_bots_figures(org, other_org, bot, alice):
+    from dashboard import broadcast
+    from dashboard.broadcast import scoped_group
+    from tests.dashboard.test_stream import wait_for_group
+    from tests.factories import BotFactory
+
+    sales = BotFactory(organization=org, slug="sales-bot", name="Sales")
+    BotFactory(organization=other_org, slug="claims-bot")
+    headers = session_headers(alice)
+
+    async def notice(communicator, message):
+        await communicator.send_to(text_data=message)
+        frame = await communicator.receive_from(timeout=5)
+        assert frame.startswith('<p id="live-notice"')
+        return frame
+
+    async def scenario():
+        communicator, connected, _ = await connect("/ws/o/acme/live/", headers)
+        assert connected
+        refused = await notice(communicator, '{"action": "subscribe", "bot": "claims-bot"}')
+        assert "No bot with slug &#x27;claims-bot&#x27; in this organization." in refused
+        assert "Not valid JSON." in await notice(communicator, "<script>alert(1)</script>")
+        assert "at most 65,536 bytes" in await notice(communicator, "x" * 1_000_000)
+        assert "Unknown action." in await notice(communicator, '{"action": "dance"}')
+        ok = await notice(communicator, '{"action": "subscribe", "bot": "sales-bot"}')
+        assert 'class="notice is-empty"' in ok
+        group = scoped_group(org.pk, bot_id=sales.pk)
+        assert group in get_hub().groups and org_group(org.pk) not in get_hub().groups
+        await wait_for_group(group)
+        sales_messages = [{**m, "bot": "sales-bot"} for m in messages(2, conv="s1")]
+        await sync_to_async(events_ingest)(org=org, events=messages(6) + sales_messages)
+        await sync_to_async(pulse_tick)()
+        frame = await communicator.receive_from(timeout=5)
+        assert 'data-scope="bot:sales-bot"' in frame
+        assert '<span class="label">Messages / hour</span>\n    <span class="value">2</span>' in frame
+        assert "support-bot" not in frame and "Support Assistant" not in frame  # feed: Sales only
+        assert await communicator.receive_nothing(timeout=0.5)  # not the whole org's frame
+        back = await notice(communicator, '{"action": "unsubscribe"}')
+        assert 'class="notice is-empty"' in back
+        await sync_to_async(events_ingest)(org=org, events=messages(1, conv="c2"))
+        broadcast._last_rendered.clear()
+        await sync_to_async(pulse_tick)()
+        frame = await communicator.receive_from(timeout=5)
+        assert 'data-scope=""' in frame
+        assert '<span class="label">Messages / hour</span>\n    <span class="value">9</span>' in frame
+        await communicator.disconnect()
+        assert not get_hub().groups
 
     run(scenario)

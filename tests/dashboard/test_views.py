@@ -210,3 +210,45 @@ def test_the_campaign_panel_shows_todays_calls_outcomes_and_queue(client, bob, o
     health = response.context["health"]
     assert (health.answer_rate, health.active_campaigns) == (50.0, 1)
     assert 'id="system-health"' in page
+
+
+def test_the_live_part_can_be_narrowed_to_a_bot_or_a_campaign(client, bob, org, bot, other_org):
+    from analytics.services.ingest import events_ingest
+    from tests.factories import CampaignFactory
+
+    sales = BotFactory(organization=org, slug="sales-bot", name="Sales")
+    CampaignFactory(organization=org, slug="spring", name="Spring calls", bot=sales)
+    BotFactory(organization=other_org, slug="claims-bot")
+
+    def event(bot_slug, conversation, **fields):
+        return {"id": str(uuid.uuid4()), "bot": bot_slug, "conversation": conversation, **fields}
+
+    events_ingest(
+        org=org,
+        events=[
+            event("support-bot", "w1", type="message", direction="inbound", text="support q"),
+            event("sales-bot", "s1", type="conversation.started", campaign="spring",
+                  channel="voice", customer="Ana"),
+            event("sales-bot", "s1", type="message", direction="inbound", text="sales q"),
+            event("sales-bot", "s2", type="message", direction="inbound", text="no campaign"),
+        ],
+    )  # fmt: skip
+    client.force_login(bob)
+    whole = client.get("/o/acme/").content.decode()
+    assert 'data-scope=""' in whole and "support q" in whole and "sales q" in whole
+    assert '<option value="bot:sales-bot">Sales</option>' in whole
+    assert '<option value="campaign:spring">Spring calls</option>' in whole
+
+    page = client.get("/o/acme/?bot=sales-bot").content.decode()
+    assert 'data-scope="bot:sales-bot"' in page
+    assert '<option value="bot:sales-bot" selected>' in page
+    assert "sales q" in page and "no campaign" in page and "support q" not in page
+
+    polled = client.get("/o/acme/live/metrics?scope=campaign:spring").content.decode()
+    assert 'data-scope="campaign:spring"' in polled
+    assert "sales q" in polled and "no campaign" not in polled and "support q" not in polled
+    assert "Spring calls" in polled
+
+    refused = client.get("/o/acme/?bot=claims-bot").content.decode()
+    assert "No bot &#x27;claims-bot&#x27; in Acme; showing everything." in refused
+    assert 'data-scope=""' in refused and "support q" in refused
