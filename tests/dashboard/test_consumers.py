@@ -184,7 +184,9 @@ def test_a_page_narrowed_to_one_bot_receives_only_that_bots_figures(org, other_o
         await sync_to_async(pulse_tick)()
         frame = await communicator.receive_from(timeout=5)
         assert 'data-scope="bot:sales-bot"' in frame
-        assert '<span class="label">Messages / hour</span>\n    <span class="value">2</span>' in frame
+        assert (
+            '<span class="label">Messages / hour</span>\n    <span class="value">2</span>' in frame
+        )
         assert "support-bot" not in frame and "Support Assistant" not in frame  # feed: Sales only
         assert await communicator.receive_nothing(timeout=0.5)  # not the whole org's frame
         back = await notice(communicator, '{"action": "unsubscribe"}')
@@ -194,7 +196,9 @@ def test_a_page_narrowed_to_one_bot_receives_only_that_bots_figures(org, other_o
         await sync_to_async(pulse_tick)()
         frame = await communicator.receive_from(timeout=5)
         assert 'data-scope=""' in frame
-        assert '<span class="label">Messages / hour</span>\n    <span class="value">9</span>' in frame
+        assert (
+            '<span class="label">Messages / hour</span>\n    <span class="value">9</span>' in frame
+        )
         await communicator.disconnect()
         assert not get_hub().groups
 

@@ -164,8 +164,14 @@ def test_a_campaign_subscription_gets_its_calls_figures_and_status_changes(org, 
             events=[
                 {**call, "id": str(uuid.uuid4()), "conversation": "call-1", "campaign": "spring"},
                 {**call, "id": str(uuid.uuid4()), "conversation": "chat-2"},  # not the campaign's
-                {"id": str(uuid.uuid4()), "type": "conversation.ended", "bot": "support-bot",
-                 "conversation": "call-1", "status": "resolved", "call_outcome": "converted"},
+                {
+                    "id": str(uuid.uuid4()),
+                    "type": "conversation.ended",
+                    "bot": "support-bot",
+                    "conversation": "call-1",
+                    "status": "resolved",
+                    "call_outcome": "converted",
+                },
             ],  # fmt: skip
         )
         campaign.status = "paused"
