@@ -41,9 +41,16 @@
     }
   }
 
+  // While the socket is down: "Reconnecting…" until a poll gets through, then "Polling".
+  document.body.addEventListener("htmx:afterRequest", function (event) {
+    var path = event.detail.pathInfo && event.detail.pathInfo.requestPath;
+    if (!socket && pollTimer && event.detail.successful && path && path.indexOf(pollBase) === 0) {
+      show("polling", "Polling");
+    }
+  });
+
   function startPolling() {
     if (pollTimer) return;
-    show("polling", "Polling");
     refresh();
     pollTimer = setInterval(refresh, POLL_MS);
   }

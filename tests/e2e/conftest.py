@@ -69,3 +69,14 @@ def two_org_user(org, other_org):
     MembershipFactory(organization=org, user=user, role=Role.VIEWER)
     MembershipFactory(organization=other_org, user=user, role=Role.VIEWER)
     return user
+
+
+@pytest.fixture
+def servers():
+    """daphne and pulse as real processes on the test database (WebSockets need them)."""
+    from tests.e2e.live_servers import Servers
+
+    s = Servers()
+    s.start()
+    yield s
+    s.stop()
