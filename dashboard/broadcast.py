@@ -141,7 +141,7 @@ class StreamPublisher:
     """JSON events for API clients of one org, published to the org's stream group and to the
     bot and campaign groups each event concerns (scoped groups only when somebody listens)."""
 
-    ITEM_KEYS_HIDDEN = ("at", "ago", "badge", "badge_label")
+    ITEM_KEYS_HIDDEN = ("at", "ago", "badge", "badge_label", "channel_label")
     _seen: dict[int, tuple[str, frozenset]] = {}  # org id -> (newest timestamp, frames sent at it)
     _campaign_status: dict[int, dict[str, str]] = {}  # org id -> campaign slug -> last status
 

@@ -9,7 +9,7 @@ import redis
 from django.utils import timezone
 from django.utils.timesince import timesince
 
-from analytics.models import Bot, Campaign
+from analytics.models import Bot, Campaign, Channel
 from analytics.selectors import (
     CampaignStatus,
     LiveFigure,
@@ -85,6 +85,9 @@ def _ago(at: datetime) -> str:
     return f"{timesince(at)} ago"
 
 
+CHANNEL_LABELS = dict(Channel.choices)
+
+
 def feed_items(raw: list[dict]) -> list[dict]:
     """Feed entries from the live state, ready for `_feed_rows.html` (text stays untrusted)."""
     items = []
@@ -99,7 +102,10 @@ def feed_items(raw: list[dict]) -> list[dict]:
             badge, label = entry["outcome"], entry["outcome"].capitalize()
         else:
             badge, label = "active", "Active"
-        items.append({**_timed(entry), "badge": badge, "badge_label": label})
+        channel = CHANNEL_LABELS.get(entry.get("channel", ""), "")
+        items.append(
+            {**_timed(entry), "badge": badge, "badge_label": label, "channel_label": channel}
+        )
     return items
 
 

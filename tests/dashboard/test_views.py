@@ -241,6 +241,7 @@ def test_the_live_part_can_be_narrowed_to_a_bot_or_a_campaign(client, bob, org, 
     assert 'data-scope=""' in whole and "support q" in whole and "sales q" in whole
     assert '<option value="bot:sales-bot">Sales</option>' in whole
     assert '<option value="campaign:spring">Spring calls</option>' in whole
+    assert "· Sales · Voice</span>" in whole  # the feed row names the bot and the channel
 
     page = client.get("/o/acme/?bot=sales-bot").content.decode()
     assert 'data-scope="bot:sales-bot"' in page
