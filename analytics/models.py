@@ -277,6 +277,8 @@ class Conversation(TenantModel):
         ]
         indexes = [
             models.Index(fields=["organization", "-started_at"], name="conv_org_started"),
+            # Rollups count the conversations that ended in an hour or day.
+            models.Index(fields=["organization", "ended_at"], name="conv_org_ended"),
             models.Index(
                 fields=["organization", "bot", "-started_at"], name="conv_org_bot_started"
             ),
@@ -584,3 +586,80 @@ class OrgHourlyUsage(TenantModel):
 
     def __str__(self) -> str:
         return f"{self.organization_id} @ {self.hour:%Y-%m-%d %H}:00"
+
+
+# --- rollup bookkeeping ----------------------------------------------------------------------
+
+
+class RollupDirtyHour(TenantModel):
+    """An org-hour with events not yet in its rollups: the work list of the hourly run.
+
+    Ingestion marks the hours of every batch (one INSERT .. ON CONFLICT DO NOTHING); the hourly
+    run rebuilds each complete marked hour and deletes the mark in the same transaction, so a
+    missed run, late data and a killed worker all leave the mark for the next run.
+    """
+
+    # Written by ingestion for every batch, like Message: not enforced by PostgreSQL.
+    organization = _unenforced_fk(Organization)
+    hour = models.DateTimeField()
+    marked_at = models.DateTimeField(default=now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "hour"], name="dirty_unique_org_hour")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.organization_id} @ {self.hour:%Y-%m-%d %H}:00"
+
+
+class RollupDirtyDay(TenantModel):
+    """An org-local day whose daily bot metrics must be (re)built once the day is due (01:00)."""
+
+    date = models.DateField()
+    marked_at = models.DateTimeField(default=now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "date"], name="dirty_unique_org_date")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.organization_id} on {self.date}"
+
+
+class RollupBackfill(TenantModel):
+    """One `manage.py backfill` run; its finished units let an interrupted run resume."""
+
+    since = models.DateField()
+    until = models.DateField()
+    via_celery = models.BooleanField(default=False)
+    units_total = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField(default=now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["organization", "since", "until"], name="backfill_org_range"),
+        ]
+
+    def __str__(self) -> str:
+        return f"backfill of {self.organization_id} {self.since}..{self.until}"
+
+
+class RollupBackfillUnit(TenantModel):
+    """A unit (`h:<hour>`, `d:<date>` or `c:<date>`) a backfill run has finished."""
+
+    backfill = models.ForeignKey(RollupBackfill, on_delete=models.CASCADE, related_name="units")
+    unit = models.CharField(max_length=40)
+    done_at = models.DateTimeField(default=now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "backfill", "unit"], name="backfill_unique_unit"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.unit

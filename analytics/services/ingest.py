@@ -34,6 +34,7 @@ from analytics.models import (
     Organization,
     Outcome,
 )
+from analytics.services.rollup import rollup_mark_hours
 
 EVENT_TYPES = ("conversation.started", "message", "conversation.ended", "activity", "gauge")
 CHANNELS = frozenset(Channel.values)
@@ -385,6 +386,10 @@ def _store(org: Organization, events: list[Event], now: datetime) -> tuple[list[
         )
         fresh = {row[0] for row in cursor.fetchall()}
         accepted = [e for e in events if e.id in fresh]
+        if accepted:  # the hours these events fall in are (re)rolled up by the next hourly run
+            rollup_mark_hours(
+                cursor, org_id=org.pk, epoch_hours={int(e.at.timestamp()) // 3600 for e in accepted}
+            )
         conversation_ids = _upsert_conversations(cursor, org, accepted)
         _copy_rows(cursor, org, accepted, conversation_ids)
     return accepted, conversation_ids
