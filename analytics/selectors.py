@@ -653,7 +653,7 @@ def _live_minutes(keys: list, minutes: list[int], *, hists: bool) -> list[tuple[
 
 
 def _bucket_totals(
-    *, org: Organization, period: Period, bots, now: datetime | None, hists: bool
+    *, org: Organization, period: Period, bots, now: datetime | None, hists: bool, live: bool
 ) -> tuple[list[datetime], list[_Totals]]:
     now = now or timezone.now()
     starts, index = _period_buckets(org, period, now)
@@ -679,7 +679,7 @@ def _bucket_totals(
         for m in range(epoch_minute(hour), epoch_minute(hour) + 60)
         if horizon < m <= current
     ]
-    if minutes and (wanted is None or wanted):
+    if live and minutes and (wanted is None or wanted):
         keys = (
             [lambda *parts: org_key(org.pk, *parts)]
             if wanted is None
@@ -694,11 +694,19 @@ def _bucket_totals(
 
 
 def response_time_series(
-    *, org: Organization, period: Period | str, bots=None, now: datetime | None = None
+    *,
+    org: Organization,
+    period: Period | str,
+    bots=None,
+    now: datetime | None = None,
+    live: bool = True,
 ) -> list[ResponseTimePoint]:
-    """Avg, p50, p95 and p99 response time per bucket of the period (org or the given bots)."""
+    """Avg, p50, p95 and p99 response time per bucket of the period (org or the given bots);
+    `live=False` reads the rolled-up hours only (when Redis is unreachable)."""
     period = period if isinstance(period, Period) else period_get(period)
-    starts, totals = _bucket_totals(org=org, period=period, bots=bots, now=now, hists=True)
+    starts, totals = _bucket_totals(
+        org=org, period=period, bots=bots, now=now, hists=True, live=live
+    )
     points = []
     for start, t in zip(starts, totals, strict=True):
         p50, p95, p99 = sketch.quantiles(sketch.merge(t.hists or ()), (0.5, 0.95, 0.99))
@@ -708,9 +716,17 @@ def response_time_series(
 
 
 def message_volume_series(
-    *, org: Organization, period: Period | str, bots=None, now: datetime | None = None
+    *,
+    org: Organization,
+    period: Period | str,
+    bots=None,
+    now: datetime | None = None,
+    live: bool = True,
 ) -> list[VolumePoint]:
-    """Inbound and outbound messages per bucket of the period (org or the given bots)."""
+    """Inbound and outbound messages per bucket of the period (org or the given bots);
+    `live=False` reads the rolled-up hours only (when Redis is unreachable)."""
     period = period if isinstance(period, Period) else period_get(period)
-    starts, totals = _bucket_totals(org=org, period=period, bots=bots, now=now, hists=False)
+    starts, totals = _bucket_totals(
+        org=org, period=period, bots=bots, now=now, hists=False, live=live
+    )
     return [VolumePoint(s, t.inbound, t.outbound) for s, t in zip(starts, totals, strict=True)]

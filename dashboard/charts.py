@@ -1,10 +1,26 @@
-"""Plotly figures (plain dicts in plotly.js's schema) built from selector output."""
+"""Plotly figures (plain dicts in plotly.js's schema) built from selector output.
+
+Colours are CSS variables ("var(--accent)"); static/dashboard/live.js resolves them when it draws,
+so every chart follows the light or dark theme. Times are the org's wall clock, without offset.
+"""
 
 from __future__ import annotations
 
-from analytics.selectors import MinutePoint
+import redis
 
-ACCENT, MUTED = "#3451d1", "#9a6700"
+from analytics.selectors import (
+    PERIODS,
+    MinutePoint,
+    Period,
+    ResponseTimePoint,
+    VolumePoint,
+    message_volume_series,
+    period_get,
+    response_time_series,
+)
+
+ACCENT, WARN, GOOD, MUTED = "var(--accent)", "var(--warn)", "var(--good)", "var(--muted)"
+TRANSPARENT = "rgba(0,0,0,0)"
 
 
 def activity_figure(series: list[MinutePoint]) -> dict:
@@ -16,7 +32,7 @@ def activity_figure(series: list[MinutePoint]) -> dict:
              "marker": {"color": ACCENT}, "hovertemplate": "%{y} messages<extra></extra>"},
             {"type": "scatter", "mode": "lines+markers", "name": "p95 response (ms)", "x": x,
              "y": [round(p.p95_ms) if p.p95_ms is not None else None for p in series], "yaxis": "y2",
-             "line": {"color": MUTED, "width": 2}, "connectgaps": False,
+             "line": {"color": WARN, "width": 2}, "connectgaps": False,
              "hovertemplate": "p95 %{y} ms<extra></extra>"},
         ],
         "layout": {
@@ -26,6 +42,119 @@ def activity_figure(series: list[MinutePoint]) -> dict:
             "yaxis": {"title": {"text": "messages"}, "rangemode": "tozero"},
             "yaxis2": {"title": {"text": "ms"}, "overlaying": "y", "side": "right", "rangemode": "tozero",
                        "showgrid": False},
-            "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)",
+            "paper_bgcolor": TRANSPARENT, "plot_bgcolor": TRANSPARENT,
+        },
+    }  # fmt: skip
+
+
+# How each period labels its buckets: (plotly tick format, hover format, table label strftime).
+_TIME_FORMATS = {
+    "24h": ("%H:%M", "%a %H:%M", "%a %H:%M"),
+    "7d": ("%a %-d", "%a %-d %b %H:%M", "%a %-d %b %H:%M"),
+    "30d": ("%-d %b", "%a %-d %b", "%a %-d %b"),
+}
+
+
+def _x(points) -> list[str]:
+    return [p.start.strftime("%Y-%m-%dT%H:%M") for p in points]
+
+
+def _ms(value: float | None) -> int | None:
+    return None if value is None else round(value)
+
+
+def _time_layout(period: Period, y_title: str) -> dict:
+    tick, hover, _ = _TIME_FORMATS[period.key]
+    return {
+        "margin": {"l": 48, "r": 12, "t": 10, "b": 36}, "height": 260, "showlegend": True,
+        "legend": {"orientation": "h", "y": -0.22}, "hovermode": "x unified",
+        "xaxis": {"type": "date", "tickformat": tick, "hoverformat": hover},
+        "yaxis": {"title": {"text": y_title}, "rangemode": "tozero"},
+        "paper_bgcolor": TRANSPARENT, "plot_bgcolor": TRANSPARENT,
+    }  # fmt: skip
+
+
+def response_time_figure(points: list[ResponseTimePoint], period: Period) -> dict:
+    """Average, p50 and p95 response time per bucket; an empty bucket is a gap in each line."""
+    x = _x(points)
+
+    def line(name, values, color, dash="solid"):
+        return {"type": "scatter", "mode": "lines+markers", "name": name, "x": x, "y": values,
+                "connectgaps": False, "line": {"color": color, "width": 2, "dash": dash},
+                "marker": {"size": 4}, "hovertemplate": "%{y:,} ms"}  # fmt: skip
+
+    return {
+        "data": [
+            line("Average", [_ms(p.avg_ms) for p in points], ACCENT),
+            line("p50", [_ms(p.p50_ms) for p in points], GOOD, "dot"),
+            line("p95", [_ms(p.p95_ms) for p in points], WARN),
+        ],
+        "layout": _time_layout(period, "ms"),
+    }
+
+
+def message_volume_figure(points: list[VolumePoint], period: Period) -> dict:
+    """Inbound and outbound messages per bucket (stacked bars)."""
+    x = _x(points)
+    return {
+        "data": [
+            {"type": "bar", "name": "Inbound", "x": x, "y": [p.inbound for p in points],
+             "marker": {"color": ACCENT}, "hovertemplate": "%{y:,} in"},
+            {"type": "bar", "name": "Outbound", "x": x, "y": [p.outbound for p in points],
+             "marker": {"color": WARN}, "hovertemplate": "%{y:,} out"},
+        ],
+        "layout": {**_time_layout(period, "messages"), "barmode": "stack", "bargap": 0.2},
+    }  # fmt: skip
+
+
+def period_charts(org, period_key: str | None = None, *, bot=None, now=None) -> dict:
+    """What the response-time and volume charts show: figures, data tables and the period switch."""
+    period = period_get(period_key)
+    bots = None if bot is None else [bot]
+    live_missing = False
+    try:
+        response = response_time_series(org=org, period=period, bots=bots, now=now)
+        volume = message_volume_series(org=org, period=period, bots=bots, now=now)
+    except redis.RedisError:
+        # The rolled-up hours still show; the live ones come back with Redis.
+        live_missing = True
+        response = response_time_series(org=org, period=period, bots=bots, now=now, live=False)
+        volume = message_volume_series(org=org, period=period, bots=bots, now=now, live=False)
+    label = _TIME_FORMATS[period.key][2]
+    rows = [
+        {"label": r.start.strftime(label), "avg": _ms(r.avg_ms), "p50": _ms(r.p50_ms),
+         "p95": _ms(r.p95_ms), "p99": _ms(r.p99_ms), "inbound": v.inbound, "outbound": v.outbound}
+        for r, v in zip(response, volume, strict=True)
+    ]  # fmt: skip
+    return {
+        "period": period,
+        "periods": list(PERIODS.values()),
+        "period_bot": bot,
+        "period_rows": rows,
+        "period_live_missing": live_missing,
+        "response_figure": response_time_figure(response, period),
+        "volume_figure": message_volume_figure(volume, period),
+    }
+
+
+def outcome_pie_figure(slices: list[tuple[str, str, int]]) -> dict:
+    """Call outcomes as a donut with the total in the middle, from (key, label, count) slices.
+
+    Slice colours are the outcome bars' (app.css `--o-<key>`), so the bars table is the legend.
+    """
+    shown = [s for s in slices if s[2]]
+    total = sum(n for _, _, n in shown)
+    return {
+        "data": [
+            {"type": "pie", "hole": 0.58, "sort": False, "direction": "clockwise",
+             "labels": [label for _, label, _ in shown], "values": [n for _, _, n in shown],
+             "marker": {"colors": [f"var(--o-{key})" for key, _, _ in shown],
+                        "line": {"color": "var(--surface)", "width": 1}},
+             "textinfo": "none", "hovertemplate": "%{label}: %{value} (%{percent})<extra></extra>"},
+        ],
+        "layout": {
+            "margin": {"l": 2, "r": 2, "t": 2, "b": 2}, "height": 128, "width": 128, "showlegend": False,
+            "annotations": [{"text": f"{total:,}<br>calls", "showarrow": False, "font": {"size": 13}}],
+            "paper_bgcolor": TRANSPARENT, "plot_bgcolor": TRANSPARENT,
         },
     }  # fmt: skip

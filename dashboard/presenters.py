@@ -22,7 +22,7 @@ from analytics.selectors import (
     live_minute_series,
     live_snapshot,
 )
-from dashboard.charts import activity_figure
+from dashboard.charts import activity_figure, outcome_pie_figure
 
 
 @dataclass(frozen=True)
@@ -252,6 +252,32 @@ class CampaignView:
             ({"key": key, "label": OUTCOME_LABELS[key], "percent": round(100 * n / top)}, n)
             for key, n in self.status.outcomes.items()
         ]
+
+    @property
+    def pie_id(self) -> str:
+        return f"campaign-pie-{self.status.campaign.slug}"
+
+    @property
+    def pie_script_id(self) -> str:
+        return f"campaign-pie-{self.status.campaign.slug}-figure"
+
+    @property
+    def calls_done(self) -> int:
+        return sum(self.status.outcomes.values())
+
+    @property
+    def outcome_pie(self) -> dict:
+        """The outcome donut drawn beside the bars (which hold the same figures as text)."""
+        return outcome_pie_figure(
+            [(key, OUTCOME_LABELS[key], n) for key, n in self.status.outcomes.items()]
+        )
+
+    @property
+    def outcome_summary(self) -> str:
+        """The donut in words: "Answered 3, Converted 1, …" (outcomes that happened)."""
+        return ", ".join(
+            f"{OUTCOME_LABELS[key]} {n}" for key, n in self.status.outcomes.items() if n
+        )
 
 
 @dataclass(frozen=True)

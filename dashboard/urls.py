@@ -9,4 +9,5 @@ app_name = "dashboard"
 urlpatterns = [
     path("", views.org_dashboard, name="org_dashboard"),
     path("live/metrics", views.live_metrics, name="live_metrics"),
+    path("charts/period", views.period_charts, name="period_charts"),
 ]

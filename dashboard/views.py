@@ -14,6 +14,7 @@ from django.views.decorators.http import require_GET
 from analytics.redis import redis_ping
 from analytics.selectors import bot_today_list, org_day_start
 from analytics.tenancy import get_org_for_user, orgs_for_user
+from dashboard import charts
 from dashboard.presenters import live_context, scope_choices, scope_from_query
 
 
@@ -73,7 +74,21 @@ def org_dashboard(request, org):
             "scope_error": scope_error,
             "scope_choices": scope_choices(org),
             **live_context(org, scope),
+            **charts.period_charts(org, request.GET.get("period"), bot=scope.figures_bot),
         },
+    )
+
+
+@org_view
+@require_GET
+def period_charts(request, org):
+    """The response-time and volume charts' data for `?period=24h|7d|30d` (anything else: 24h)
+    and the page's scope, as out-of-band fragments; the charts are redrawn in place."""
+    scope, _error = scope_from_query(org, request.GET)
+    return render(
+        request,
+        "dashboard/partials/_period_charts.html#fragment",
+        {"org": org, **charts.period_charts(org, request.GET.get("period"), bot=scope.figures_bot)},
     )
 
 

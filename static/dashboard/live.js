@@ -60,22 +60,81 @@
     pollTimer = null;
   }
 
-  // Charts are drawn from the JSON the server renders next to them and updated in place.
-  function drawCharts() {
-    var holder = document.getElementById("chart-activity");
-    var source = document.getElementById("chart-activity-figure");
-    if (!holder || !source || !window.Plotly) return;
-    var figure = JSON.parse(source.textContent);
-    var style = getComputedStyle(document.body);
-    figure.layout.font = { color: style.color, family: style.fontFamily };
-    figure.layout.xaxis.gridcolor = figure.layout.yaxis.gridcolor = style.getPropertyValue("--border");
-    Plotly.react(holder, figure.data, figure.layout, { displayModeBar: false, responsive: true });
+  // Charts: every element with data-figure="<id of a JSON script>" is drawn from that figure
+  // and redrawn in place (Plotly.react on the same node) when the JSON or the theme changes, so
+  // a new chart needs only markup. Colours written as "var(--name)" are read from the CSS.
+  var drawnWith = new WeakMap(); // chart node -> the JSON text and theme it shows
+  var drawPending = false;
+
+  function themed(value, style) {
+    if (typeof value === "string") {
+      var match = /^var\((--[\w-]+)\)$/.exec(value);
+      return match ? style.getPropertyValue(match[1]).trim() : value;
+    }
+    if (Array.isArray(value)) return value.map(function (v) { return themed(v, style); });
+    if (value && typeof value === "object") {
+      var copy = {};
+      Object.keys(value).forEach(function (key) { copy[key] = themed(value[key], style); });
+      return copy;
+    }
+    return value;
   }
-  document.body.addEventListener("htmx:oobAfterSwap", function (event) {
-    if (event.detail.target && event.detail.target.id === "chart-activity-data") drawCharts();
+
+  function drawCharts() {
+    drawPending = false;
+    if (!window.Plotly) return;
+    var style = getComputedStyle(document.body);
+    var theme = style.color + "|" + style.getPropertyValue("--border");
+    var border = style.getPropertyValue("--border").trim();
+    document.querySelectorAll("[data-figure]").forEach(function (holder) {
+      var source = document.getElementById(holder.getAttribute("data-figure"));
+      if (!source) return;
+      var text = source.textContent;
+      var last = drawnWith.get(holder);
+      if (last && last.text === text && last.theme === theme) return;
+      drawnWith.set(holder, { text: text, theme: theme });
+      var figure = themed(JSON.parse(text), style);
+      var layout = figure.layout || {};
+      layout.font = Object.assign({ color: style.color, family: style.fontFamily }, layout.font);
+      ["xaxis", "yaxis", "yaxis2"].forEach(function (name) {
+        if (!layout[name]) return;
+        layout[name].gridcolor = layout[name].zerolinecolor = layout[name].linecolor = border;
+      });
+      (layout.annotations || []).forEach(function (note) {
+        note.font = Object.assign({ color: style.color }, note.font);
+      });
+      Plotly.react(holder, figure.data, layout, { displayModeBar: false, responsive: true });
+    });
+  }
+
+  function scheduleDraw() {
+    if (drawPending) return;
+    drawPending = true;
+    window.requestAnimationFrame(drawCharts);
+  }
+
+  // A "Show the data" table stays open when the fragment holding it is swapped.
+  var openDetails = {};
+  document.addEventListener("toggle", function (event) {
+    var el = event.target;
+    if (el.tagName === "DETAILS" && el.id) openDetails[el.id] = el.open;
+  }, true);
+  function keepDetailsOpen() {
+    Object.keys(openDetails).forEach(function (id) {
+      var el = document.getElementById(id);
+      if (openDetails[id] && el && !el.open) el.open = true;
+    });
+  }
+
+  ["htmx:afterSwap", "htmx:oobAfterSwap"].forEach(function (name) {
+    document.body.addEventListener(name, function () {
+      keepDetailsOpen();
+      scheduleDraw();
+    });
   });
-  document.body.addEventListener("htmx:afterSettle", drawCharts);
-  document.addEventListener("botflow:theme", drawCharts);
+  document.body.addEventListener("htmx:afterSettle", scheduleDraw);
+  document.addEventListener("botflow:theme", scheduleDraw);
+  window.matchMedia("(prefers-color-scheme: dark)").addEventListener("change", scheduleDraw);
   drawCharts();
 
   document.body.addEventListener("htmx:wsOpen", function (event) {
