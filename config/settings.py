@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
+
+from kombu import Queue
 
 from config import embedded
 from config.env import (
@@ -41,6 +44,8 @@ if env_bool("DB_POOL", default=True):
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 60, minimum=0)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Django's PostgreSQL backend with query/error counters for /metrics.
+DATABASES["default"]["ENGINE"] = "django_prometheus.db.backends.postgresql"
 REDIS = parse_redis_url("REDIS_URL", env_str("REDIS_URL"))
 REDIS_URL = REDIS.url
 
@@ -62,11 +67,13 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "django_prometheus",
     "analytics",
     "dashboard",
 ]
 
 MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -75,6 +82,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
     # Last on purpose: the innermost sync-only middleware keeps the whole chain in sync mode under
     # ASGI (one hop into a worker thread per request instead of one per middleware).
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -156,6 +164,24 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_RESULT_EXPIRES = 3600
+# Queues split by kind so slow work never delays live work: a worker started without -Q consumes
+# them all; production runs e.g. `celery -A config worker -Q rollups` on machines of their own.
+CELERY_TASK_QUEUES = [Queue("default"), Queue("followups"), Queue("rollups")]
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_ROUTES = {
+    "analytics.tasks.conversation_metrics_on_end": {"queue": "followups"},
+    "analytics.tasks.rollup_*": {"queue": "rollups"},
+    "analytics.tasks.conversation_metrics_*": {"queue": "rollups"},
+}
+# A task killed with its worker goes back to the queue (acks_late) instead of being lost; with
+# Redis an unacknowledged task is redelivered after the visibility timeout.
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 900, minimum=10),
+    "socket_connect_timeout": 3,
+    "socket_timeout": 10,
+}
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -201,3 +227,16 @@ INGEST_RETENTION_DAYS = env_int("INGEST_RETENTION_DAYS", 395, minimum=1)  # ~13 
 INGEST_RATE_LIMIT = env_int("INGEST_RATE_LIMIT", 100, minimum=1)  # requests per second per key
 DATA_UPLOAD_MAX_MEMORY_SIZE = INGEST_MAX_BYTES + 1024
 LIVE_KEY_PREFIX = env_str("LIVE_KEY_PREFIX", "bf")
+
+# --- operations: /metrics is for a Prometheus scraper, not the public
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS", ["127.0.0.1", "::1"])
+try:
+    METRICS_ALLOWED_NETWORKS = [ipaddress.ip_network(n, strict=False) for n in METRICS_ALLOWED_IPS]
+except ValueError as exc:
+    raise EnvError("METRICS_ALLOWED_IPS", f"must be IP addresses or networks: {exc}") from exc
+
+# --- exports (issue 6): larger ones run as a Celery job writing to EXPORT_DIR (shared with web)
+EXPORT_ASYNC_ROWS = env_int("EXPORT_ASYNC_ROWS", 200_000, minimum=1)
+EXPORT_DIR = Path(env_str("EXPORT_DIR", "") or BASE_DIR / ".data" / "exports")
+CELERY_IMPORTS = ["analytics.export_tasks"]

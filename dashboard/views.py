@@ -95,7 +95,10 @@ def period_charts(request, org):
 @never_cache
 @require_GET
 def healthz(request):
-    """Health of PostgreSQL and Redis: 200 when both answer, 503 naming the one that does not."""
+    """Health of PostgreSQL, Redis and Celery's broker: 200 when all answer, 503 naming the
+    one that does not."""
+    from analytics.services.ops import broker_ping
+
     checks = {}
     try:
         with connection.cursor() as cursor:
@@ -104,6 +107,7 @@ def healthz(request):
     except DatabaseError as exc:
         checks["database"] = f"error: {exc.__class__.__name__}"
     checks["redis"] = redis_ping()
+    checks["broker"] = broker_ping()
     healthy = all(v == "ok" for v in checks.values())
     return JsonResponse(
         {"status": "ok" if healthy else "degraded", **checks}, status=200 if healthy else 503

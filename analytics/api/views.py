@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 from analytics.api.auth import ApiKeyAuthentication, ApiKeyRateThrottle, HasScope
 from analytics.api.errors import error_response
 from analytics.services.ingest import EnvelopeError, envelope_events, events_ingest
+from analytics.services.ops import ops_count_events
 
 
 class EventIngestApi(APIView):
@@ -76,4 +77,7 @@ class EventIngestApi(APIView):
             result = events_ingest(org=request.auth.organization, events=events)
         except EnvelopeError as exc:
             return error_response(exc.message, exc.status)
+        ops_count_events(
+            accepted=result.accepted, duplicates=result.duplicates, rejected=len(result.rejected)
+        )
         return Response(result.as_response())

@@ -6,6 +6,7 @@ import redis
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
+from analytics.services.ops import ops_pulse_tick
 from dashboard.broadcast import pulse_tick
 
 
@@ -21,7 +22,13 @@ class Command(BaseCommand):
             while True:
                 started = time.monotonic()
                 try:
-                    pulse_tick()
+                    orgs = pulse_tick()
+                    ops_pulse_tick(
+                        started=time.time(),
+                        seconds=time.monotonic() - started,
+                        orgs=orgs,
+                        interval=interval,
+                    )
                 except redis.RedisError as exc:
                     self.stderr.write(f"pulse: Redis unavailable ({exc}); retrying in 1 s")
                     time.sleep(1)

@@ -1,0 +1,142 @@
+"""Operating figures shared by every process: counted in Redis, read by /metrics and the ops API.
+
+Web processes count ingested events, Celery workers count their tasks (signals connected in
+config/celery.py), pulse stamps each tick; any web process can then answer for all of them, on
+one machine or many. Like the rest of Redis's contents these are rebuildable figures: losing
+Redis resets counters (Prometheus handles counter resets), never data.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import orjson
+import redis
+from django.conf import settings
+
+from analytics.redis import get_redis
+
+RECENT_TASKS = 50  # task outcomes kept for the ops API
+
+
+def _key(*parts) -> str:
+    return ":".join((settings.LIVE_KEY_PREFIX, "ops", *map(str, parts)))
+
+
+def ops_count_events(*, accepted: int, duplicates: int, rejected: int) -> None:
+    """Count one ingest request's outcome (best effort: metrics never fail a request)."""
+    try:
+        pipe = get_redis().pipeline(transaction=False)
+        key = _key("events")
+        for result, n in (
+            ("accepted", accepted),
+            ("duplicate", duplicates),
+            ("rejected", rejected),
+        ):
+            if n:
+                pipe.hincrby(key, result, n)
+        pipe.hincrby(key, "requests", 1)
+        pipe.execute()
+    except redis.RedisError:
+        pass
+
+
+def ops_pulse_tick(*, started: float, seconds: float, orgs: int, interval: float) -> None:
+    """pulse's heartbeat: when the tick ran, how long it took and how late it was."""
+    lag = max(0.0, seconds - interval)
+    get_redis().hset(
+        _key("pulse"),
+        mapping={"at": started, "seconds": seconds, "lag": lag, "orgs": orgs},
+    )
+
+
+def ops_task_started(*, task_id: str, name: str) -> None:
+    get_redis().hset(
+        _key("tasks", "active"), task_id, orjson.dumps({"name": name, "at": time.time()})
+    )
+
+
+def ops_task_finished(*, task_id: str, name: str, state: str, seconds: float | None) -> None:
+    """Record a task's end (succeeded / failed / retried): counters, duration, recent list."""
+    client = get_redis()
+    pipe = client.pipeline(transaction=False)
+    pipe.hdel(_key("tasks", "active"), task_id)
+    pipe.hincrby(_key("tasks", "runs"), f"{name}|{state}", 1)
+    if seconds is not None:
+        pipe.hincrbyfloat(_key("tasks", "seconds"), name, seconds)
+        pipe.hincrby(_key("tasks", "timed"), name, 1)
+    entry = {"id": task_id, "name": name, "state": state, "seconds": seconds, "at": time.time()}
+    pipe.lpush(_key("tasks", "recent"), orjson.dumps(entry))
+    pipe.ltrim(_key("tasks", "recent"), 0, RECENT_TASKS - 1)
+    pipe.execute()
+
+
+@dataclass(frozen=True)
+class OpsSnapshot:
+    events: dict[str, int]
+    pulse: dict[str, float]
+    task_runs: dict[tuple[str, str], int]  # (task name, state) -> runs
+    task_seconds: dict[str, tuple[float, int]]  # task name -> (total seconds, timed runs)
+    active_tasks: list[dict]
+    recent_tasks: list[dict]
+    queues: dict[str, int]
+
+
+def ops_snapshot() -> OpsSnapshot:
+    """Every figure in one round trip to the live Redis and one to the broker."""
+    pipe = get_redis().pipeline(transaction=False)
+    pipe.hgetall(_key("events"))
+    pipe.hgetall(_key("pulse"))
+    pipe.hgetall(_key("tasks", "runs"))
+    pipe.hgetall(_key("tasks", "seconds"))
+    pipe.hgetall(_key("tasks", "timed"))
+    pipe.hvals(_key("tasks", "active"))
+    pipe.lrange(_key("tasks", "recent"), 0, RECENT_TASKS - 1)
+    events, pulse, runs, seconds, timed, active, recent = pipe.execute()
+
+    def text(mapping):
+        return {k.decode(): v for k, v in mapping.items()}
+
+    task_runs = {}
+    for field, n in text(runs).items():
+        name, _, state = field.rpartition("|")
+        task_runs[(name, state)] = int(n)
+    timed = text(timed)
+    return OpsSnapshot(
+        events={k: int(v) for k, v in text(events).items()},
+        pulse={k: float(v) for k, v in text(pulse).items()},
+        task_runs=task_runs,
+        task_seconds={k: (float(v), int(timed.get(k, 0))) for k, v in text(seconds).items()},
+        active_tasks=sorted((orjson.loads(a) for a in active), key=lambda a: a["at"]),
+        recent_tasks=[orjson.loads(r) for r in recent],
+        queues=queue_lengths(),
+    )
+
+
+def queue_lengths() -> dict[str, int]:
+    """Messages waiting in each Celery queue (the broker is Redis: one list per queue)."""
+    from config.celery import app
+
+    queues = [q.name for q in settings.CELERY_TASK_QUEUES or ()] or [
+        settings.CELERY_TASK_DEFAULT_QUEUE
+    ]
+    with app.connection_for_read() as conn:
+        client = conn.default_channel.client
+        pipe = client.pipeline(transaction=False)
+        for queue in queues:
+            pipe.llen(queue)
+        return dict(zip(queues, pipe.execute(), strict=True))
+
+
+def broker_ping(timeout: float = 2.0) -> str:
+    """ "ok" when Celery's broker answers, else the error's name."""
+    from config.celery import app
+
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, interval_start=0, timeout=timeout)
+            conn.default_channel.client.ping()
+    except Exception as exc:  # noqa: BLE001 - any failure means "down", and says which
+        return f"error: {exc.__class__.__name__}"
+    return "ok"
