@@ -103,7 +103,12 @@ def message_volume_figure(points: list[VolumePoint], period: Period) -> dict:
             {"type": "bar", "name": "Outbound", "x": x, "y": [p.outbound for p in points],
              "marker": {"color": WARN}, "hovertemplate": "%{y:,} out"},
         ],
-        "layout": {**_time_layout(period, "messages"), "barmode": "stack", "bargap": 0.2},
+        "layout": {
+            **_time_layout(period, "messages"),
+            "barmode": "stack",
+            "bargap": 0.2,
+            "legend": {"orientation": "h", "y": -0.22, "traceorder": "normal"},
+        },
     }  # fmt: skip
 
 
@@ -153,8 +158,50 @@ def outcome_pie_figure(slices: list[tuple[str, str, int]]) -> dict:
              "textinfo": "none", "hovertemplate": "%{label}: %{value} (%{percent})<extra></extra>"},
         ],
         "layout": {
-            "margin": {"l": 2, "r": 2, "t": 2, "b": 2}, "height": 128, "width": 128, "showlegend": False,
+            "margin": {"l": 2, "r": 2, "t": 2, "b": 2}, "height": 120, "width": 120, "showlegend": False,
             "annotations": [{"text": f"{total:,}<br>calls", "showarrow": False, "font": {"size": 13}}],
             "paper_bgcolor": TRANSPARENT, "plot_bgcolor": TRANSPARENT,
         },
     }  # fmt: skip
+
+
+# --- bot and campaign pages (issue 6): every point carries its explorer link (drill-down) ------
+
+
+def drill_figure(
+    *, period: Period, x: list[str], traces: list[dict], y_title: str, urls: list[str], **layout
+) -> dict:
+    """Lines and bars over the period's buckets; `customdata` holds each bucket's explorer URL,
+    which static/dashboard/explore.js opens when a point or bar is clicked."""
+    data = []
+    for t in traces:
+        trace = {
+            "name": t["name"], "x": x, "y": t["y"], "customdata": urls,
+            "marker": {"color": t.get("color", ACCENT)},
+            "hovertemplate": t.get("hover", "%{y:,}") + "<extra>" + t["name"] + "</extra>",
+        }  # fmt: skip
+        if t.get("type") == "bar":
+            trace["type"] = "bar"
+        else:
+            trace.update(
+                type="scatter", mode="lines+markers", connectgaps=False,
+                line={"color": t.get("color", ACCENT), "width": 2, "dash": t.get("dash", "solid")},
+            )  # fmt: skip
+            trace["marker"]["size"] = 5
+        if t.get("axis") == "y2":
+            trace["yaxis"] = "y2"
+        data.append(trace)
+    base = _time_layout(period, y_title)
+    if any(t.get("axis") == "y2" for t in traces):
+        base["yaxis2"] = {"title": {"text": layout.pop("y2_title", "")}, "overlaying": "y",
+                          "side": "right", "rangemode": "tozero", "showgrid": False}  # fmt: skip
+        base["margin"] = {**base["margin"], "r": 52}
+    return {"data": data, "layout": {**base, **layout}}
+
+
+def outcome_pie_drill_figure(slices: list[tuple[str, str, int]], urls: dict[str, str]) -> dict:
+    """outcome_pie_figure() whose slices open the explorer filtered to that call outcome."""
+    figure = outcome_pie_figure(slices)
+    figure["data"][0]["customdata"] = [urls[key] for key, _label, n in slices if n]
+    figure["layout"].update(height=200, width=200)
+    return figure
