@@ -69,8 +69,7 @@ def bot_today_list(*, org: Organization, now: datetime | None = None) -> list[Bo
     conversations = dict.fromkeys(ids, 0)
     activities = dict.fromkeys(ids, 0)
     revenue = dict.fromkeys(ids, Decimal(0))
-    rolled: set[datetime] = set()
-    for row in (
+    rows = list(
         BotHourlyRollup.objects.for_org(org)
         .filter(bot_id__in=ids, hour__gte=since, hour__lt=_floor_hour(now))
         .values_list(
@@ -78,10 +77,15 @@ def bot_today_list(*, org: Organization, now: datetime | None = None) -> list[Bo
             "response_count", "response_sum_ms", "conversations_started",
             "calls", "bookings", "emails", "tasks", "revenue",
         )
-    ):  # fmt: skip
+    )  # fmt: skip
+    stale = _stale_hours(org, since, now) if rows else set()
+    rolled: set[datetime] = set()
+    for row in rows:
         hour, bot_id, *counts, started, calls, bookings, emails, tasks, value = row
         rolled.add(hour)
         totals[bot_id].add(*counts)
+        if hour in stale:
+            continue
         conversations[bot_id] += started
         activities[bot_id] += calls + bookings + emails + tasks
         revenue[bot_id] += value
@@ -603,7 +607,19 @@ def _rolled_up_hours(
             rt_sum=Sum("response_sum_ms", filter=mine, default=0),
         )
     )
-    return {row.pop("hour"): _Totals(**row) for row in rows}
+    rolled = {row.pop("hour"): _Totals(**row) for row in rows}
+    for hour in _stale_hours(org, first, now) if rolled else ():
+        rolled.pop(hour, None)
+    return rolled
+
+
+def _stale_hours(org: Organization, since: datetime, now: datetime) -> set[datetime]:
+    """Rolled-up hours marked dirty again by late events, within the live keys' three days:
+    those are read from the live minutes until the next hourly run rebuilds them."""
+    from analytics.services.rollup import rollup_pending_hours
+
+    start = max(_floor_hour(since), _floor_hour(now - timedelta(seconds=MINUTE_TTL)) + HOUR)
+    return set(rollup_pending_hours(org_id=org.pk, start=start, end=_floor_hour(now)))
 
 
 def _rollup_bucket_hists(

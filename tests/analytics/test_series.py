@@ -401,3 +401,22 @@ def test_todays_table_reads_message_rows_of_the_live_hours_when_redis_is_down(
     expected = raw_today(org)
     settings.REDIS_URL = "redis://127.0.0.1:1/0"
     assert shown_today(org) == expected
+
+
+def test_a_rolled_up_hour_with_late_events_is_read_live_until_it_is_rebuilt(org, bots):
+    from analytics.models import RollupDirtyHour
+    from analytics.selectors import bot_today_list
+
+    alpha, _ = bots
+    noon = NOW.replace(hour=12, minute=0)
+    ingest(org, alpha, noon.replace(minute=10), times=(500,), inbound=3)
+    rollup(alpha, noon, times=(500,), inbound=3)  # the hourly run at 13:05 ...
+    RollupDirtyHour.objects.filter(organization=org, hour=noon).delete()  # ... took the mark
+    ingest(org, alpha, noon.replace(minute=45), inbound=1)  # late: marks 12:00 dirty again
+    volume = by_hour(message_volume_series(org=org, period="24h", now=NOW))
+    assert (volume[12].inbound, volume[12].outbound) == (4, 1)
+    today = {r.bot.slug: r for r in bot_today_list(org=org, now=NOW)}
+    assert (today["alpha"].messages_in, today["alpha"].messages_out) == (4, 1)
+    RollupDirtyHour.objects.filter(organization=org, hour=noon).delete()  # rebuilt (by hand: 3)
+    volume = by_hour(message_volume_series(org=org, period="24h", now=NOW))
+    assert volume[12].inbound == 3  # the rollup row is trusted again
