@@ -10,7 +10,8 @@ from decimal import Decimal
 import orjson
 import redis
 from django.db import connection
-from django.db.models import Count, Q, Sum
+from django.db.models import Avg, Count, Q, Sum
+from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from analytics import sketch
@@ -20,6 +21,7 @@ from analytics.models import (
     BotHourlyRollup,
     Campaign,
     Conversation,
+    ConversationMetrics,
     Direction,
     Message,
     Organization,
@@ -82,10 +84,10 @@ def bot_today_list(*, org: Organization, now: datetime | None = None) -> list[Bo
     rolled: set[datetime] = set()
     for row in rows:
         hour, bot_id, *counts, started, calls, bookings, emails, tasks, value = row
-        rolled.add(hour)
-        totals[bot_id].add(*counts)
         if hour in stale:
             continue
+        rolled.add(hour)
+        totals[bot_id].add(*counts)
         conversations[bot_id] += started
         activities[bot_id] += calls + bookings + emails + tasks
         revenue[bot_id] += value
@@ -746,3 +748,298 @@ def message_volume_series(
         org=org, period=period, bots=bots, now=now, hists=False, live=live
     )
     return [VolumePoint(s, t.inbound, t.outbound) for s, t in zip(starts, totals, strict=True)]
+
+
+# --- period summaries and bucketed series for the bot and campaign pages (issue 6) -------------
+#
+# Totals over a range read the completed, rolled-up hours (BotHourlyRollup); durations come from
+# ConversationMetrics and campaign figures from the campaign's conversations (the range's rows
+# only, through the (organization, campaign, started_at) index).
+
+PERIOD_LENGTHS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
+
+_SUMMARY_SUMS = (
+    "messages_in", "messages_out", "conversations_started", "conversations_ended", "successes",
+    "failures", "fallbacks", "handoffs", "kb_hits", "kb_misses", "tokens", "cost_usd",
+    "response_count", "response_sum_ms", "csat_sum", "csat_count", "calls", "bookings", "emails",
+    "tasks", "revenue",
+)  # fmt: skip
+
+
+def _ratio(part, whole, scale: float = 100.0) -> float | None:
+    return scale * float(part) / float(whole) if whole else None
+
+
+@dataclass(frozen=True)
+class PeriodSummary:
+    """A bot's (or bots') figures over [start, end): counts, rates in percent, percentiles in ms."""
+
+    start: datetime
+    end: datetime
+    conversations: int  # started in the range
+    conversations_ended: int
+    messages_in: int
+    messages_out: int
+    avg_ms: float | None
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    success_rate: float | None
+    error_rate: float | None
+    fallback_rate: float | None
+    kb_hit_rate: float | None
+    handoff_rate: float | None  # of the conversations that ended
+    csat_avg: float | None
+    tokens: int
+    cost_usd: float
+    avg_duration_seconds: float | None
+    calls: int
+    bookings: int
+    emails: int
+    tasks: int
+    revenue: float
+
+    @property
+    def messages(self) -> int:
+        return self.messages_in + self.messages_out
+
+
+def _range_hist(org: Organization, bot_ids: list[int], start: datetime, end: datetime) -> dict:
+    table = BotHourlyRollup._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT h.key::int, sum(h.value::bigint)
+            FROM {table} r CROSS JOIN LATERAL jsonb_each_text(r.response_hist) AS h(key, value)
+            WHERE r.organization_id = %s AND r.bot_id = ANY(%s) AND r.hour >= %s AND r.hour < %s
+            GROUP BY 1
+            """,  # noqa: S608 - the table name is ours
+            [org.pk, bot_ids, start, end],
+        )
+        return {int(k): int(n) for k, n in cursor.fetchall()}
+
+
+def bot_period_summary(
+    *, org: Organization, bots=None, start: datetime, end: datetime
+) -> PeriodSummary:
+    """Figures of the org's bots (or the given ones) over the rolled-up hours of [start, end)."""
+    all_ids, wanted = _scoped_bot_ids(org, bots)
+    ids = all_ids if wanted is None else wanted
+    first = _floor_hour(start)
+    sums = (
+        BotHourlyRollup.objects.for_org(org)
+        .filter(bot_id__in=ids, hour__gte=first, hour__lt=end)
+        .aggregate(**{name: Sum(name, default=0) for name in _SUMMARY_SUMS})
+    )
+    p50, p95, p99 = sketch.quantiles(_range_hist(org, ids, first, end), (0.5, 0.95, 0.99))
+    replies = sums["successes"] + sums["failures"] + sums["fallbacks"]
+    duration = (
+        ConversationMetrics.objects.for_org(org)
+        .filter(bot_id__in=ids, started_at__gte=start, started_at__lt=end)
+        .aggregate(avg=Avg("duration_seconds"))["avg"]
+    )
+    return PeriodSummary(
+        start=start,
+        end=end,
+        conversations=sums["conversations_started"],
+        conversations_ended=sums["conversations_ended"],
+        messages_in=sums["messages_in"],
+        messages_out=sums["messages_out"],
+        avg_ms=_ratio(sums["response_sum_ms"], sums["response_count"], 1.0),
+        p50_ms=p50,
+        p95_ms=p95,
+        p99_ms=p99,
+        success_rate=_ratio(sums["successes"], replies),
+        error_rate=_ratio(sums["failures"], replies),
+        fallback_rate=_ratio(sums["fallbacks"], replies),
+        kb_hit_rate=_ratio(sums["kb_hits"], sums["kb_hits"] + sums["kb_misses"]),
+        handoff_rate=_ratio(sums["handoffs"], sums["conversations_ended"]),
+        csat_avg=_ratio(sums["csat_sum"], sums["csat_count"], 1.0),
+        tokens=sums["tokens"],
+        cost_usd=float(sums["cost_usd"]),
+        avg_duration_seconds=float(duration) if duration is not None else None,
+        calls=sums["calls"],
+        bookings=sums["bookings"],
+        emails=sums["emails"],
+        tasks=sums["tasks"],
+        revenue=float(sums["revenue"]),
+    )
+
+
+@dataclass(frozen=True)
+class Bucket:
+    start: datetime  # org time zone
+    end: datetime  # the next bucket's start (or now, for the last one)
+
+
+def period_buckets(
+    *, org: Organization, period: Period | str, now: datetime | None = None
+) -> tuple[list[Bucket], dict[datetime, int]]:
+    """The period's buckets (oldest first) and the bucket index of each UTC hour in them."""
+    period = period if isinstance(period, Period) else period_get(period)
+    now = now or timezone.now()
+    starts, index = _period_buckets(org, period, now)
+    ends = [*starts[1:], now]
+    return [Bucket(s, e) for s, e in zip(starts, ends, strict=True)], index
+
+
+@dataclass(frozen=True)
+class RollupPoint:
+    start: datetime
+    end: datetime
+    replies: int
+    success_rate: float | None
+    kb_hit_rate: float | None
+    tokens: int
+    cost_usd: float
+    handoffs: int
+    conversations_ended: int
+    avg_duration_seconds: float | None
+    calls: int
+    bookings: int
+    emails: int
+    tasks: int
+    revenue: float
+
+
+def bot_rollup_series(
+    *, org: Organization, period: Period | str, bots=None, now: datetime | None = None
+) -> list[RollupPoint]:
+    """Success and KB-hit rate, tokens, cost, handoffs, durations and AI-employee work per bucket
+    of the period, from the rolled-up hours (and ConversationMetrics for durations)."""
+    now = now or timezone.now()
+    buckets, index = period_buckets(org=org, period=period, now=now)
+    all_ids, wanted = _scoped_bot_ids(org, bots)
+    ids = all_ids if wanted is None else wanted
+    names = (
+        "successes", "failures", "fallbacks", "kb_hits", "kb_misses", "tokens", "cost_usd",
+        "handoffs", "conversations_ended", "calls", "bookings", "emails", "tasks", "revenue",
+    )  # fmt: skip
+    acc = [dict.fromkeys(names, 0) for _ in buckets]
+    hours = sorted(index)
+    for row in (
+        BotHourlyRollup.objects.for_org(org)
+        .filter(bot_id__in=ids, hour__gte=hours[0], hour__lte=hours[-1])
+        .values("hour")
+        .annotate(**{name: Sum(name, default=0) for name in names})
+    ):
+        i = index.get(row.pop("hour"))
+        if i is not None:
+            for name in names:
+                acc[i][name] += row[name]
+    durations = [[0.0, 0] for _ in buckets]
+    for hour, total, n in (
+        ConversationMetrics.objects.for_org(org)
+        .filter(bot_id__in=ids, started_at__gte=hours[0], started_at__lt=now)
+        .exclude(duration_seconds=None)
+        .annotate(h=TruncHour("started_at", tzinfo=UTC))
+        .values_list("h")
+        .annotate(total=Sum("duration_seconds"), n=Count("id"))
+    ):
+        i = index.get(hour)
+        if i is not None:
+            durations[i][0] += total
+            durations[i][1] += n
+    points = []
+    for b, a, (d_sum, d_n) in zip(buckets, acc, durations, strict=True):
+        replies = a["successes"] + a["failures"] + a["fallbacks"]
+        points.append(RollupPoint(
+            start=b.start, end=b.end, replies=replies,
+            success_rate=_ratio(a["successes"], replies),
+            kb_hit_rate=_ratio(a["kb_hits"], a["kb_hits"] + a["kb_misses"]),
+            tokens=a["tokens"], cost_usd=float(a["cost_usd"]), handoffs=a["handoffs"],
+            conversations_ended=a["conversations_ended"],
+            avg_duration_seconds=d_sum / d_n if d_n else None,
+            calls=a["calls"], bookings=a["bookings"], emails=a["emails"], tasks=a["tasks"],
+            revenue=float(a["revenue"]),
+        ))  # fmt: skip
+    return points
+
+
+@dataclass(frozen=True)
+class CampaignSummary:
+    start: datetime
+    end: datetime
+    attempts: int  # conversations (calls) started in the range
+    outcomes: dict[str, int]  # every CALL_OUTCOME_ORDER key
+    handoffs: int
+    csat_avg: float | None
+    avg_duration_seconds: float | None
+
+    @property
+    def completed(self) -> int:
+        return sum(self.outcomes.values())
+
+    @property
+    def answer_rate(self) -> float | None:
+        answered = self.outcomes["answered"] + self.outcomes["converted"]
+        return _ratio(answered, self.completed)
+
+    @property
+    def conversion_rate(self) -> float | None:
+        return _ratio(self.outcomes["converted"], self.completed)
+
+
+def campaign_period_summary(
+    *, org: Organization, campaign: Campaign, start: datetime, end: datetime
+) -> CampaignSummary:
+    """A campaign's calls over [start, end): attempts, each outcome, handoffs, CSAT, duration."""
+    if campaign.organization_id != org.pk:
+        raise ValueError("campaign is not in this organization")
+    rows = Conversation.objects.for_org(org).filter(
+        campaign_id=campaign.pk, started_at__gte=start, started_at__lt=end
+    )
+    totals = rows.aggregate(
+        attempts=Count("id"),
+        handoffs=Count("id", filter=Q(handoff=True)),
+        csat=Avg("csat"),
+        duration=Avg("metrics__duration_seconds"),
+        **{o: Count("id", filter=Q(call_outcome=o)) for o in CALL_OUTCOME_ORDER},
+    )
+    return CampaignSummary(
+        start=start,
+        end=end,
+        attempts=totals["attempts"],
+        outcomes={o: totals[o] for o in CALL_OUTCOME_ORDER},
+        handoffs=totals["handoffs"],
+        csat_avg=totals["csat"],
+        avg_duration_seconds=float(totals["duration"]) if totals["duration"] is not None else None,
+    )
+
+
+@dataclass(frozen=True)
+class CampaignPoint:
+    start: datetime
+    end: datetime
+    attempts: int
+    outcomes: dict[str, int]
+
+
+def campaign_outcome_series(
+    *, org: Organization, campaign: Campaign, period: Period | str, now: datetime | None = None
+) -> list[CampaignPoint]:
+    """Call attempts and outcomes per bucket of the period."""
+    if campaign.organization_id != org.pk:
+        raise ValueError("campaign is not in this organization")
+    now = now or timezone.now()
+    buckets, index = period_buckets(org=org, period=period, now=now)
+    attempts = [0] * len(buckets)
+    outcomes = [dict.fromkeys(CALL_OUTCOME_ORDER, 0) for _ in buckets]
+    hours = sorted(index)
+    for hour, outcome, n in (
+        Conversation.objects.for_org(org)
+        .filter(campaign_id=campaign.pk, started_at__gte=hours[0], started_at__lt=now)
+        .annotate(h=TruncHour("started_at", tzinfo=UTC))
+        .values_list("h", "call_outcome")
+        .annotate(n=Count("id"))
+    ):
+        i = index.get(hour)
+        if i is None:
+            continue
+        attempts[i] += n
+        if outcome in outcomes[i]:
+            outcomes[i][outcome] += n
+    return [
+        CampaignPoint(b.start, b.end, a, o)
+        for b, a, o in zip(buckets, attempts, outcomes, strict=True)
+    ]
