@@ -1,10 +1,27 @@
 from django.urls import path
 
-from analytics.api import ops, views
+from analytics.api import ops, read, views
 
 app_name = "api"
 
 urlpatterns = [
     path("events", views.EventIngestApi.as_view(), name="events"),
     path("ops/queues", ops.OpsQueuesApi.as_view(), name="ops-queues"),
+    path("analytics/realtime", read.RealtimeApi.as_view(), name="realtime"),
+    path("analytics/response-times", read.ResponseTimesApi.as_view(), name="response-times"),
+    path("analytics/message-volume", read.MessageVolumeApi.as_view(), name="message-volume"),
+    path("bots/", read.BotListApi.as_view(), name="bots"),
+    path("bots/<slug:slug>/performance", read.BotPerformanceApi.as_view(), name="bot-performance"),
+    path("bots/<slug:slug>/percentiles", read.BotPercentilesApi.as_view(), name="bot-percentiles"),
+    path("campaigns/", read.CampaignListApi.as_view(), name="campaigns"),
+    path(
+        "campaigns/<slug:slug>/metrics", read.CampaignMetricsApi.as_view(), name="campaign-metrics"
+    ),
+    path("conversations/", read.ConversationListApi.as_view(), name="conversations"),
+    path(
+        "conversations/<int:conversation_id>/",
+        read.ConversationDetailApi.as_view(),
+        name="conversation",
+    ),
+    path("system/health", read.SystemHealthApi.as_view(), name="system-health"),
 ]

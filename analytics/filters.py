@@ -1,0 +1,319 @@
+"""The conversation filters: one FilterSet behind the explorer page, its CSV export and the API.
+
+Every filter lives in the query string, so a filtered view is a link. The time range is a preset
+(`period=24h|7d|30d`) or a custom `start`/`end` (a date, which means the whole day in the org's
+time zone, or an ISO 8601 date-time); a range reaching past the retention limit is clamped and
+says so in `form.notices`. `q` is PostgreSQL full-text search over message text, through the GIN
+index of migration 0003 (the expression below must stay identical to the index's).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+
+import django_filters
+from django import forms
+from django.conf import settings
+from django.db.models import BooleanField, F, QuerySet
+from django.db.models.expressions import RawSQL
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
+
+from analytics.models import (
+    Bot,
+    CallOutcome,
+    Campaign,
+    Channel,
+    Conversation,
+    Message,
+    Organization,
+)
+
+# Unqualified: Django aliases the message table inside the IN (...) subquery.
+MESSAGE_TSVECTOR = "to_tsvector('english'::regconfig, text)"
+SEARCH_MAX_CHARS = 200
+# Raw tsquery operators: websearch syntax (words, "phrases", OR, -word) is what we accept.
+SEARCH_FORBIDDEN = set("&|!<>():*\\")
+
+PERIOD_CHOICES = [("24h", "Last 24 hours"), ("7d", "Last 7 days"), ("30d", "Last 30 days")]
+PERIOD_DELTAS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
+DEFAULT_PERIOD = "7d"
+
+# Sort keys of the explorer and the ORM ordering behind each (ties broken by newest id).
+SORTS = {
+    "started": ("Start time", "started_at"),
+    "duration": ("Duration", "metrics__duration_seconds"),
+    "messages": ("Messages", "metrics__total_messages"),
+    "response": ("Avg response time", "metrics__avg_response_time_ms"),
+    "cost": ("Cost", "metrics__cost_usd"),
+}
+SORT_CHOICES = [
+    (f"{sign}{key}", f"{label} ({'newest/highest' if sign else 'oldest/lowest'} first)")
+    for key, (label, _field) in SORTS.items()
+    for sign in ("-", "")
+]
+DEFAULT_SORT = "-started"
+
+
+@dataclass(frozen=True)
+class TimeRange:
+    start: datetime
+    end: datetime  # exclusive
+    label: str
+
+    @property
+    def slug(self) -> str:
+        """For file names: 20261101-20261123."""
+        last = self.end - timedelta(microseconds=1)
+        return f"{self.start:%Y%m%d}-{last:%Y%m%d}"
+
+
+def _parse_moment(raw: str, org: Organization, *, is_end: bool) -> datetime | None:
+    """A date (whole day, org time zone) or an ISO 8601 date-time (no offset: org time zone)."""
+    raw = raw.strip()
+    if len(raw) == 10:
+        try:
+            day = parse_date(raw)
+        except ValueError:
+            return None
+        if day is None:
+            return None
+        if is_end:
+            day = day + timedelta(days=1)
+        return datetime.combine(day, time.min, tzinfo=org.tz)
+    try:
+        moment = parse_datetime(raw.replace(" ", "+") if "T" in raw else raw)
+    except ValueError:
+        return None
+    if moment is None:
+        return None
+    if timezone.is_naive(moment):
+        moment = moment.replace(tzinfo=org.tz)
+    return moment
+
+
+class ConversationFilterForm(forms.Form):
+    """Cross-field checks of the filters: the range, the page."""
+
+    def __init__(self, *args, org: Organization, now: datetime | None = None, **kwargs):
+        self.org = org
+        self.now = now or timezone.now()
+        self.notices: list[str] = []
+        self.time_range: TimeRange | None = None
+        super().__init__(*args, **kwargs)
+
+    def clean(self):
+        data = super().clean()
+        raw_start, raw_end = self.data.get("start") or "", self.data.get("end") or ""
+        period = data.get("period") or DEFAULT_PERIOD
+        if not raw_start and not raw_end:
+            start = self.now - PERIOD_DELTAS.get(period, PERIOD_DELTAS[DEFAULT_PERIOD])
+            end = self.now
+            label = dict(PERIOD_CHOICES).get(period, "Last 7 days")
+        else:
+            start = _parse_moment(raw_start, self.org, is_end=False) if raw_start else None
+            end = _parse_moment(raw_end, self.org, is_end=True) if raw_end else self.now
+            if raw_start and start is None:
+                self.add_error("start", "Enter a valid date (YYYY-MM-DD) or ISO 8601 date-time.")
+            if raw_end and end is None:
+                self.add_error("end", "Enter a valid date (YYYY-MM-DD) or ISO 8601 date-time.")
+            if (raw_start and start is None) or (raw_end and end is None):
+                return data
+            if start is None:
+                start = end - PERIOD_DELTAS[DEFAULT_PERIOD]
+            if end <= start:
+                self.add_error("end", "The end must be after the start.")
+                return data
+            label = "Custom range"
+        oldest = self.now - timedelta(days=settings.INGEST_RETENTION_DAYS)
+        if start < oldest:
+            start = oldest
+            self.notices.append(
+                f"The range starts before the retention limit of {settings.INGEST_RETENTION_DAYS}"
+                f" days; it was clamped to start on {start.astimezone(self.org.tz):%Y-%m-%d}."
+            )
+            if end <= start:
+                self.add_error("end", "The whole range lies before the retention limit.")
+                return data
+        self.time_range = TimeRange(start, end, label)
+        return data
+
+
+def _bots(request):
+    return Bot.objects.for_org(request.org) if request is not None else Bot.objects.none()
+
+
+def _campaigns(request):
+    if request is None:
+        return Campaign.objects.none()
+    return Campaign.objects.for_org(request.org)
+
+
+class SlugChoiceFilter(django_filters.ModelChoiceFilter):
+    """A bot or campaign by slug, among the org's only: a foreign slug reads as unknown."""
+
+    def __init__(self, *args, noun: str, **kwargs):
+        kwargs.setdefault("to_field_name", "slug")
+        kwargs.setdefault(
+            "error_messages",
+            {"invalid_choice": f"Unknown {noun}: %(value)s (not in this organization)."},
+        )
+        super().__init__(*args, **kwargs)
+
+
+class ConversationFilter(django_filters.FilterSet):
+    period = django_filters.ChoiceFilter(
+        choices=PERIOD_CHOICES,
+        method="filter_noop",
+        empty_label=None,
+        help_text="Preset range ending now; ignored when start or end is given. Default 7d.",
+    )
+    start = django_filters.CharFilter(
+        method="filter_noop",
+        max_length=40,
+        help_text="Range start: YYYY-MM-DD (that day, org time zone) or an ISO 8601 date-time.",
+    )
+    end = django_filters.CharFilter(
+        method="filter_noop",
+        max_length=40,
+        help_text="Range end: YYYY-MM-DD (through that day) or an ISO 8601 date-time (exclusive).",
+    )
+    bot = SlugChoiceFilter(queryset=_bots, noun="bot", help_text="Bot slug.")
+    campaign = SlugChoiceFilter(queryset=_campaigns, noun="campaign", help_text="Campaign slug.")
+    channel = django_filters.ChoiceFilter(choices=Channel.choices)
+    status = django_filters.ChoiceFilter(choices=Conversation.Status.choices)
+    handoff = django_filters.BooleanFilter(help_text="true: handed to a human; false: not.")
+    csat = django_filters.ChoiceFilter(
+        choices=[(str(n), f"{n} ★") for n in range(1, 6)], help_text="Exact CSAT score (1-5)."
+    )
+    call_outcome = django_filters.ChoiceFilter(choices=CallOutcome.choices)
+    customer = django_filters.CharFilter(
+        lookup_expr="icontains", max_length=200, help_text="Part of the customer's name or id."
+    )
+    q = django_filters.CharFilter(
+        method="filter_search",
+        max_length=SEARCH_MAX_CHARS,
+        help_text='Full-text search over message text: words, "a phrase", OR, -word.',
+    )
+    sort = django_filters.ChoiceFilter(
+        choices=SORT_CHOICES, method="filter_noop", empty_label=None,
+        help_text="Order of the rows; default -started (newest first).",
+    )  # fmt: skip
+
+    class Meta:
+        model = Conversation
+        fields: list[str] = []
+        form = ConversationFilterForm
+
+    def __init__(self, data=None, queryset=None, *, request=None, org=None, now=None, **kwargs):
+        self.org = org or getattr(request, "org", None)
+        if self.org is None:
+            raise ValueError("ConversationFilter needs the organization")
+        self.now = now
+        if request is not None and getattr(request, "org", None) is None:
+            request.org = self.org
+        if queryset is None:
+            queryset = Conversation.objects.for_org(self.org)
+        super().__init__(
+            data=data, queryset=queryset, request=request or _OrgOnly(self.org), **kwargs
+        )
+        self.form.fields["q"].error_messages["max_length"] = (
+            f"Search is at most {SEARCH_MAX_CHARS} characters (got %(show_value)d)."
+        )
+
+    @property
+    def form(self):
+        if not hasattr(self, "_form"):
+            Form = self.get_form_class()
+            self._form = Form(
+                self.data if self.is_bound else None,
+                prefix=self.form_prefix,
+                org=self.org,
+                now=self.now,
+            )
+        return self._form
+
+    def filter_noop(self, queryset, name, value):
+        return queryset
+
+    def filter_search(self, queryset, name, value):
+        value = value.strip()
+        if not value:
+            return queryset
+        hits = (
+            Message.objects.for_org(self.org)
+            .filter(
+                RawSQL(  # noqa: S611 - constant SQL, the search string is a parameter
+                    f"{MESSAGE_TSVECTOR} @@ websearch_to_tsquery('english'::regconfig, %s)",
+                    [value],
+                    output_field=BooleanField(),
+                )
+            )
+            .values("conversation_id")
+        )
+        return queryset.filter(id__in=hits)
+
+    @property
+    def time_range(self) -> TimeRange | None:
+        return self.form.time_range if self.is_valid() else None
+
+    @property
+    def notices(self) -> list[str]:
+        return self.form.notices
+
+    @property
+    def sort_key(self) -> str:
+        return (self.form.cleaned_data.get("sort") if self.is_valid() else None) or DEFAULT_SORT
+
+    def filter_queryset(self, queryset: QuerySet) -> QuerySet:
+        tr = self.form.time_range
+        if tr is None:
+            return queryset.none()
+        queryset = queryset.filter(started_at__gte=tr.start, started_at__lt=tr.end)
+        queryset = super().filter_queryset(queryset)
+        return queryset.order_by(*ordering_for(self.sort_key))
+
+
+def clean_search(value: str) -> str | None:
+    """The error message for a search string we refuse, or None."""
+    bad = sorted(SEARCH_FORBIDDEN & set(value))
+    if bad:
+        return (
+            'Search takes words, "quoted phrases", OR and -word to exclude; remove '
+            + " ".join(bad)
+            + "."
+        )
+    return None
+
+
+def ordering_for(sort_key: str) -> list:
+    descending = sort_key.startswith("-")
+    _label, field = SORTS[sort_key.lstrip("-")]
+    expr = F(field).desc(nulls_last=True) if descending else F(field).asc(nulls_last=True)
+    return [expr, "-id" if descending else "id"]
+
+
+class _OrgOnly:
+    """Stands in for a request where the filters are used without one (exports, jobs)."""
+
+    def __init__(self, org: Organization):
+        self.org = org
+        self.user = None
+
+
+# Search strings with raw tsquery operators are refused with a field error, not a 500.
+def _validate_search(value: str) -> None:
+    message = clean_search(value)
+    if message:
+        raise forms.ValidationError(message)
+
+
+ConversationFilter.base_filters["q"].extra["validators"] = [_validate_search]
+
+
+def conversation_filter(
+    data, *, org: Organization, request=None, now: datetime | None = None
+) -> ConversationFilter:
+    """The bound filter set for `data` (a QueryDict) in `org`."""
+    return ConversationFilter(data, request=request, org=org, now=now)

@@ -1,0 +1,299 @@
+"""CSV exports: conversations (one row each, with metrics), messages and daily bot metrics.
+
+Rows are produced by PostgreSQL itself (`COPY (query) TO STDOUT WITH (FORMAT csv, HEADER)`) from
+the very queryset the explorer shows, so the export holds exactly the filtered view in the same
+order, streams in constant memory at COPY speed, and quoting (commas, quotes, newlines) is
+PostgreSQL's RFC 4180 CSV. Times are ISO 8601 UTC (`2026-11-23T14:05:00Z`). Text cells that a
+spreadsheet would run as a formula (starting with = + - @ tab or CR) get a leading apostrophe.
+
+Exports above `settings.EXPORT_ASYNC_ROWS` rows run as a Celery job (`export_job_start`) that
+writes the file under `settings.EXPORT_DIR`; the job's state lives in Redis for a day.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+import orjson
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import connection
+from django.db.models import Case, F, Func, QuerySet, TextField, Value, When
+from django.db.models.functions import Cast
+from django.http import QueryDict, StreamingHttpResponse
+from django.utils import timezone
+
+from analytics.models import Bot, BotDailyMetrics, Message, Organization
+from analytics.redis import get_redis
+
+CHUNK_BYTES = 64 * 1024
+JOB_TTL_SECONDS = 24 * 3600
+
+
+class Neutralised(Func):
+    """Text as a spreadsheet shows it, never as a formula: a leading ' before = + - @ TAB CR."""
+
+    template = (
+        "CASE WHEN left(%(expressions)s, 1) IN ('=', '+', '-', '@', E'\\t', E'\\r') "
+        "THEN '''' || %(expressions)s ELSE %(expressions)s END"
+    )
+    output_field = TextField()
+
+
+class UtcIso(Func):
+    """A timestamp as ISO 8601 in UTC, e.g. 2026-11-23T14:05:09Z."""
+
+    template = "to_char(%(expressions)s AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+    output_field = TextField()
+
+
+def _text(field: str):
+    return Neutralised(Cast(F(field), TextField()))
+
+
+def _bool(field: str):
+    return Case(
+        When(**{field: True}, then=Value("true")),
+        When(**{field: False}, then=Value("false")),
+        default=Value(""),
+        output_field=TextField(),
+    )
+
+
+CONVERSATION_COLUMNS = [
+    ("id", F("id")),
+    ("external_id", _text("external_id")),
+    ("bot", _text("bot__slug")),
+    ("bot_name", _text("bot__name")),
+    ("campaign", _text("campaign__slug")),
+    ("customer", _text("customer")),
+    ("channel", F("channel")),
+    ("status", F("status")),
+    ("started_at", UtcIso(F("started_at"))),
+    ("ended_at", UtcIso(F("ended_at"))),
+    ("last_activity_at", UtcIso(F("last_activity_at"))),
+    ("handoff", _bool("handoff")),
+    ("csat", F("csat")),
+    ("call_outcome", F("call_outcome")),
+    ("duration_seconds", F("metrics__duration_seconds")),
+    ("messages", F("metrics__total_messages")),
+    ("user_messages", F("metrics__user_messages")),
+    ("bot_messages", F("metrics__bot_messages")),
+    ("avg_response_time_ms", F("metrics__avg_response_time_ms")),
+    ("p95_response_time_ms", F("metrics__p95_response_time_ms")),
+    ("successful_responses", F("metrics__successful_responses")),
+    ("failed_responses", F("metrics__failed_responses")),
+    ("fallback_responses", F("metrics__fallback_responses")),
+    ("kb_hits", F("metrics__kb_hits")),
+    ("kb_misses", F("metrics__kb_misses")),
+    ("tokens", F("metrics__tokens")),
+    ("cost_usd", F("metrics__cost_usd")),
+]
+
+MESSAGE_COLUMNS = [
+    ("id", F("id")),
+    ("conversation_id", F("conversation_id")),
+    ("bot", _text("bot__slug")),
+    ("created_at", UtcIso(F("created_at"))),
+    ("direction", F("direction")),
+    ("text", _text("text")),
+    ("response_time_ms", F("response_time_ms")),
+    ("outcome", F("outcome")),
+    ("kb_hit", _bool("kb_hit")),
+    ("tokens", F("tokens")),
+    ("cost_usd", F("cost_usd")),
+]
+
+DAILY_FIELDS = [
+    "total_conversations", "total_messages", "messages_in", "messages_out",
+    "avg_response_time_ms", "p50_response_time_ms", "p95_response_time_ms", "p99_response_time_ms",
+    "success_rate", "error_rate", "fallback_rate", "handoff_rate", "kb_hit_rate", "total_tokens",
+    "avg_tokens_per_conversation", "total_cost_usd", "cost_per_conversation_usd",
+    "avg_duration_seconds", "avg_messages_per_conversation", "csat_avg", "call_attempts",
+    "calls_answered", "calls_busy", "calls_no_answer", "calls_failed", "calls_converted",
+    "calls_opt_out",
+]  # fmt: skip
+DAILY_COLUMNS = [
+    ("date", Cast(F("date"), TextField())),
+    ("bot", _text("bot__slug")),
+    *((name, F(name)) for name in DAILY_FIELDS),
+]
+
+
+def _copy_sql(queryset: QuerySet, columns) -> tuple[str, tuple]:
+    """COPY of the queryset's rows (its filters and order) as the named columns, with a header."""
+    inner = queryset.values(**{f"c{i}": expr for i, (_name, expr) in enumerate(columns)})
+    sql, params = inner.query.sql_with_params()
+    outer = ", ".join(f'c{i} AS "{name}"' for i, (name, _expr) in enumerate(columns))
+    # Our own column names around Django's SQL; every value is a parameter.
+    copy = f"COPY (SELECT {outer} FROM ({sql}) AS rows) TO STDOUT WITH (FORMAT csv, HEADER)"  # noqa: S608
+    return copy, params
+
+
+def csv_chunks(queryset: QuerySet, columns) -> Iterator[bytes]:
+    """The CSV of the queryset, header first, in chunks of about 64 KB as PostgreSQL sends them."""
+    sql, params = _copy_sql(queryset, columns)
+    buffer, size = [], 0
+    with connection.cursor() as cursor, cursor.cursor.copy(sql, params) as copy:
+        for data in copy:
+            buffer.append(bytes(data))
+            size += len(data)
+            if size >= CHUNK_BYTES:
+                yield b"".join(buffer)
+                buffer, size = [], 0
+    if buffer:
+        yield b"".join(buffer)
+
+
+def conversations_csv(queryset: QuerySet) -> Iterator[bytes]:
+    """One row per conversation of the (already filtered and ordered) queryset."""
+    return csv_chunks(queryset, CONVERSATION_COLUMNS)
+
+
+def messages_csv(*, org: Organization, conversations: QuerySet) -> Iterator[bytes]:
+    """Every message of the given conversations, by conversation and time."""
+    messages = (
+        Message.objects.for_org(org)
+        .filter(conversation_id__in=conversations.order_by().values("id"))
+        .order_by("conversation_id", "created_at", "id")
+    )
+    return csv_chunks(messages, MESSAGE_COLUMNS)
+
+
+def daily_metrics_csv(
+    *, org: Organization, start: date, end: date, bot: Bot | None = None
+) -> Iterator[bytes]:
+    """Daily bot metrics from `start` through `end` (org-local dates), per day and bot."""
+    rows = BotDailyMetrics.objects.for_org(org).filter(date__gte=start, date__lte=end)
+    if bot is not None:
+        rows = rows.filter(bot_id=bot.pk)
+    return csv_chunks(rows.order_by("date", "bot__slug"), DAILY_COLUMNS)
+
+
+def count_capped(queryset: QuerySet, cap: int) -> int:
+    """The number of rows, counting no further than `cap` (cheap on a huge range)."""
+    return queryset.order_by()[:cap].count()
+
+
+def export_filename(org: Organization, kind: str, range_slug: str) -> str:
+    return f"botflow-{org.slug}-{kind}-{range_slug}.csv"
+
+
+class CsvStreamingResponse(StreamingHttpResponse):
+    """Streams a sync iterator under ASGI one chunk at a time (Django would buffer it whole)."""
+
+    def __init__(self, chunks: Iterator[bytes], *, filename: str):
+        super().__init__(chunks, content_type="text/csv; charset=utf-8")
+        self["Content-Disposition"] = f'attachment; filename="{filename}"'
+        self["Cache-Control"] = "no-store"
+        self["X-Accel-Buffering"] = "no"
+
+    async def __aiter__(self):
+        iterator = iter(self.streaming_content)
+        sentinel = object()
+        while True:
+            part = await sync_to_async(next, thread_sensitive=True)(iterator, sentinel)
+            if part is sentinel:
+                return
+            yield part
+
+
+# --- large exports as a Celery job ----------------------------------------------------------
+
+
+@dataclass
+class ExportJob:
+    id: str
+    org_id: int
+    kind: str  # "conversations" or "messages"
+    query: str  # the explorer's query string
+    now: str  # ISO time the filters' relative range is anchored to
+    filename: str
+    status: str = "queued"  # queued, running, ready, failed
+    rows: int | None = None
+    error: str = ""
+
+    @property
+    def path(self) -> Path:
+        return Path(settings.EXPORT_DIR) / str(self.org_id) / f"{self.id}.csv"
+
+
+def _job_key(job_id: str) -> str:
+    return f"{settings.LIVE_KEY_PREFIX}:export:{job_id}"
+
+
+def _job_save(job: ExportJob) -> None:
+    get_redis().set(_job_key(job.id), orjson.dumps(asdict(job)), ex=JOB_TTL_SECONDS)
+
+
+def export_job_get(*, org: Organization, job_id: str) -> ExportJob | None:
+    """The org's export job with this id, or None (another org's job reads as missing)."""
+    try:
+        uuid.UUID(job_id)
+    except ValueError:
+        return None
+    raw = get_redis().get(_job_key(job_id))
+    if raw is None:
+        return None
+    job = ExportJob(**orjson.loads(raw))
+    return job if job.org_id == org.pk else None
+
+
+def export_job_start(*, org: Organization, kind: str, query: str, filename: str) -> ExportJob:
+    """Queue a large export of the explorer's filtered view; the worker writes the file."""
+    from analytics.export_tasks import export_build
+
+    job = ExportJob(
+        id=str(uuid.uuid4()),
+        org_id=org.pk,
+        kind=kind,
+        query=query,
+        now=timezone.now().isoformat(),
+        filename=filename,
+    )
+    _job_save(job)
+    export_build.delay(job.id)
+    return job
+
+
+def export_job_run(*, job_id: str) -> ExportJob | None:
+    """Write the job's CSV to its file (atomically: a temporary file, then a rename)."""
+    from analytics.filters import conversation_filter
+
+    raw = get_redis().get(_job_key(job_id))
+    if raw is None:
+        return None
+    job = ExportJob(**orjson.loads(raw))
+    org = Organization.objects.get(pk=job.org_id)
+    job.status = "running"
+    _job_save(job)
+    try:
+        filters = conversation_filter(
+            QueryDict(job.query), org=org, now=datetime.fromisoformat(job.now)
+        )
+        if not filters.is_valid():
+            raise ValueError(f"invalid filters: {dict(filters.errors)}")
+        if job.kind == "messages":
+            chunks = messages_csv(org=org, conversations=filters.qs)
+        else:
+            chunks = conversations_csv(filters.qs)
+        job.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = job.path.with_suffix(".part")
+        lines = 0
+        with open(partial, "wb") as out:
+            for chunk in chunks:
+                out.write(chunk)
+                lines += chunk.count(b"\n")
+        os.replace(partial, job.path)
+        job.status, job.rows = "ready", None if job.kind == "messages" else max(lines - 1, 0)
+    except Exception as exc:  # the user sees that it failed; the worker log has the traceback
+        job.status, job.error = "failed", str(exc)[:500]
+        _job_save(job)
+        raise
+    _job_save(job)
+    return job
