@@ -14,9 +14,8 @@ from analytics.selectors import (
     Period,
     ResponseTimePoint,
     VolumePoint,
-    message_volume_series,
     period_get,
-    response_time_series,
+    period_series,
 )
 
 ACCENT, WARN, GOOD, MUTED = "var(--accent)", "var(--warn)", "var(--good)", "var(--muted)"
@@ -118,13 +117,11 @@ def period_charts(org, period_key: str | None = None, *, bot=None, now=None) -> 
     bots = None if bot is None else [bot]
     live_missing = False
     try:
-        response = response_time_series(org=org, period=period, bots=bots, now=now)
-        volume = message_volume_series(org=org, period=period, bots=bots, now=now)
+        response, volume = period_series(org=org, period=period, bots=bots, now=now)
     except redis.RedisError:
         # The rolled-up hours still show; the live ones come back with Redis.
         live_missing = True
-        response = response_time_series(org=org, period=period, bots=bots, now=now, live=False)
-        volume = message_volume_series(org=org, period=period, bots=bots, now=now, live=False)
+        response, volume = period_series(org=org, period=period, bots=bots, now=now, live=False)
     label = _TIME_FORMATS[period.key][2]
     rows = [
         {"label": r.start.strftime(label), "avg": _ms(r.avg_ms), "p50": _ms(r.p50_ms),
