@@ -9,6 +9,9 @@ from django.http import Http404
 
 from analytics.models import (
     Activity,
+    AlertEvent,
+    AlertNotification,
+    AlertRule,
     ApiKey,
     Bot,
     BotDailyMetrics,
@@ -24,6 +27,7 @@ from analytics.models import (
     OrgHourlyUsage,
     TenantModel,
 )
+from analytics.services import alerts as alert_services
 from analytics.services.api_keys import api_key_issue_secret, api_key_revoke
 from config.admin_site import request_admin_org_ids
 
@@ -282,3 +286,69 @@ class BotDailyMetricsAdmin(ReadOnlyOrgAdmin):
 @admin.register(OrgHourlyUsage)
 class OrgHourlyUsageAdmin(ReadOnlyOrgAdmin):
     list_display = ("hour", "organization", "messages_sent", "messages_received", "active_users")
+
+
+# --- alerts (issue 7) --------------------------------------------------------------------------
+
+
+@admin.register(AlertRule)
+class AlertRuleAdmin(OrgScopedAdmin):
+    list_display = ("name", "organization", "metric", "bot", "campaign", "state", "enabled",
+                    "muted_until", "last_value", "last_evaluated_at")  # fmt: skip
+    list_filter = ("metric", "state", "enabled")
+    search_fields = ("name",)
+    list_select_related = ("organization", "bot", "campaign")
+    readonly_fields = ("state", "last_value", "last_evaluated_at", "last_notified_at", "created_by")
+    actions = ("mute_one_hour", "unmute")
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.created_by = request.user
+        alert_services.alert_rule_prepare(obj)
+        super().save_model(request, obj, form, change)
+
+    def delete_model(self, request, obj):
+        alert_services.alert_rule_delete(rule=obj)
+
+    def delete_queryset(self, request, queryset):
+        for rule in queryset.select_related("organization"):
+            alert_services.alert_rule_delete(rule=rule)
+
+    @admin.action(description="Mute selected rules for one hour")
+    def mute_one_hour(self, request, queryset):
+        for rule in queryset.select_related("organization"):
+            alert_services.alert_rule_mute(rule=rule, duration=alert_services.MUTE_CHOICES["1h"])
+
+    @admin.action(description="Unmute selected rules")
+    def unmute(self, request, queryset):
+        for rule in queryset.select_related("organization"):
+            alert_services.alert_rule_mute(rule=rule, duration=None)
+
+
+@admin.register(AlertEvent)
+class AlertEventAdmin(ReadOnlyOrgAdmin):
+    list_display = ("rule_name", "organization", "severity", "status", "value", "threshold",
+                    "started_at", "resolved_at", "acknowledged_at")  # fmt: skip
+    list_filter = ("status", "severity")
+    search_fields = ("rule_name",)
+    actions = ("acknowledge",)
+
+    def get_actions(self, request):
+        # read-only rows, but acknowledging is an action org admins may take
+        actions = super().get_actions(request)
+        if "delete_selected" in actions and not request.user.is_superuser:
+            del actions["delete_selected"]
+        return actions
+
+    @admin.action(description="Acknowledge selected alerts", permissions=["view"])
+    def acknowledge(self, request, queryset):
+        for event in queryset:
+            alert_services.alert_event_acknowledge(event=event, user=request.user)
+
+
+@admin.register(AlertNotification)
+class AlertNotificationAdmin(ReadOnlyOrgAdmin):
+    list_display = ("created_at", "organization", "channel", "kind", "target", "status",
+                    "attempts", "last_error")  # fmt: skip
+    list_filter = ("channel", "status", "kind")
+    raw_id_fields = ("event",)

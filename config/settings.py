@@ -166,12 +166,16 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_RESULT_EXPIRES = 3600
 # Queues split by kind so slow work never delays live work: a worker started without -Q consumes
 # them all; production runs e.g. `celery -A config worker -Q rollups` on machines of their own.
-CELERY_TASK_QUEUES = [Queue("default"), Queue("followups"), Queue("rollups")]
+CELERY_TASK_QUEUES = [
+    Queue(name) for name in ("default", "followups", "rollups", "insights", "alerts")
+]
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "analytics.tasks.conversation_metrics_on_end": {"queue": "followups"},
     "analytics.tasks.rollup_*": {"queue": "rollups"},
     "analytics.tasks.conversation_metrics_*": {"queue": "rollups"},
+    "analytics.alert_tasks.insights_*": {"queue": "insights"},
+    "analytics.alert_tasks.alert_*": {"queue": "alerts"},
 }
 # A task killed with its worker goes back to the queue (acks_late) instead of being lost; with
 # Redis an unacknowledged task is redelivered after the visibility timeout.
@@ -240,3 +244,25 @@ except ValueError as exc:
 EXPORT_ASYNC_ROWS = env_int("EXPORT_ASYNC_ROWS", 200_000, minimum=1)
 EXPORT_DIR = Path(env_str("EXPORT_DIR", "") or BASE_DIR / ".data" / "exports")
 CELERY_IMPORTS = ["analytics.export_tasks"]
+
+# --- insights and alerts (issue 7)
+# Webhooks may not reach internal addresses (loopback, link-local, private, ...) unless listed here.
+try:
+    ALERT_WEBHOOK_ALLOWED_NETWORKS = [
+        ipaddress.ip_network(n, strict=False)
+        for n in env_list("ALERT_WEBHOOK_ALLOWED_NETWORKS", [])
+    ]
+except ValueError as exc:
+    raise EnvError("ALERT_WEBHOOK_ALLOWED_NETWORKS", f"must be IP networks: {exc}") from exc
+# The alert and insight tasks live in their own module (not found by autodiscovery).
+CELERY_IMPORTS = [*CELERY_IMPORTS, "analytics.alert_tasks"]
+ALERT_WEBHOOK_TIMEOUT = env_int("ALERT_WEBHOOK_TIMEOUT", 5, minimum=1)  # seconds per attempt
+ALERT_NOTIFY_MAX_ATTEMPTS = env_int("ALERT_NOTIFY_MAX_ATTEMPTS", 5, minimum=1)
+ALERT_NOTIFY_BACKOFF = env_int("ALERT_NOTIFY_BACKOFF", 10, minimum=1)  # seconds, then x3 per try
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", default=False)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "BotFlow Alerts <alerts@localhost>")

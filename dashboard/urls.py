@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from dashboard import views, views_explore
+from dashboard import alert_views, views, views_explore
 
 app_name = "dashboard"
 
@@ -30,4 +30,9 @@ urlpatterns = [
     path("bots/<slug:bot_slug>/daily.csv", views_explore.bot_daily_export, name="bot_daily_export"),
     path("campaigns/<slug:campaign_slug>/", views_explore.campaign_detail, name="campaign_detail"),
     path("charts/period", views.period_charts, name="period_charts"),
+    path("insights/", alert_views.insights, name="insights"),
+    path("alerts/", alert_views.alerts, name="alerts"),
+    path("alerts/banner", alert_views.alert_banner, name="alert_banner"),
+    path("alerts/rules/<int:pk>/", alert_views.alert_rule_action, name="alert_rule_action"),
+    path("alerts/events/<int:pk>/ack", alert_views.alert_event_ack, name="alert_event_ack"),
 ]

@@ -162,3 +162,39 @@ class OrgHourlyUsageFactory(factory.django.DjangoModelFactory):
 
     organization = factory.SubFactory(OrganizationFactory)
     hour = factory.LazyFunction(lambda: timezone.now().replace(minute=0, second=0, microsecond=0))
+
+
+class AlertRuleFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = m.AlertRule
+
+    organization = factory.SubFactory(OrganizationFactory)
+    name = factory.Sequence(lambda n: f"rule {n}")
+    metric = m.AlertMetric.VOLUME
+    warning_threshold = 100.0
+    critical_threshold = 200.0
+    window_minutes = 5
+
+
+class AlertEventFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = m.AlertEvent
+
+    rule = factory.SubFactory(AlertRuleFactory)
+    organization = factory.SelfAttribute("rule.organization")
+    rule_name = factory.SelfAttribute("rule.name")
+    metric = factory.SelfAttribute("rule.metric")
+    severity = m.AlertRule.State.WARNING
+    value = 150.0
+    threshold = 100.0
+
+
+class AlertNotificationFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = m.AlertNotification
+
+    event = factory.SubFactory(AlertEventFactory)
+    organization = factory.SelfAttribute("event.organization")
+    channel = m.AlertNotification.Channel.EMAIL
+    kind = m.AlertNotification.Kind.FIRING
+    target = "ops@example.com"

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from analytics.api import ops, read, views
+from analytics.api import alerts, ops, read, views
 
 app_name = "api"
 
@@ -24,4 +24,9 @@ urlpatterns = [
         name="conversation",
     ),
     path("system/health", read.SystemHealthApi.as_view(), name="system-health"),
+    path("alerts/rules", alerts.AlertRuleListApi.as_view(), name="alert-rules"),
+    path("alerts/rules/<int:pk>", alerts.AlertRuleDetailApi.as_view(), name="alert-rule"),
+    path("alerts/rules/<int:pk>/mute", alerts.AlertRuleMuteApi.as_view(), name="alert-rule-mute"),
+    path("alerts/events", alerts.AlertEventListApi.as_view(), name="alert-events"),
+    path("alerts/events/<int:pk>/ack", alerts.AlertEventAckApi.as_view(), name="alert-event-ack"),
 ]

@@ -144,6 +144,9 @@ def other_rows(other_org):
         f.BotHourlyRollupFactory(bot=bot),
         f.BotDailyMetricsFactory(bot=bot),
         f.OrgHourlyUsageFactory(organization=other_org),
+        f.AlertRuleFactory(organization=other_org),
+        f.AlertEventFactory(rule__organization=other_org),
+        f.AlertNotificationFactory(event__rule__organization=other_org),
     ]
     by_model = {type(row): row for row in rows}
     missing = [m.__name__ for m in tenant_admin_models() if m not in by_model]

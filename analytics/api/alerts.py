@@ -1,0 +1,189 @@
+"""Alert rules and alert history over the API. The org is the API key's; reads need the `read` or
+`alerts` scope, changes need `alerts`."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import extend_schema
+from rest_framework import exceptions, permissions, serializers
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from analytics.api.auth import ApiKeyAuthentication, ApiKeyRateThrottle
+from analytics.models import AlertEvent, AlertRule, ApiKey, Bot, Campaign
+from analytics.services import alerts as alert_services
+
+
+class HasAlertScope(permissions.BasePermission):
+    def has_permission(self, request, view):
+        api_key = request.auth
+        if not isinstance(api_key, ApiKey):
+            raise exceptions.NotAuthenticated("An API key is required.")
+        write = request.method not in permissions.SAFE_METHODS
+        needed = ("alerts",) if write else ("read", "alerts")
+        if not any(api_key.has_scope(s) for s in needed):
+            raise exceptions.PermissionDenied(
+                f"This API key lacks the '{needed[0]}' scope." if write
+                else "This API key lacks the 'read' or 'alerts' scope."
+            )  # fmt: skip
+        return True
+
+
+class _OrgSlugField(serializers.SlugRelatedField):
+    """A bot or campaign by slug, looked up in the API key's org only."""
+
+    def get_queryset(self):
+        return self.queryset.model.objects.for_org(self.context["org"])
+
+
+class AlertRuleSerializer(serializers.ModelSerializer):
+    bot = _OrgSlugField(slug_field="slug", queryset=Bot.objects.none(), required=False,
+                        allow_null=True)  # fmt: skip
+    campaign = _OrgSlugField(slug_field="slug", queryset=Campaign.objects.none(), required=False,
+                             allow_null=True)  # fmt: skip
+    webhook_url = serializers.CharField(required=False, allow_blank=True, max_length=500)
+
+    class Meta:
+        model = AlertRule
+        fields = ("id", "name", "metric", "bot", "campaign", "comparison", "warning_threshold",
+                  "critical_threshold", "window_minutes", "cooldown_minutes", "hysteresis_percent",
+                  "email_recipients", "webhook_url", "webhook_secret", "enabled", "muted_until",
+                  "state", "last_value", "last_evaluated_at", "created_at")  # fmt: skip
+        read_only_fields = ("state", "last_value", "last_evaluated_at", "created_at",
+                            "muted_until")  # fmt: skip
+        extra_kwargs = {"webhook_secret": {"write_only": True, "required": False}}
+
+    def validate(self, attrs):
+        rule = self.instance or AlertRule(organization=self.context["org"])
+        for name, value in attrs.items():
+            setattr(rule, name, value)
+        rule.organization = self.context["org"]
+        try:
+            rule.full_clean(exclude=["organization", "created_by"])
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.message_dict) from None
+        return attrs
+
+
+class AlertEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = AlertEvent
+        fields = ("id", "rule", "rule_name", "metric", "scope_label", "severity", "status",
+                  "value", "threshold", "started_at", "resolved_at", "resolution",
+                  "acknowledged_at", "notified")  # fmt: skip
+
+
+class _AlertApi(APIView):
+    authentication_classes = [ApiKeyAuthentication]
+    permission_classes = [HasAlertScope]
+    throttle_classes = [ApiKeyRateThrottle]
+
+    @property
+    def org(self):
+        return self.request.auth.organization
+
+    def get_serializer_context(self):
+        return {"org": self.org, "request": self.request}
+
+    def _rule(self, pk) -> AlertRule:
+        rule = AlertRule.objects.for_org(self.org).filter(pk=pk).first()
+        if rule is None:
+            raise exceptions.NotFound("No such alert rule.")
+        return rule
+
+
+class AlertRuleListApi(_AlertApi):
+    """List the org's alert rules, or create one."""
+
+    @extend_schema(operation_id="alert_rules_list", responses=AlertRuleSerializer(many=True))
+    def get(self, request):
+        rules = AlertRule.objects.for_org(self.org).select_related("bot", "campaign")
+        return Response(
+            AlertRuleSerializer(rules, many=True, context=self.get_serializer_context()).data
+        )
+
+    @extend_schema(operation_id="alert_rules_create", request=AlertRuleSerializer,
+                   responses={201: AlertRuleSerializer})  # fmt: skip
+    def post(self, request):
+        serializer = AlertRuleSerializer(data=request.data, context=self.get_serializer_context())
+        serializer.is_valid(raise_exception=True)
+        rule = AlertRule(organization=self.org, **serializer.validated_data)
+        alert_services.alert_rule_prepare(rule)
+        rule.save()
+        data = AlertRuleSerializer(rule, context=self.get_serializer_context()).data
+        data["webhook_secret"] = rule.webhook_secret  # shown to its creator, like an API key
+        return Response(data, status=201)
+
+
+class AlertRuleDetailApi(_AlertApi):
+    """Read, change or delete one alert rule (a firing alert of a deleted rule is resolved)."""
+
+    @extend_schema(operation_id="alert_rules_read", responses=AlertRuleSerializer)
+    def get(self, request, pk):
+        return Response(
+            AlertRuleSerializer(self._rule(pk), context=self.get_serializer_context()).data
+        )
+
+    @extend_schema(operation_id="alert_rules_update", request=AlertRuleSerializer,
+                   responses=AlertRuleSerializer)  # fmt: skip
+    def patch(self, request, pk):
+        rule = self._rule(pk)
+        serializer = AlertRuleSerializer(rule, data=request.data, partial=True,
+                                         context=self.get_serializer_context())  # fmt: skip
+        serializer.is_valid(raise_exception=True)
+        for name, value in serializer.validated_data.items():
+            setattr(rule, name, value)
+        alert_services.alert_rule_prepare(rule)
+        rule.save()
+        return Response(AlertRuleSerializer(rule, context=self.get_serializer_context()).data)
+
+    @extend_schema(operation_id="alert_rules_delete", responses={204: None})
+    def delete(self, request, pk):
+        alert_services.alert_rule_delete(rule=self._rule(pk))
+        return Response(status=204)
+
+
+class AlertRuleMuteApi(_AlertApi):
+    """Mute a rule for `minutes` (1..10080), or unmute it with `minutes: 0`."""
+
+    @extend_schema(operation_id="alert_rules_mute", request=None, responses=AlertRuleSerializer)
+    def post(self, request, pk):
+        rule = self._rule(pk)
+        try:
+            minutes = int(request.data.get("minutes", 60))
+        except (TypeError, ValueError):
+            minutes = -1
+        if not 0 <= minutes <= 7 * 1440:
+            raise serializers.ValidationError({"minutes": "Enter minutes between 0 and 10080."})
+        alert_services.alert_rule_mute(
+            rule=rule, duration=timedelta(minutes=minutes) if minutes else None
+        )
+        return Response(AlertRuleSerializer(rule, context=self.get_serializer_context()).data)
+
+
+class AlertEventListApi(_AlertApi):
+    """The org's alert history, newest first (`?status=firing|resolved`), at most 200."""
+
+    @extend_schema(operation_id="alert_events_list", responses=AlertEventSerializer(many=True))
+    def get(self, request):
+        events = AlertEvent.objects.for_org(self.org)
+        status = request.query_params.get("status")
+        if status:
+            if status not in AlertEvent.Status.values:
+                raise serializers.ValidationError({"status": "Use firing or resolved."})
+            events = events.filter(status=status)
+        return Response(AlertEventSerializer(events[:200], many=True).data)
+
+
+class AlertEventAckApi(_AlertApi):
+    """Acknowledge a firing alert (no more escalation notifications for it)."""
+
+    @extend_schema(operation_id="alert_events_ack", request=None, responses=AlertEventSerializer)
+    def post(self, request, pk):
+        event = AlertEvent.objects.for_org(self.org).filter(pk=pk).first()
+        if event is None:
+            raise exceptions.NotFound("No such alert.")
+        alert_services.alert_event_acknowledge(event=event, user=None)
+        return Response(AlertEventSerializer(event).data)

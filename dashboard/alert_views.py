@@ -1,0 +1,230 @@
+"""Insights and alerts pages (`/o/<org>/insights/`, `/o/<org>/alerts/`), all through org_view.
+
+Pages only read: insights come from InsightReport rows a worker wrote; a missing or stale report
+queues a refresh (once per 10 minutes per org) and says so. Alert rules are managed by org
+owners and admins; every member sees rules, state and history.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from urllib.parse import urlencode
+
+from django import forms
+from django.contrib import messages
+from django.http import Http404, HttpResponseForbidden
+from django.shortcuts import redirect, render
+from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from analytics.models import AlertEvent, AlertNotification, AlertRule, Bot, Campaign
+from analytics.redis import get_redis
+from analytics.services import alerts as alert_services
+from analytics.services.insights import (
+    FORECAST_METRICS,
+    REPORT_MAX_AGE,
+    insight_report_get,
+)
+from analytics.services.live import org_key
+from analytics.tenancy import admin_org_ids
+from dashboard import insight_charts
+from dashboard.views import org_view
+
+log = logging.getLogger(__name__)
+
+
+def _is_org_admin(user, org) -> bool:
+    return user.is_superuser or org.pk in admin_org_ids(user)
+
+
+def _queue_refresh(org) -> bool:
+    """Queue the org's insights once per 10 minutes; False when the broker is unreachable."""
+    from analytics.alert_tasks import insights_refresh_task
+
+    try:
+        if get_redis().set(org_key(org.pk, "insights-queued"), 1, nx=True, ex=600):
+            insights_refresh_task.apply_async(args=[org.pk])
+        return True
+    except Exception:  # noqa: BLE001 - the page still renders what it has
+        log.warning("could not queue insights of org %s", org.pk, exc_info=True)
+        return False
+
+
+def explorer_url(org, *, bot_slug: str, hour: str) -> str:
+    """The explorer filtered to one bot and one hour (analytics/filters.py names the params)."""
+    start = datetime.fromisoformat(hour).astimezone(org.tz)
+    params = {"start": start.isoformat(timespec="minutes"),
+              "end": (start + timedelta(hours=1)).isoformat(timespec="minutes")}  # fmt: skip
+    if bot_slug:
+        params = {"bot": bot_slug, **params}
+    try:
+        base = reverse("dashboard:conversations", args=[org.slug])
+    except NoReverseMatch:
+        base = f"/o/{org.slug}/conversations/"
+    return f"{base}?{urlencode(params)}"
+
+
+@org_view
+@require_GET
+def insights(request, org):
+    bots = list(Bot.objects.for_org(org).order_by("name"))
+    bot = next((b for b in bots if b.slug == request.GET.get("bot")), None)
+    scope = f"bot:{bot.pk}" if bot else "org"
+    report = insight_report_get(org=org, scope=scope)
+    org_report = report if scope == "org" else insight_report_get(org=org, scope="org")
+    stale = org_report is None or timezone.now() - org_report.computed_at > REPORT_MAX_AGE
+    if stale:
+        _queue_refresh(org)
+    forecasts = []
+    if report is not None:
+        for metric, label in FORECAST_METRICS.items():
+            entry = report.payload.get("forecasts", {}).get(metric)
+            if entry is None:
+                continue
+            f = entry.get("forecast")
+            change = None
+            if f and entry["last_week"]:
+                change = 100 * (f["total"] - entry["last_week"]) / entry["last_week"]
+            forecasts.append({
+                "metric": metric, "label": label, "entry": entry, "forecast": f,
+                "figure_id": f"forecast-{metric}-figure",
+                "history_days": entry["history_hours"] // 24, "change": change,
+                "money": metric == "revenue",
+                "figure": insight_charts.forecast_figure(entry, org.tz, label),
+                "days": insight_charts.daily_rows(entry, org.tz),
+            })  # fmt: skip
+    payload = org_report.payload if org_report else {}
+    anomalies = [
+        {**a, "at": datetime.fromisoformat(a["hour"]),
+         "url": explorer_url(org, bot_slug=a["bot_slug"], hour=a["hour"])}
+        for a in payload.get("anomalies", [])
+        if bot is None or a["bot_id"] == bot.pk
+    ]  # fmt: skip
+    context = {
+        "org": org, "bots": bots, "bot": bot, "report": report, "org_report": org_report,
+        "stale": stale, "forecasts": forecasts, "anomalies": anomalies,
+        "at_risk": payload.get("at_risk", []), "history_days": payload.get("history_hours", 0) // 24,
+    }  # fmt: skip
+    return render(request, "dashboard/insights.html", context)
+
+
+# --- alerts ------------------------------------------------------------------------------------
+
+
+class AlertRuleForm(forms.ModelForm):
+    class Meta:
+        model = AlertRule
+        fields = ("name", "metric", "bot", "campaign", "comparison", "warning_threshold",
+                  "critical_threshold", "window_minutes", "cooldown_minutes", "hysteresis_percent",
+                  "email_recipients", "webhook_url", "enabled")  # fmt: skip
+        widgets = {"email_recipients": forms.Textarea(attrs={"rows": 2})}
+
+    def __init__(self, *args, org, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.instance.organization = org
+        self.fields["bot"].queryset = Bot.objects.for_org(org)
+        self.fields["campaign"].queryset = Campaign.objects.for_org(org)
+        self.fields["bot"].empty_label = "Whole organization"
+        self.fields["campaign"].empty_label = "No campaign"
+
+    def clean_webhook_url(self):
+        url = self.cleaned_data.get("webhook_url", "")
+        if url:
+            problems = alert_services.webhook_url_check(url)
+            if problems:
+                raise forms.ValidationError(problems)
+        return url
+
+    def _post_clean(self):
+        # alert_rule_clean reports the webhook again; keep one message per problem
+        super()._post_clean()
+        if "webhook_url" in self.errors:
+            self.errors["webhook_url"] = self.error_class(dict.fromkeys(self.errors["webhook_url"]))
+
+
+def _alerts_context(org, user, form=None) -> dict:
+    rules = list(AlertRule.objects.for_org(org).select_related("bot", "campaign"))
+    events = list(AlertEvent.objects.for_org(org).select_related("rule", "acknowledged_by")[:100])
+    notifications = list(
+        AlertNotification.objects.for_org(org).select_related("event").order_by("-created_at")[:30]
+    )
+    is_admin = _is_org_admin(user, org)
+    return {
+        "org": org, "rules": rules, "events": events, "notifications": notifications,
+        "is_admin": is_admin, "form": form if form is not None else (
+            AlertRuleForm(org=org) if is_admin else None),
+        "mute_choices": list(alert_services.MUTE_CHOICES), "now": timezone.now(),
+        "alerts": alert_services.firing_alerts(org=org),
+    }  # fmt: skip
+
+
+@org_view
+def alerts(request, org):
+    if request.method == "POST":
+        if not _is_org_admin(request.user, org):
+            return HttpResponseForbidden(
+                "Only owners and admins of this organization manage alerts."
+            )
+        form = AlertRuleForm(request.POST, org=org)
+        if form.is_valid():
+            rule = alert_services.alert_rule_prepare(form.save(commit=False))
+            rule.organization, rule.created_by = org, request.user
+            rule.save()
+            messages.success(request, f"Alert rule “{rule.name}” created.")
+            return redirect("dashboard:alerts", org_slug=org.slug)
+        return render(request, "dashboard/alerts.html", _alerts_context(org, request.user, form),
+                      status=400)  # fmt: skip
+    return render(request, "dashboard/alerts.html", _alerts_context(org, request.user))
+
+
+def _rule_of(org, pk) -> AlertRule:
+    rule = AlertRule.objects.for_org(org).filter(pk=pk).select_related("organization").first()
+    if rule is None:
+        raise Http404("No such alert rule.")
+    return rule
+
+
+@org_view
+@require_POST
+def alert_rule_action(request, org, pk):
+    rule = _rule_of(org, pk)
+    if not _is_org_admin(request.user, org):
+        return HttpResponseForbidden("Only owners and admins of this organization manage alerts.")
+    action = request.POST.get("action", "")
+    if action == "delete":
+        alert_services.alert_rule_delete(rule=rule)
+        messages.success(request, f"Alert rule “{rule.name}” deleted.")
+    elif action == "unmute":
+        alert_services.alert_rule_mute(rule=rule, duration=None)
+    elif action.startswith("mute:") and action[5:] in alert_services.MUTE_CHOICES:
+        alert_services.alert_rule_mute(rule=rule, duration=alert_services.MUTE_CHOICES[action[5:]])
+        messages.success(request, f"“{rule.name}” muted for {action[5:]}.")
+    elif action in ("enable", "disable"):
+        rule.enabled = action == "enable"
+        rule.save(update_fields=["enabled"])
+    else:
+        return HttpResponseForbidden("Unknown action.")
+    return redirect("dashboard:alerts", org_slug=org.slug)
+
+
+@org_view
+@require_POST
+def alert_event_ack(request, org, pk):
+    event = AlertEvent.objects.for_org(org).filter(pk=pk).first()
+    if event is None:
+        raise Http404("No such alert.")
+    alert_services.alert_event_acknowledge(event=event, user=request.user)
+    if request.htmx:
+        return render(request, "dashboard/partials/_alert_banner.html",
+                      {"org": org, "alerts": alert_services.firing_alerts(org=org)})  # fmt: skip
+    return redirect(request.POST.get("next") or reverse("dashboard:alerts", args=[org.slug]))
+
+
+@org_view
+@require_GET
+def alert_banner(request, org):
+    """The banner of firing alerts (loaded by each page; pushed again when one fires)."""
+    return render(request, "dashboard/partials/_alert_banner.html",
+                  {"org": org, "alerts": alert_services.firing_alerts(org=org)})  # fmt: skip
