@@ -5,8 +5,12 @@ import django.contrib.postgres.fields
 import django.core.validators
 import django.db.models.deletion
 import django.utils.timezone
+from pathlib import Path
+
 from django.conf import settings
 from django.db import migrations, models
+
+_HAS_0004 = (Path(__file__).parent / "0004_rollup_schedules.py").exists()
 
 SCHEDULES = [
     {
@@ -69,7 +73,8 @@ def remove_schedules(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('analytics', '0004_rollup_schedules'),
+        # 0004 (rollup schedules) was being written alongside this one: follow it when present.
+        ('analytics', '0004_rollup_schedules' if _HAS_0004 else '0003_conversation_search'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
