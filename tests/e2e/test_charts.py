@@ -13,6 +13,7 @@ from playwright.sync_api import Page, expect
 from analytics import sketch
 from analytics.models import Bot
 from analytics.services.ingest import events_ingest
+from tests.e2e.test_accessibility import serious
 from tests.factories import BotFactory, BotHourlyRollupFactory, CampaignFactory
 
 
@@ -104,6 +105,8 @@ def test_7d_redraws_the_charts_in_place_and_changes_the_tables(
         "document.getElementById('chart-response').data[2].y.filter(v => v === null).length"
     )
     assert gaps >= 1
+    page.locator("#chart-response-details summary").click()
+    assert serious(page) == []  # axe, with both tables open and 30d pressed
 
 
 def test_the_campaign_donut_is_drawn_beside_the_bars(sign_in, page: Page, alice, month):
