@@ -38,7 +38,9 @@ if env_bool("DB_POOL", default=True):
     # would mean a new PostgreSQL backend per request; a process-wide pool reuses them instead.
     DATABASES["default"]["OPTIONS"]["pool"] = {
         "min_size": 2,
-        "max_size": env_int("DB_POOL_MAX", 10, minimum=1),
+        # Room for the request threads plus the executor threads that resolve WebSocket
+        # connects (a burst of sockets checks out up to min(32, cores + 4) connections at once).
+        "max_size": env_int("DB_POOL_MAX", 20, minimum=1),
         "timeout": 3,  # an unreachable database answers 503 in seconds, not minutes
     }
 else:

@@ -19,18 +19,28 @@ CLOSE_FORBIDDEN = 4403  # not signed in, or not a member of this org
 CLOSE_TOO_SLOW = 4408  # the client fell too far behind
 
 
-@database_sync_to_async
-def _resolve_org(user, slug: str):
+def _org_for_user(user, slug: str):
     try:
         return get_org_for_user(user, slug)
     except Http404:
         return None
 
 
+# Not thread-sensitive: by default every database_sync_to_async call of the process runs on one
+# shared thread, so in a burst of 1,000 connects each org lookup would wait behind every other
+# socket's session lookup, past daphne's 5 s handshake timeout. The lookup needs no thread
+# affinity; the executor's few threads share the connection pool.
+_resolve_org = database_sync_to_async(_org_for_user, thread_sensitive=False)
+
+
 class DashboardConsumer(AsyncWebsocketConsumer):
     """`/ws/o/<org>/live/`: pushes the org's rendered fragments (HTMX out-of-band swaps)."""
 
     group: str | None = None
+    # No channel layer: frames come from the process's hub, so the socket needs no layer channel,
+    # and no per-socket layer receive that could fail (e.g. a Redis read timeout under load) and
+    # take the consumer down before disconnect() removes it from its group.
+    channel_layer_alias = "no-channel-layer"
 
     async def connect(self):
         org = await _resolve_org(
@@ -42,14 +52,12 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         await self.accept()
         self.org_id = org.pk
         self.group = org_group(org.pk)
-        self.subscriber = Subscriber(on_overflow=self._too_slow)
-        self.writer = asyncio.get_running_loop().create_task(self._write())
+        self.subscriber = Subscriber(on_overflow=self._too_slow, send=self._send_frame)
         get_hub().join(self.group, self.subscriber)
 
-    async def _write(self):
-        while True:
-            frame = await self.subscriber.queue.get()
-            await self.send(text_data=frame)
+    def _send_frame(self, frame: str):
+        # Straight to the server's send: one coroutine per frame, stepped in place by the hub.
+        return self.base_send({"type": "websocket.send", "text": frame})
 
     def _too_slow(self):
         asyncio.get_running_loop().create_task(self.close(code=CLOSE_TOO_SLOW))
@@ -89,9 +97,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code):
         if self.group is not None:
             get_hub().leave(self.group, self.subscriber)
-            self.writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.writer
+            self.subscriber.close()
 
 
 @database_sync_to_async

@@ -1,9 +1,10 @@
 """The per-process hub: one Redis subscription per web process, fanned out to local sockets.
 
 `dashboard.broadcast` publishes each rendered frame once to Redis on `{prefix}:ws:{group}`. Each web
-process holds one pattern subscription here and writes every frame straight to the bounded queue of
-each local socket in that group, so the cost per viewer is a queue put — not a channel-layer round
-trip per socket. A socket whose queue is full (a stalled client) is closed; nobody else waits.
+process holds one pattern subscription here and hands every frame straight to each local socket of
+that group, so the cost per viewer is one write — not a channel-layer round trip, nor even a task
+wake-up, per socket. A socket that stops keeping up queues a bounded number of frames and is then
+closed; nobody else waits.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
-from collections.abc import Callable
+from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable, Coroutine
 
 import redis
 import redis.asyncio as aioredis
@@ -30,21 +31,94 @@ def channel_prefix() -> str:
 
 
 class Subscriber:
-    """One socket's bounded outbox; `on_overflow` closes it when the client stops reading."""
+    """One socket's outbox. With `send` (an async function writing one frame to the socket), a
+    frame is written at once — the send is stepped in place, so a server whose send completes
+    without waiting (daphne's does) costs no task and no queue per socket and frame. A send that
+    does wait (back-pressure) finishes in a task of its own while up to QUEUE_SIZE frames queue
+    behind it; one more and `on_overflow` closes the socket. Without `send`, frames go to the
+    bounded `queue` for the consumer's own writer task (same drop rule)."""
 
-    def __init__(self, on_overflow: Callable[[], None]) -> None:
-        self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize=QUEUE_SIZE)
+    def __init__(
+        self,
+        on_overflow: Callable[[], None],
+        send: Callable[[str], Coroutine[object, object, None]] | None = None,
+    ) -> None:
         self.on_overflow = on_overflow
+        self.send = send
         self.dropped = False
+        self.pending: deque[str] = deque()
+        self.sending: asyncio.Task | None = None  # a send waiting on the socket
+        if send is None:
+            self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize=QUEUE_SIZE)
 
     def offer(self, frame: str) -> None:
         if self.dropped:
             return
+        if self.send is None:
+            try:
+                self.queue.put_nowait(frame)
+            except asyncio.QueueFull:
+                self._drop()
+            return
+        if self.sending is not None:
+            if len(self.pending) >= QUEUE_SIZE:
+                self._drop()
+            else:
+                self.pending.append(frame)
+            return
+        coroutine = self.send(frame)
         try:
-            self.queue.put_nowait(frame)
-        except asyncio.QueueFull:
-            self.dropped = True
-            self.on_overflow()
+            waiting_on = coroutine.send(None)
+        except StopIteration:
+            return  # written
+        except Exception as exc:
+            # Typically a socket that closed a moment ago; its disconnect() is on its way.
+            log.debug("live frame not written (%r); the socket gets no more", exc)
+            self.close()
+            return
+        self.sending = asyncio.get_running_loop().create_task(self._finish(coroutine, waiting_on))
+
+    async def _finish(self, coroutine: Coroutine, waiting_on: Awaitable | None) -> None:
+        try:
+            await _resume(coroutine, waiting_on)
+            while self.pending and not self.dropped:
+                await self.send(self.pending.popleft())
+        except Exception as exc:
+            log.debug("live frame not written (%r); the socket gets no more", exc)
+            self.close()
+        finally:
+            self.sending = None
+
+    def _drop(self) -> None:
+        self.dropped = True
+        self.pending.clear()
+        self.on_overflow()
+
+    def close(self) -> None:
+        """Stop writing (the socket is gone): nothing queued is sent."""
+        self.dropped = True
+        self.pending.clear()
+        if self.sending is not None and self.sending is not asyncio.current_task():
+            self.sending.cancel()
+
+
+async def _resume(coroutine: Coroutine, waiting_on: Awaitable | None) -> None:
+    """Run a coroutine stepped by hand (Subscriber.offer) to its end, as a Task would have: wait
+    for what it waits on, then step it again."""
+    try:
+        while True:
+            if waiting_on is None:
+                await asyncio.sleep(0)  # a bare yield
+            else:
+                await asyncio.wait((waiting_on,))
+            waiting_on = coroutine.send(None)
+    except StopIteration:
+        return
+    except asyncio.CancelledError:
+        if isinstance(waiting_on, asyncio.Future):
+            waiting_on.cancel()
+        coroutine.close()
+        raise
 
 
 class Hub:
@@ -95,6 +169,8 @@ class Hub:
                             self.report_due = False
                             next_report = time.monotonic() + presence.REPORT_SECONDS
                             await self._report_viewers(client)
+                    # The last socket left: say so now, not when the last report expires.
+                    await self._report_viewers(client)
             except (redis.RedisError, OSError) as exc:
                 self.ready.clear()
                 log.warning("live hub lost Redis (%s); retrying in 1 s", exc)
