@@ -1,14 +1,29 @@
-"""Benchmark: event-to-screen latency of the live dashboard for N open sockets.
+"""Benchmark: event-to-screen latency of the live dashboard for N open sockets, with two baselines.
 
 What it starts: a scratch database `botflow_bench_live` (created, migrated, dropped), one org with a
-bot, a signed-in user and an ingest key; one `daphne` web process and one `pulse` process on the
-configured Redis (private key prefix). It opens N real WebSocket clients to the org's dashboard
-socket, ingests 200 events/s through the HTTP API in batches of 20 every 100 ms for a fixed time,
-and prints: event-to-client latency (ingest request sent -> first frame received after it)
-p50/p95/p99, frames delivered per second, clients dropped, and the web process's CPU.
+bot, a signed-in user and an ingest key; one `pulse` process and, for each row, a fresh server:
+- product: `daphne config.asgi:application` (session auth, the hub), while 200 events/s are
+  ingested through the HTTP API (batches of 20 every 100 ms);
+- channels: a bare Channels consumer that only forwards `group_send` frames (bench/
+  baseline_channels.py on daphne, channels-redis core layer);
+- websockets: plain `websockets` broadcasting each frame published on a Redis channel (the floor).
+The baselines replay the exact frames (sizes, times) that pulse published in the product row of
+the same N, so all three push the same bytes at the same rate.
 
-Run:  make bench-live     (or: python -m config.launcher run -- python bench/live.py --clients 1000)
-Targets (issue 4): p99 <= 250 ms at 1,000 clients with no drops.
+N WebSocket clients are spread over `--procs` client processes (plain `websockets`, no
+permessage-deflate: daphne does not negotiate it, so browsers get none either; frames are not
+decoded). Each process opens its sockets all at once (a connect burst) and closes them all at once
+at the end (a disconnect burst); failed handshakes and sockets closed by the server count as drops.
+
+Latency, product: ingest request sent -> first frame received after it (includes the wait for
+pulse's next 250 ms tick and the render). Fan-out latency, every setup: frame published to Redis
+(or `group_send` called) -> that frame received. Server CPU is the server process's, client CPU
+the sum of the client processes' (100% = one core), both over the measured window. `stale` is the
+number of group members the server still reports after every client disconnected.
+
+Run:  make bench-live BENCH_ARGS="--clients 100 1000 2000 --runs 3"
+      (or: python -m config.launcher run -- python bench/live.py --clients 1000)
+Targets (issue 4): p99 <= 250 ms at 1,000 clients with no drops; 2,000 clients per web process.
 """
 
 from __future__ import annotations
@@ -16,21 +31,29 @@ from __future__ import annotations
 import argparse
 import asyncio
 import http.client
+import multiprocessing
 import os
 import platform
+import socket
 import statistics
+import subprocess
 import sys
 import threading
 import time
 import uuid
+from array import array
+from bisect import bisect_right
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
-import websockets
-from scratch import free_port, scratch_database, start, start_web, stop
+import redis
+from scratch import ROOT, free_port, scratch_database, start, start_web, stop
 
 BENCH_DB = "botflow_bench_live"
+SETUPS = ("product", "channels", "websockets")
+TICK = 0.25  # pulse's interval; synthetic frames use it when there is no product row to replay
 
 
 def setup(scratch) -> tuple[str, str]:
@@ -58,6 +81,9 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+# --- load: ingest (product) and frame replay (baselines), each in a thread of the parent
+
+
 def ingest_loop(port: int, key: str, deadline: float, sent: list[float]) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
@@ -70,10 +96,9 @@ def ingest_loop(port: int, key: str, deadline: float, sent: list[float]) -> None
                 "type": "message",
                 "bot": "support-bot",
                 "conversation": f"c{n % 50}",
-                "direction": "outbound",
-                "text": "ok",
-                "response_time_ms": 500 + n % 700,
-                "outcome": "success",
+                "direction": ("inbound", "outbound")[n % 2],
+                "text": "Can I move my booking to Thursday?" if n % 2 == 0 else "Sure, done.",
+                **({"response_time_ms": 500 + n % 700, "outcome": "success"} if n % 2 else {}),
             }
             for _ in range(20)
         ]
@@ -86,57 +111,369 @@ def ingest_loop(port: int, key: str, deadline: float, sent: list[float]) -> None
         time.sleep(max(0.0, 0.1 - (time.time() - started)))
 
 
-async def run_clients(port: int, session: str, n: int, seconds: float, sent: list[float]) -> dict:
-    latencies: list[float] = []
-    frames = 0
-    dropped = 0
-    url = f"ws://127.0.0.1:{port}/ws/o/bench/live/"
-    headers = {"Cookie": f"sessionid={session}", "Origin": f"http://127.0.0.1:{port}"}
+def observe(redis_url: str, pattern: str, stop_event: threading.Event, out: list) -> None:
+    """(time, frame) of every frame pulse publishes for the org: the replay source and the
+    product's publish times for fan-out latency."""
+    client = redis.Redis.from_url(redis_url)
+    pubsub = client.pubsub()
+    pubsub.psubscribe(pattern)
+    while not stop_event.is_set():
+        message = pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2)
+        if message and message["type"] == "pmessage":
+            out.append((time.time(), message["data"]))
+    pubsub.close()
 
-    async def one(stop: asyncio.Event):
-        nonlocal frames, dropped
-        seen = 0
+
+def replay(publish, frames: list[tuple[float, bytes]], started: float, sent: list[float]) -> None:
+    """Send `frames` at their recorded offsets from `started` (publish is blocking)."""
+    for offset, data in frames:
+        time.sleep(max(0.0, started + offset - time.time()))
+        sent.append(time.time())
+        publish(data)
+
+
+def channels_publisher(redis_url: str, prefix: str):
+    from channels_redis.core import RedisChannelLayer
+
+    layer = RedisChannelLayer(hosts=[redis_url], prefix=prefix, capacity=1500, expiry=10)
+    loop = asyncio.new_event_loop()
+
+    def publish(data: bytes) -> None:
+        loop.run_until_complete(
+            layer.group_send("bench-baseline", {"type": "frame", "text": data.decode()})
+        )
+
+    def close() -> None:
+        loop.run_until_complete(layer.flush())
+        loop.close()
+
+    return publish, close
+
+
+# --- clients: N sockets over a few processes
+
+
+def client_process(url: str, headers: dict, n: int, ramp: int, conn) -> None:
+    asyncio.run(_clients(url, headers, n, ramp, conn))
+
+
+async def _clients(url: str, headers: dict, n: int, ramp: int, conn) -> None:
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+    loop = asyncio.get_running_loop()
+    failures: Counter[str] = Counter()
+
+    async def open_one():
         try:
-            async with websockets.connect(
-                url, additional_headers=headers, max_size=None, open_timeout=60
-            ) as ws:
-                while not stop.is_set():
-                    try:
-                        await asyncio.wait_for(ws.recv(), timeout=0.5)
-                    except TimeoutError:
-                        continue
-                    now = time.time()
-                    frames += 1
-                    while seen < len(sent) and sent[seen] < now:
-                        latencies.append(now - sent[seen])
-                        seen += 1
-        except (websockets.exceptions.WebSocketException, OSError, TimeoutError):
-            dropped += 1
+            return await connect(
+                url,
+                additional_headers=headers,
+                compression=None,
+                open_timeout=60,
+                ping_interval=None,
+                max_size=None,
+            )
+        except InvalidStatus as exc:
+            failures[f"HTTP {exc.response.status_code}"] += 1
+        except Exception as exc:  # noqa: BLE001 - every failed handshake is counted by kind
+            failures[type(exc).__name__] += 1
+        return None
 
-    stop = asyncio.Event()
-    tasks = []
-    for i in range(n):
-        tasks.append(asyncio.create_task(one(stop)))
-        if i % 100 == 99:
-            await asyncio.sleep(0.05)  # a connect burst, but not a single instant
-    await asyncio.sleep(2)  # all connected and subscribed
-    sent.clear()
+    async def read(ws, stamps: array) -> str:
+        append, now = stamps.append, time.time
+        try:
+            while True:
+                await ws.recv(decode=False)
+                append(now())
+        except ConnectionClosed as exc:
+            return f"closed {exc.rcvd.code if exc.rcvd else 1006}"
+
     started = time.time()
-    await asyncio.sleep(seconds)
-    stop.set()
-    await asyncio.gather(*tasks)
-    return {
-        "latencies": latencies,
-        "frames": frames,
-        "dropped": dropped,
-        "elapsed": time.time() - started,
+    opening = []
+    for i in range(n):
+        opening.append(asyncio.create_task(open_one()))
+        if ramp and i % ramp == ramp - 1:
+            await asyncio.sleep(0.1)
+    sockets = [ws for ws in await asyncio.gather(*opening) if ws]
+    conn.send(("connected", len(sockets), dict(failures), time.time() - started))
+    stamps = [array("d") for _ in sockets]
+    readers = [asyncio.create_task(read(ws, s)) for ws, s in zip(sockets, stamps, strict=True)]
+    await loop.run_in_executor(None, conn.recv)  # "start"
+    cpu = time.process_time()
+    await loop.run_in_executor(None, conn.recv)  # "stop"
+    cpu = time.process_time() - cpu
+    closed_by_server = Counter(r.result() for r in readers if r.done())
+    for reader in readers:
+        reader.cancel()
+    await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+    conn.send(("done", [s.tobytes() for s in stamps], cpu, dict(closed_by_server)))
+
+
+def percentiles(values: list[float]) -> tuple[float, float, float]:
+    if len(values) < 2:
+        return (float("nan"),) * 3
+    q = statistics.quantiles(values, n=100)
+    return q[49] * 1000, q[94] * 1000, q[98] * 1000
+
+
+def latencies(clients: list[array], sent: list[float], window: tuple[float, float]):
+    """Per client and send time in the window: first frame received after it (and how many
+    send times got no frame at all before the end)."""
+    sends = [s for s in sent if window[0] <= s <= window[1] - 0.5]
+    out, missing = [], 0
+    for received in clients:
+        for s in sends:
+            i = bisect_right(received, s)
+            if i < len(received):
+                out.append(received[i] - s)
+            else:
+                missing += 1
+    return out, missing
+
+
+# --- one row
+
+
+class Server:
+    def __init__(self, kind: str, scratch, args) -> None:
+        self.kind, self.scratch, self.port = kind, scratch, free_port()
+        self.prefix = scratch.env["LIVE_KEY_PREFIX"]
+        if kind == "product":
+            options = tuple(args.daphne_option or ())
+            self.proc = start_web(scratch, self.port, log=args.server_log, options=options)
+            self.path = "/ws/o/bench/live/"
+        elif kind == "channels":
+            self.layer_prefix = f"{self.prefix}:asgi"
+            env = {**scratch.env, "BENCH_LAYER_PREFIX": self.layer_prefix}
+            daphne = str(Path(sys.executable).parent / "daphne")
+            self.proc = subprocess.Popen(
+                [daphne, "-b", "127.0.0.1", "-p", str(self.port), "bench.baseline_channels:application"],
+                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            self.path = "/"
+        else:
+            self.channel = f"{self.prefix}:floor"
+            self.proc = start(
+                scratch, sys.executable, str(ROOT / "bench" / "baseline_websockets.py"),
+                str(self.port), scratch.env["REDIS_URL"], self.channel,
+            )  # fmt: skip
+            self.path = "/"
+        if kind != "product":
+            wait_listening(self.port)
+
+    def stale_members(self, client: redis.Redis) -> int | None:
+        """Group members still reported once every client has gone (None: not observable)."""
+        if self.kind == "channels":
+            time.sleep(2)
+            return client.zcard(f"{self.layer_prefix}:group:bench-baseline")
+        if self.kind == "product":
+            deadline = time.time() + 12  # the hub reports every 5 s
+            while True:
+                total = 0
+                for key in client.scan_iter(f"{self.prefix}:groups:*"):
+                    total += sum(int(v) for v in client.hvals(key))
+                if total == 0 or time.time() > deadline:
+                    return total
+                time.sleep(0.5)
+        return None
+
+
+def profile(args, pid: int, name: str, seconds: int) -> None:
+    """py-spy samples the server for `seconds` in the background (collapsed stacks)."""
+    spy = str(Path(sys.executable).parent / "py-spy")
+    out = Path(args.profile) / f"{name}-{int(time.time())}.txt"
+    subprocess.Popen(
+        [spy, "record", "-p", str(pid), "-d", str(seconds), "-r", "200", "--format", "raw",
+         "-o", str(out), "--nonblocking"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def wait_listening(port: int) -> None:
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"baseline server on port {port} did not start")
+
+
+def run_row(kind: str, n: int, args, scratch, session: str, key: str, frames) -> dict:
+    redis_url = scratch.env["REDIS_URL"]
+    client = redis.Redis.from_url(redis_url)
+    server = Server(kind, scratch, args)
+    headers = {}
+    if kind == "product":
+        headers = {"Cookie": f"sessionid={session}", "Origin": f"http://127.0.0.1:{server.port}"}
+    url = f"ws://127.0.0.1:{server.port}{server.path}"
+    if args.profile:
+        profile(args, server.proc.pid, f"{kind}-{n}-connect", 8)
+    ctx = multiprocessing.get_context("spawn")
+    procs, pipes = [], []
+    shares = [n // args.procs + (1 if i < n % args.procs else 0) for i in range(args.procs)]
+    for share in shares:
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(
+            target=client_process,
+            args=(url, headers, share, args.ramp // args.procs, child),
+            daemon=True,
+        )
+        proc.start()
+        procs.append(proc)
+        pipes.append(parent)
+    try:
+        connected, failures, connect_s = 0, Counter(), 0.0
+        for pipe in pipes:
+            _, ok, failed, seconds = pipe.recv()
+            connected += ok
+            failures.update(failed)
+            connect_s = max(connect_s, seconds)
+        time.sleep(2)  # every socket registered; pulse has rendered once for the org
+
+        sent, published, stop_observing = [], [], threading.Event()
+        observer = None
+        if kind == "product":
+            pattern = f"{server.prefix}:ws:org.*"
+            observer = threading.Thread(
+                target=observe, args=(redis_url, pattern, stop_observing, published)
+            )
+            observer.start()
+            time.sleep(0.3)
+        window_start = time.time()
+        for pipe in pipes:
+            pipe.send("start")
+        cpu0 = cpu_seconds(server.proc.pid)
+        if args.profile:
+            profile(args, server.proc.pid, f"{kind}-{n}", int(args.seconds) - 1)
+        if kind == "product":
+            feeder = threading.Thread(
+                target=ingest_loop, args=(server.port, key, window_start + args.seconds, sent)
+            )
+            closer = None
+        else:
+            if kind == "channels":
+                publish, closer = channels_publisher(redis_url, server.layer_prefix)
+            else:
+                publish, closer = (lambda data: client.publish(server.channel, data)), None
+            feeder = threading.Thread(target=replay, args=(publish, frames, window_start, sent))
+        feeder.start()
+        time.sleep(max(0.0, window_start + args.seconds - time.time()))
+        cpu = (cpu_seconds(server.proc.pid) - cpu0) / args.seconds
+        for pipe in pipes:
+            pipe.send("stop")
+        window = (window_start, time.time())
+        feeder.join()
+        if closer:
+            closer()
+        stop_observing.set()
+        if observer:
+            observer.join()
+        received, client_cpu, closed = [], 0.0, Counter()
+        for pipe in pipes:
+            _, stamps, cpu_s, closed_by_server = pipe.recv()
+            received += [array("d", s) for s in stamps]
+            client_cpu += cpu_s / args.seconds
+            closed.update(closed_by_server)
+        for proc in procs:
+            proc.join(timeout=30)
+        stale = server.stale_members(client)
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.kill()
+        stop(server.proc)
+
+    frames_recv = sum(bisect_right(r, window[1]) - bisect_right(r, window[0]) for r in received)
+    row = {
+        "setup": kind,
+        "clients": n,
+        "connected": connected,
+        "failures": dict(failures + closed),
+        "connect_s": connect_s,
+        "drops": n - connected + sum(closed.values()),
+        "deliveries": frames_recv / args.seconds,
+        "server_cpu": cpu,
+        "client_cpu": client_cpu,
+        "stale": stale,
     }
+    if kind == "product":
+        lat, missing = latencies(received, sent, window)
+        row["e2e"] = percentiles(lat)
+        pub_times = [t for t, _ in published]
+        fan, _ = latencies(received, pub_times, window)
+        row["fanout"] = percentiles(fan)
+        in_win = [(t - window_start, d) for t, d in published if window[0] <= t <= window[1]]
+        row["frames"] = in_win
+        row["missing"] = missing
+    else:
+        fan, missing = latencies(received, sent, window)
+        row["e2e"] = (float("nan"),) * 3
+        row["fanout"] = percentiles(fan)
+        row["missing"] = missing
+    sizes = [len(d) for _, d in frames] if kind != "product" else [len(d) for _, d in row["frames"]]
+    row["frame_bytes"] = statistics.mean(sizes) if sizes else 0
+    row["frames_per_s"] = len(sizes) / args.seconds
+    return row
+
+
+def synthetic_frames(args) -> list[tuple[float, bytes]]:
+    frame = b"<div>" + b"x" * (args.frame_bytes - 11) + b"</div>"
+    return [(i * TICK, frame) for i in range(int(args.seconds / TICK))]
+
+
+def fmt(row: dict) -> str:
+    e2e = " | ".join(f"{v:,.0f}" for v in row["e2e"]) if row["setup"] == "product" else "– | – | –"
+    fan = " | ".join(f"{v:,.0f}" for v in row["fanout"])
+    fails = ", ".join(f"{k} ×{v}" for k, v in row["failures"].items()) or "0"
+    stale = "–" if row["stale"] is None else str(row["stale"])
+    return (
+        f"| {row['setup']} | {row['clients']:,} | {row['connect_s']:.1f} | {e2e} | {fan} | {row['deliveries']:,.0f} | "
+        f"{row['drops']} | {fails} | {stale} | {row['frame_bytes'] / 1024:.1f} KB × "
+        f"{row['frames_per_s']:.1f}/s | {row['server_cpu']:.0%} | {row['client_cpu']:.0%} |"
+    )
+
+
+HEADER = (
+    "| setup | clients | connect s | e2e p50 ms | e2e p95 | e2e p99 | fan-out p50 ms | fan-out p95 | "
+    "fan-out p99 | deliveries/s | drops | failed handshakes / closes | stale | frames | server CPU | "
+    "client CPU |\n|" + "---|" * 16
+)
+
+
+def median_row(rows: list[dict]) -> dict:
+    """Each column's median over the runs (failures and stale: the worst run)."""
+    med = dict(rows[0])
+    for col in ("e2e", "fanout"):
+        med[col] = tuple(statistics.median(r[col][i] for r in rows) for i in range(3))
+    for col in ("deliveries", "server_cpu", "client_cpu", "frame_bytes", "frames_per_s"):
+        med[col] = statistics.median(r[col] for r in rows)
+    med["drops"] = max(r["drops"] for r in rows)
+    med["failures"] = max((r["failures"] for r in rows), key=lambda f: sum(f.values()))
+    stale = [r["stale"] for r in rows if r["stale"] is not None]
+    med["stale"] = max(stale) if stale else None
+    return med
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clients", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument("--clients", type=int, nargs="+", default=[100, 1000, 2000])
+    parser.add_argument("--setups", nargs="+", choices=SETUPS, default=list(SETUPS))
     parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--runs", type=int, default=1, help="runs per row; the table shows medians")
+    parser.add_argument("--procs", type=int, default=2, help="client processes")
+    parser.add_argument(
+        "--ramp", type=int, default=0, help="open this many sockets per 100 ms (0: all at once)"
+    )
+    parser.add_argument("--profile", help="directory for py-spy profiles of the server (raw)")
+    parser.add_argument("--server-log", type=Path, help="append the product server's output here")
+    parser.add_argument(
+        "--daphne-option", action="append", help="extra daphne option for the product server"
+    )
+    parser.add_argument("--pulse-interval", type=float, default=0.25, help="pulse's tick, s")
+    parser.add_argument("--frame-bytes", type=int, default=6000, help="baselines without product")
     args = parser.parse_args()
 
     with scratch_database(BENCH_DB) as scratch:
@@ -148,48 +485,34 @@ def main() -> None:
                 "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",
             }
         )
+        scratch.env.setdefault("REDIS_URL", os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
         session, key = setup(scratch)
-        port = free_port()
-        web = start_web(scratch, port)
-        pulse = start(scratch, sys.executable, "manage.py", "pulse")
-        rows = []
+        pulse = start(
+            scratch, sys.executable, "manage.py", "pulse", "--interval", str(args.pulse_interval)
+        )
+        results: dict[tuple[str, int], list[dict]] = {}
         try:
-            time.sleep(3)  # pulse imports Django and subscribes
+            time.sleep(3)  # pulse imports Django
             for n in args.clients:
-                sent: list[float] = []
-                deadline = time.time() + args.seconds + 2.5
-                feeder = threading.Thread(target=ingest_loop, args=(port, key, deadline, sent))
-                cpu_before = cpu_seconds(web.pid)
-                feeder.start()
-                result = asyncio.run(run_clients(port, session, n, args.seconds, sent))
-                feeder.join()
-                cpu = (cpu_seconds(web.pid) - cpu_before) / (args.seconds + 2.5)
-                lat = sorted(result["latencies"]) or [float("nan")]
-                q = statistics.quantiles(lat, n=100) if len(lat) > 1 else [lat[0]] * 99
-                rows.append(
-                    (
-                        n,
-                        q[49],
-                        q[94],
-                        q[98],
-                        result["frames"] / result["elapsed"],
-                        result["dropped"],
-                        cpu,
-                    )
-                )
+                for run in range(args.runs):
+                    frames = synthetic_frames(args)
+                    for kind in args.setups:
+                        row = run_row(kind, n, args, scratch, session, key, frames)
+                        if kind == "product" and row["frames"]:
+                            frames = row["frames"]
+                        results.setdefault((kind, n), []).append(row)
+                        print(f"run {run + 1}: " + fmt(row), flush=True)
         finally:
-            stop(web, pulse)
+            stop(pulse)
 
     print(
-        f"\nlive benchmark · {datetime.now(UTC):%Y-%m-%d %H:%M} UTC · {platform.node()} · {os.cpu_count()} cores · "
-        f"1 daphne + 1 pulse · 200 events/s ingested · {args.seconds:g} s per row"
+        f"\nlive benchmark · {datetime.now(UTC):%Y-%m-%d %H:%M} UTC · {platform.node()} · "
+        f"{os.cpu_count()} cores · 1 server process + 1 pulse · {args.procs} client processes · "
+        f"200 events/s ingested (product) · {args.seconds:g} s per row · median of {args.runs}"
     )
-    print("| clients | p50 ms | p95 ms | p99 ms | frames/s delivered | dropped | web CPU |")
-    print("|---|---|---|---|---|---|---|")
-    for n, p50, p95, p99, fps, dropped, cpu in rows:
-        print(
-            f"| {n:,} | {p50 * 1000:.0f} | {p95 * 1000:.0f} | {p99 * 1000:.0f} | {fps:,.0f} | {dropped} | {cpu:.0%} |"
-        )
+    print(HEADER)
+    for (_kind, _n), rows in results.items():
+        print(fmt(median_row(rows)))
 
 
 if __name__ == "__main__":

@@ -104,17 +104,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(scratch: Scratch, *args: str) -> subprocess.Popen:
-    """A product process (`daphne …`, `manage.py pulse`) on the scratch database, output discarded."""
-    return subprocess.Popen(
-        list(args), cwd=ROOT, env=scratch.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+def start(scratch: Scratch, *args: str, log: Path | None = None) -> subprocess.Popen:
+    """A product process (`daphne …`, `manage.py pulse`) on the scratch database; its output is
+    discarded, or appended to `log`."""
+    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - the child keeps it
+    return subprocess.Popen(list(args), cwd=ROOT, env=scratch.env, stdout=out, stderr=out)
 
 
-def start_web(scratch: Scratch, port: int) -> subprocess.Popen:
-    """A daphne web process on `port`, returned once /healthz answers 200."""
+def start_web(
+    scratch: Scratch, port: int, log: Path | None = None, options: tuple[str, ...] = ()
+) -> subprocess.Popen:
+    """A daphne web process on `port` (extra daphne `options`), returned once /healthz answers."""
     daphne = str(Path(sys.executable).parent / "daphne")
-    web = start(scratch, daphne, "-b", "127.0.0.1", "-p", str(port), "config.asgi:application")
+    web = start(
+        scratch, daphne, "-b", "127.0.0.1", "-p", str(port), *options, "config.asgi:application",
+        log=log,
+    )  # fmt: skip
     deadline = time.time() + 30
     while time.time() < deadline:
         try:
