@@ -76,6 +76,7 @@ class Migration(migrations.Migration):
         # 0004 (rollup schedules) was being written alongside this one: follow it when present.
         ('analytics', '0004_rollup_schedules' if _HAS_0004 else '0003_conversation_search'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
+        ('django_celery_beat', '0019_alter_periodictasks_options'),
     ]
 
     operations = [

@@ -149,7 +149,9 @@ def alert_rule_clean(rule: AlertRule) -> None:
         except ValidationError:
             errors["email_recipients"].append(f"{address!r} is not an email address.")
     if rule.webhook_url:
-        errors["webhook_url"].extend(webhook_url_check(rule.webhook_url))
+        problems = webhook_url_check(rule.webhook_url)
+        if problems:
+            errors["webhook_url"].extend(problems)
     if errors:
         raise ValidationError(dict(errors))
 

@@ -324,7 +324,7 @@ def customers_at_risk(
             continue
         out.append({
             "customer": r["customer"],
-            "level": "high" if score >= 4 else "medium" if score >= 2 else "low",
+            "level": "high" if score >= 3 else "medium" if score >= 2 else "low",
             "score": score,
             "factors": factors,
             "last_contact": r["last"].isoformat(),
