@@ -10,7 +10,7 @@ index of migration 0003 (the expression below must stay identical to the index's
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 
 import django_filters
 from django import forms
@@ -79,9 +79,9 @@ def _parse_moment(raw: str, org: Organization, *, is_end: bool) -> datetime | No
             return None
         if day is None:
             return None
-        if is_end:
-            day = day + timedelta(days=1)
-        return datetime.combine(day, time.min, tzinfo=org.tz)
+        if is_end and day == date.max:
+            return None
+        return datetime.combine(day + timedelta(days=int(is_end)), time.min, tzinfo=org.tz)
     try:
         moment = parse_datetime(raw.replace(" ", "+") if "T" in raw else raw)
     except ValueError:
@@ -105,6 +105,13 @@ class ConversationFilterForm(forms.Form):
 
     def clean(self):
         data = super().clean()
+        try:
+            self._clean_range(data)
+        except OverflowError:  # a date near year 1 or 9999
+            self.add_error("start", "The range is outside the dates we can handle.")
+        return data
+
+    def _clean_range(self, data) -> None:
         raw_start, raw_end = self.data.get("start") or "", self.data.get("end") or ""
         period = data.get("period") or DEFAULT_PERIOD
         if not raw_start and not raw_end:
@@ -119,12 +126,12 @@ class ConversationFilterForm(forms.Form):
             if raw_end and end is None:
                 self.add_error("end", "Enter a valid date (YYYY-MM-DD) or ISO 8601 date-time.")
             if (raw_start and start is None) or (raw_end and end is None):
-                return data
+                return
             if start is None:
                 start = end - PERIOD_DELTAS[DEFAULT_PERIOD]
             if end <= start:
                 self.add_error("end", "The end must be after the start.")
-                return data
+                return
             label = "Custom range"
         oldest = self.now - timedelta(days=settings.INGEST_RETENTION_DAYS)
         if start < oldest:
@@ -135,9 +142,8 @@ class ConversationFilterForm(forms.Form):
             )
             if end <= start:
                 self.add_error("end", "The whole range lies before the retention limit.")
-                return data
+                return
         self.time_range = TimeRange(start, end, label)
-        return data
 
 
 def _bots(request):

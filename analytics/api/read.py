@@ -406,13 +406,16 @@ class ConversationDetailApi(ReadApi):
     @extend_schema(
         operation_id="conversations_retrieve",
         summary="A conversation with its metrics and messages (first 2,000)",
-        parameters=[ORG_PARAM],
+        parameters=[ORG_PARAM, OpenApiParameter("conversation_id", int, OpenApiParameter.PATH)],
         responses={200: s.ConversationDetailSerializer, **ERRORS},
     )
     def get(self, request, conversation_id):
+        # Any path segment reaches the view (a JSON 404, never the HTML one); only ints match.
+        if not conversation_id.isdigit() or len(conversation_id) > 18:
+            raise exceptions.NotFound("No such conversation.")
         conversation = get_object_or_404(
             Conversation.objects.for_org(self.org).select_related("bot", "campaign"),
-            pk=conversation_id,
+            pk=int(conversation_id),
         )
         messages = list(
             Message.objects.for_org(self.org)

@@ -43,14 +43,17 @@ class DateRangeQuery(serializers.Serializer):
     def validate(self, attrs):
         org = self.context["org"]
         today = timezone.now().astimezone(org.tz).date()
+        oldest = today - timedelta(days=settings.INGEST_RETENTION_DAYS)
+        notices = []
         end = attrs.get("end_date") or today
-        start = attrs.get("start_date") or end - timedelta(days=6)
+        if end > today:
+            end = today
+            notices.append(f"end_date was clamped to today ({today}).")
+        start = attrs.get("start_date") or max(end - timedelta(days=6), oldest)
         if end < start:
             raise serializers.ValidationError(
                 {"end_date": ["The end date is before the start date."]}
             )
-        oldest = today - timedelta(days=settings.INGEST_RETENTION_DAYS)
-        notices = []
         if start < oldest:
             start = oldest
             notices.append(f"start_date was clamped to the retention limit ({oldest}).")

@@ -11,15 +11,15 @@ urlpatterns = [
     path("analytics/response-times", read.ResponseTimesApi.as_view(), name="response-times"),
     path("analytics/message-volume", read.MessageVolumeApi.as_view(), name="message-volume"),
     path("bots/", read.BotListApi.as_view(), name="bots"),
-    path("bots/<slug:slug>/performance", read.BotPerformanceApi.as_view(), name="bot-performance"),
-    path("bots/<slug:slug>/percentiles", read.BotPercentilesApi.as_view(), name="bot-percentiles"),
+    path("bots/<str:slug>/performance", read.BotPerformanceApi.as_view(), name="bot-performance"),
+    path("bots/<str:slug>/percentiles", read.BotPercentilesApi.as_view(), name="bot-percentiles"),
     path("campaigns/", read.CampaignListApi.as_view(), name="campaigns"),
     path(
-        "campaigns/<slug:slug>/metrics", read.CampaignMetricsApi.as_view(), name="campaign-metrics"
+        "campaigns/<str:slug>/metrics", read.CampaignMetricsApi.as_view(), name="campaign-metrics"
     ),
     path("conversations/", read.ConversationListApi.as_view(), name="conversations"),
     path(
-        "conversations/<int:conversation_id>/",
+        "conversations/<str:conversation_id>/",
         read.ConversationDetailApi.as_view(),
         name="conversation",
     ),

@@ -1,0 +1,218 @@
+"""The read API under /api/v1/: figures and rows a client gets, bad input, and org scoping."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver
+from django.utils import timezone
+
+from analytics import sketch
+from analytics.services.api_keys import api_key_create
+from tests import factories as f
+
+NOW = timezone.now()
+
+
+@pytest.fixture
+def read_key(org):
+    return api_key_create(organization=org, name="reader", scopes="read").secret
+
+
+@pytest.fixture
+def ingest_key(org):
+    return api_key_create(organization=org, name="ingester", scopes="ingest").secret
+
+
+@pytest.fixture
+def outsider_key(other_org):
+    return api_key_create(organization=other_org, name="reader", scopes="read").secret
+
+
+def get(client, url, key=None, **extra):
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {key}"} if key else {}
+    return client.get(url, **headers, **extra)
+
+
+@pytest.fixture
+def data(org, bot, other_org):
+    winter = f.CampaignFactory(organization=org, slug="winter", name="Winter", bot=bot)
+    convs = []
+    for i in range(5):
+        c = f.ConversationFactory(
+            bot=bot, customer=f"Customer {i}", started_at=NOW - timedelta(hours=i + 1),
+            campaign=winter if i % 2 == 0 else None, call_outcome="answered" if i % 2 == 0 else "",
+        )  # fmt: skip
+        f.MessageFactory(
+            conversation=c, text="refund" if i == 3 else "hello", created_at=c.started_at
+        )
+        convs.append(c)
+    f.ConversationMetricsFactory(conversation=convs[0], total_messages=4, cost_usd=Decimal("1.5"))
+    hour = (NOW - timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
+    f.BotHourlyRollupFactory(bot=bot, hour=hour, messages_in=10, messages_out=10, successes=8,
+                             failures=2, response_count=10, response_sum_ms=5000,
+                             response_hist={"313": 10})  # fmt: skip
+    f.BotHourlyRollupFactory(bot=bot, hour=hour - timedelta(days=7), messages_in=5,
+                             messages_out=5, successes=5, response_count=5,
+                             response_sum_ms=5000, response_hist={"347": 5})  # fmt: skip
+    foreign_bot = f.BotFactory(organization=other_org, slug="globex-bot")
+    foreign = f.ConversationFactory(bot=foreign_bot, started_at=NOW)
+    f.CampaignFactory(organization=other_org, slug="globex-camp")
+    return {"convs": convs, "foreign": foreign, "winter": winter}
+
+
+def test_it_lists_conversations_newest_first_with_cursor_pages(client, read_key, data):
+    response = get(client, "/api/v1/conversations/?page_size=2", read_key)
+    assert response.status_code == 200
+    body = response.json()
+    ids = [c["id"] for c in body["results"]]
+    assert ids == [data["convs"][0].pk, data["convs"][1].pk]
+    assert body["results"][0]["metrics"]["cost_usd"] == 1.5
+    assert body["results"][1]["metrics"] is None
+    seen = list(ids)
+    url = body["next"]
+    while url:
+        page = get(client, url, read_key).json()
+        seen += [c["id"] for c in page["results"]]
+        url = page["next"]
+    assert seen == [c.pk for c in data["convs"]]
+    assert data["foreign"].pk not in seen
+
+
+def test_it_filters_and_searches_like_the_page(client, read_key, data):
+    body = get(client, "/api/v1/conversations/?q=refund&campaign=", read_key).json()
+    assert [c["id"] for c in body["results"]] == [data["convs"][3].pk]
+    body = get(client, "/api/v1/conversations/?campaign=winter&call_outcome=answered", read_key)
+    assert [c["id"] for c in body.json()["results"]] == [data["convs"][i].pk for i in (0, 2, 4)]
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("start=not-a-date", "start"),
+        ("start=2026-11-20&end=2026-11-01", "end"),
+        ("bot=globex-bot", "bot"),
+        ("campaign=globex-camp", "campaign"),
+        ("q=" + "y" * 5000, "q"),
+        ("q=a %26 b", "q"),
+        ("channel=fax", "channel"),
+    ],
+)
+def test_it_answers_bad_filters_with_400_and_field_errors(client, read_key, data, query, field):
+    response = get(client, f"/api/v1/conversations/?{query}", read_key)
+    assert response.status_code == 400
+    assert field in response.json()
+
+
+def test_it_exports_the_filtered_list_as_csv(client, read_key, data):
+    for kwargs in ({"HTTP_ACCEPT": "text/csv"}, {}):
+        url = "/api/v1/conversations/?campaign=winter" + ("" if kwargs else "&format=csv")
+        response = get(client, url, read_key, **kwargs)
+        assert response.status_code == 200
+        assert response["Content-Type"].startswith("text/csv")
+        rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+        assert [int(r["id"]) for r in rows] == [data["convs"][i].pk for i in (0, 2, 4)]
+    bots = get(client, "/api/v1/bots/?format=csv", read_key)
+    assert bots.content.decode().splitlines()[0].startswith("slug,name,kind")
+
+
+def test_it_returns_a_conversation_with_messages_and_404s_a_foreign_one(client, read_key, data):
+    body = get(client, f"/api/v1/conversations/{data['convs'][3].pk}/", read_key).json()
+    assert body["messages"][0]["text"] == "refund" and body["messages_truncated"] is False
+    assert get(client, f"/api/v1/conversations/{data['foreign'].pk}/", read_key).status_code == 404
+
+
+def test_bot_performance_compares_with_the_days_before(client, read_key, data):
+    today = timezone.now().date()
+    start = (today - timedelta(days=6)).isoformat()
+    body = get(client, f"/api/v1/bots/support-bot/performance?start_date={start}", read_key).json()
+    assert body["current"]["messages_in"] == 10 and body["previous"]["messages_in"] == 5
+    assert body["current"]["success_rate"] == 80.0 and body["previous"]["success_rate"] == 100.0
+    assert body["change_percent"]["messages_in"] == 100.0
+    assert body["current"]["avg_ms"] == 500.0
+
+
+@pytest.mark.parametrize(
+    "query", ["start_date=2026-02-30", "start_date=2026-11-20&end_date=2026-11-01", "end_date=x"]
+)
+def test_bot_performance_rejects_bad_dates(client, read_key, data, query):
+    response = get(client, f"/api/v1/bots/support-bot/performance?{query}", read_key)
+    assert response.status_code == 400
+    assert set(response.json()) & {"start_date", "end_date"}
+
+
+def test_percentiles_and_series(client, read_key, data):
+    body = get(client, "/api/v1/bots/support-bot/percentiles?period=24h", read_key).json()
+    assert body["p95_ms"] == pytest.approx(sketch.bucket_value(313))  # every reply in bucket 313
+    assert len(body["points"]) == 24
+    rt = get(client, "/api/v1/analytics/response-times?period=24h&bot=support-bot", read_key)
+    assert sum(p["responses"] for p in rt.json()["points"]) == 10
+    volume = get(client, "/api/v1/analytics/message-volume?period=7d", read_key).json()
+    assert sum(p["inbound"] for p in volume["points"]) == 10
+    bad = get(client, "/api/v1/analytics/response-times?period=1y&bot=nope", read_key)
+    assert bad.status_code == 400 and set(bad.json()) == {"period", "bot"}
+
+
+def test_campaign_metrics_realtime_health_and_lists(client, read_key, data):
+    body = get(client, "/api/v1/campaigns/winter/metrics", read_key).json()
+    assert body["current"]["attempts"] == 3 and body["current"]["answer_rate"] == 100.0
+    assert [c["slug"] for c in get(client, "/api/v1/campaigns/", read_key).json()] == ["winter"]
+    assert [b["slug"] for b in get(client, "/api/v1/bots/", read_key).json()] == ["support-bot"]
+    assert get(client, "/api/v1/analytics/realtime", read_key).json()["active_now"] >= 0
+    assert get(client, "/api/v1/system/health", read_key).json()["status"] == "ok"
+
+
+def test_a_signed_in_member_reads_with_the_session(client, bob, data):
+    client.force_login(bob)
+    assert get(client, "/api/v1/bots/").json()[0]["slug"] == "support-bot"
+    assert get(client, "/api/v1/bots/?org=globex").status_code == 404
+
+
+# --- scoping: walk every read route -----------------------------------------------------------
+
+
+def api_routes() -> list[str]:
+    found = []
+
+    def walk(patterns, prefix):
+        for p in patterns:
+            route = prefix + str(p.pattern)
+            if isinstance(p, URLResolver):
+                walk(p.url_patterns, route)
+            elif isinstance(p, URLPattern) and route.startswith("api/v1/"):
+                view = getattr(p.callback, "view_class", None)
+                if view is not None and hasattr(view, "get"):
+                    found.append((route, view))
+
+    walk(get_resolver().url_patterns, "")
+    return found
+
+
+def fill(route: str, values: dict) -> str:
+    return "/" + re.sub(r"<(?:\w+:)?(\w+)>", lambda m: str(values.get(m.group(1), 1)), route)
+
+
+def test_every_read_route_is_closed_to_other_orgs_and_to_anonymous_clients(
+    client, outsider_key, ingest_key, data
+):
+    # Objects of `org`, read with the other org's key: 404 for object routes, none of them listed.
+    values = {"slug": "support-bot", "conversation_id": data["convs"][0].pk}
+    routes = api_routes()
+    assert len([r for r, view in routes if view.__module__ == "analytics.api.read"]) == 11
+    for route, view in routes:
+        url = fill(route.replace("campaigns/<str:slug>", "campaigns/winter"), values)
+        assert get(client, url).status_code in (401, 403), url
+        if view.__module__ == "analytics.api.read":
+            assert get(client, url, ingest_key).status_code == 403, url
+        response = get(client, url, outsider_key)
+        if "<" in route:
+            assert response.status_code in (403, 404), url
+        else:
+            assert response.status_code in (200, 403), url
+            text = response.content.decode()
+            assert "support-bot" not in text and "Customer 0" not in text, url
