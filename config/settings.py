@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from config import embedded
 from config.env import (
@@ -169,7 +169,8 @@ CELERY_RESULT_EXPIRES = 3600
 # Queues split by kind so slow work never delays live work: a worker started without -Q consumes
 # them all; production runs e.g. `celery -A config worker -Q rollups` on machines of their own.
 CELERY_TASK_QUEUES = [
-    Queue(name) for name in ("default", "followups", "rollups", "insights", "alerts")
+    Queue(name, Exchange(name), routing_key=name)
+    for name in ("default", "followups", "rollups", "insights", "alerts")
 ]
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
@@ -185,6 +186,7 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 900, minimum=10),
+    "unacked_restore_throttle": 1,  # look for abandoned tasks every 10 s, not every 100 s
     "socket_connect_timeout": 3,
     "socket_timeout": 10,
 }

@@ -34,7 +34,7 @@ from analytics.models import (
     Organization,
     Outcome,
 )
-from analytics.services.rollup import rollup_mark_hours
+from analytics.services.rollup import conversation_metrics_enqueue, rollup_mark_hours
 
 EVENT_TYPES = ("conversation.started", "message", "conversation.ended", "activity", "gauge")
 CHANNELS = frozenset(Channel.values)
@@ -366,6 +366,9 @@ def events_ingest(*, org: Organization, events: list, now: datetime | None = Non
         result.live = live_apply(
             org=org, events=accepted, conversation_ids=conversation_ids, now=now
         )
+        ended = [v[0] for v in conversation_ids.values() if v[1]]
+        if ended:  # their metrics are rebuilt by a worker (the periodic sweep if this fails)
+            conversation_metrics_enqueue(org_id=org.pk, conversation_ids=ended)
     return result
 
 

@@ -605,6 +605,47 @@ def conversation_metrics_stale(
         return [row[0] for row in cursor.fetchall()]
 
 
+SWEEP_ENDED_WITHIN = timedelta(hours=2)
+SWEEP_ACTIVE_WITHIN = timedelta(days=7)
+
+
+def conversation_metrics_sweep(*, now: datetime | None = None) -> int:
+    """Rebuild the stale conversation metrics of every org; returns the conversations rebuilt."""
+    now = now or timezone.now()
+    total = 0
+    for org_id in Organization.objects.values_list("pk", flat=True).order_by("pk"):
+        ids = conversation_metrics_stale(
+            org_id=org_id,
+            now=now,
+            ended_within=SWEEP_ENDED_WITHIN,
+            active_within=SWEEP_ACTIVE_WITHIN,
+        )
+        for i in range(0, len(ids), 1000):
+            total += conversation_metrics_build_many(
+                org_id=org_id, conversation_ids=ids[i : i + 1000]
+            )
+    return total
+
+
+def conversation_metrics_enqueue(*, org_id: int, conversation_ids: list[int]) -> bool:
+    """Queue the metrics of conversations a committed batch ended (or touched after their end).
+
+    Best effort: a broker that is down must not fail ingestion; the sweep catches up.
+    """
+    if not conversation_ids:
+        return True
+    from analytics.tasks import conversation_metrics_on_end
+
+    try:
+        conversation_metrics_on_end.apply_async(
+            args=[org_id, sorted(conversation_ids)], retry=False
+        )
+    except Exception as exc:  # noqa: BLE001 - any broker failure; the sweep rebuilds them
+        log.warning("conversation metrics of org %s not queued (%s)", org_id, exc)
+        return False
+    return True
+
+
 def conversation_ids_in_range(*, org_id: int, start: datetime, end: datetime) -> list[int]:
     """Conversations of an org started in [start, end)."""
     with connection.cursor() as cursor:

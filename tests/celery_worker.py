@@ -1,0 +1,93 @@
+"""A real `celery -A config worker` subprocess on the test database, for tests that need one.
+
+Tests using it must commit their data (`django_db(transaction=True)`): the worker is another
+process with its own connections.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connection
+
+from config.celery import app
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _database_url() -> str:
+    db = connection.settings_dict
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+    host = db["HOST"] or "127.0.0.1"
+    if host.startswith("/"):
+        return f"postgres://{auth}@/{db['NAME']}?host={host}"
+    return f"postgres://{auth}@{host}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+class Worker:
+    def __init__(self, visibility_timeout: int = 900) -> None:
+        self.name = f"test-{uuid.uuid4().hex[:8]}@localhost"
+        env = {
+            **os.environ,
+            "DATABASE_URL": _database_url(),
+            "REDIS_URL": settings.REDIS_URL,
+            "LIVE_KEY_PREFIX": settings.LIVE_KEY_PREFIX,
+            "CELERY_VISIBILITY_TIMEOUT": str(visibility_timeout),
+            "DB_POOL": "false",
+        }
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "config", "worker", "--concurrency", "1",
+             "-Q", "default,followups,rollups", "-n", self.name, "--without-gossip",
+             "--without-mingle", "--loglevel", "WARNING"],
+            cwd=ROOT, env=env, start_new_session=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"celery worker exited with {self.proc.returncode}")
+            if app.control.ping(destination=[self.name], timeout=0.5):
+                return
+        self.kill()
+        raise RuntimeError("celery worker did not answer within 60 s")
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its pool processes (its own process group)."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@contextmanager
+def celery_worker(**kwargs):
+    app.control.purge()  # tasks left by earlier runs would only slow this one down
+    worker = Worker(**kwargs)
+    try:
+        yield worker
+    finally:
+        worker.stop()
+
+
+def wait_for(condition, timeout: float = 60, every: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"condition not met within {timeout} s")
