@@ -139,3 +139,28 @@ def test_screenshots_of_the_charts(
     path = screenshot(name)
     for part in ("period-charts", "campaign-panel"):  # close-ups of what this file is about
         page.locator(f"#{part}").screenshot(path=path.with_name(f"{name}-{part}.png"))
+
+
+def test_the_donut_updates_in_place_when_the_campaign_panel_is_refreshed(
+    sign_in, page: Page, alice, org, month
+):
+    sign_in("alice")
+    page.wait_for_url("**/o/acme/")
+    expect(page.locator("#campaign-pie-winter .main-svg").first).to_be_attached()
+    page.evaluate("document.getElementById('campaign-pie-winter').__mark = 'pie'")
+    events = []
+    for i in range(3):
+        events += [
+            {"id": str(uuid.uuid4()), "type": "conversation.started", "bot": "luna",
+             "conversation": f"late-{i}", "campaign": "winter"},
+            {"id": str(uuid.uuid4()), "type": "conversation.ended", "bot": "luna",
+             "conversation": f"late-{i}", "status": "resolved", "call_outcome": "opt_out"},
+        ]  # fmt: skip
+    assert events_ingest(org=org, events=events).accepted == len(events)
+    # No socket under the test server: the page polls the same fragments every 2 s.
+    page.wait_for_function(
+        "document.getElementById('campaign-pie-winter').data[0].values.join() === '5,2,1,1,3'",
+        timeout=10_000,
+    )
+    assert page.evaluate("document.getElementById('campaign-pie-winter').__mark") == "pie"
+    expect(page.locator("#campaign-pie-winter-label")).to_contain_text("Opted out 3")
