@@ -54,6 +54,11 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         self.group = org_group(org.pk)
         self.subscriber = Subscriber(on_overflow=self._too_slow, send=self._send_frame)
         get_hub().join(self.group, self.subscriber)
+        # However this consumer ends — disconnect(), or daphne cancelling an instance whose socket
+        # timed out while connect() waited on the database — the socket leaves its group.
+        asyncio.current_task().add_done_callback(
+            lambda _: get_hub().leave(self.group, self.subscriber)
+        )
 
     def _send_frame(self, frame: str):
         # Straight to the server's send: one coroutine per frame, stepped in place by the hub.
