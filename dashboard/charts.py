@@ -200,5 +200,4 @@ def outcome_pie_drill_figure(slices: list[tuple[str, str, int]], urls: dict[str,
     """outcome_pie_figure() whose slices open the explorer filtered to that call outcome."""
     figure = outcome_pie_figure(slices)
     figure["data"][0]["customdata"] = [urls[key] for key, _label, n in slices if n]
-    figure["layout"].update(height=200, width=200)
     return figure

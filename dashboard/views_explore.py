@@ -150,6 +150,7 @@ def conversations(request, org):
     template = "dashboard/conversations.html"
     if request.htmx and not request.htmx.boosted:
         template += "#results"
+        status = 200  # htmx swaps only 2xx answers; the errors are in the fragment
     return render(request, template, context, status=status)
 
 
@@ -235,7 +236,8 @@ def conversation_detail(request, org, conversation_id):
         {
             "org": org,
             "conversation": conversation,
-            "messages": messages[:TRANSCRIPT_LIMIT],
+            # Not "messages": base.html shows the messages framework's flash messages under that name.
+            "transcript": messages[:TRANSCRIPT_LIMIT],
             "truncated": len(messages) > TRANSCRIPT_LIMIT,
             "metrics": metrics,
             "computed": computed,

@@ -188,6 +188,7 @@ def test_it_shows_the_transcript_with_per_message_facts(client, bob, data):
     assert response.status_code == 200
     assert "I want a refund for my order" in html and "Your refund is on its way" in html
     assert "900 ms" in html and "$0.00050" in html
+    assert 'class="flash"' not in html  # the transcript is not Django's flash messages
 
 
 def test_it_escapes_customer_text(client, bob, bot):

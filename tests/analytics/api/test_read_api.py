@@ -216,3 +216,16 @@ def test_every_read_route_is_closed_to_other_orgs_and_to_anonymous_clients(
             assert response.status_code in (200, 403), url
             text = response.content.decode()
             assert "support-bot" not in text and "Customer 0" not in text, url
+
+
+def test_the_schema_documents_every_read_endpoint_and_the_docs_are_served_locally(client):
+    schema = client.get("/api/schema/").content.decode()
+    for operation in ("analytics_realtime", "analytics_response_times", "analytics_message_volume",
+                      "bots_list", "bots_performance", "bots_percentiles", "campaigns_list",
+                      "campaigns_metrics", "conversations_list", "conversations_retrieve",
+                      "system_health"):  # fmt: skip
+        assert f"operationId: {operation}" in schema, operation
+    assert "name: q" in schema and "name: cursor" in schema and "'400':" in schema
+    docs = client.get("/api/docs/").content.decode()
+    assert "/static/drf_spectacular_sidecar/swagger-ui-dist/" in docs
+    assert "http://" not in docs.replace("http://testserver", "") and "https://" not in docs
