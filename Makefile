@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test install browsers lint format bench-seed bench-ingest bench-live bench-page clean
+.PHONY: demo test install browsers lint format bench-seed bench-ingest bench-live bench-page bench-read clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ bench-ingest: install
 ## waits for any other benchmark holding the lock).
 bench-page: install
 	flock /tmp/botflow-bench.lock $(PY) -m config.launcher run -- $(PY) bench/page.py $(BENCH_ARGS)
+
+## Explorer, bot page, read API and CSV export on the 10M-message database (bench/bigdata.py).
+bench-read: install
+	flock /tmp/botflow-bench.lock $(PY) -m config.launcher run -- $(PY) bench/read_paths.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .data
