@@ -31,7 +31,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.core.validators import validate_email
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Avg, Q, Sum
 from django.utils import timezone
 
@@ -461,9 +461,22 @@ def _evaluate_org(org: Organization, rules: list[AlertRule], now: datetime, stat
             continue
         with transaction.atomic():
             changed += _transition(org, rule, level, value, now, stats)
-    AlertRule.objects.bulk_update(quiet, ["last_value", "last_evaluated_at"], batch_size=500)
+    _store_values(quiet, now)
     if changed:
         _after_commit_publish(org, changed)
+
+
+def _store_values(rules: list[AlertRule], now: datetime) -> None:
+    """Last value and evaluation time of unchanged rules, in one statement (bulk_update's CASE
+    expressions cost more than the whole evaluation at a thousand rules)."""
+    if not rules:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE analytics_alertrule AS r SET last_value = v.value, last_evaluated_at = %s "
+            "FROM unnest(%s::bigint[], %s::float8[]) AS v(id, value) WHERE r.id = v.id",
+            [now, [r.pk for r in rules], [r.last_value for r in rules]],
+        )
 
 
 def _threshold(rule: AlertRule, level: str) -> float | None:
