@@ -136,7 +136,7 @@ def main() -> None:
     args = parser.parse_args()
     rng = random.Random(42)
     Organization.objects.filter(slug__startswith="bench-alerts-").delete()
-    print(f"| rules | orgs | bots | cycles | min s | median s | max s | rules/s |")
+    print("| rules | orgs | bots | cycles | min s | median s | max s | rules/s |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n in args.rules:
         orgs = setup(n, args.orgs, args.bots, rng)
