@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test install browsers lint format bench-seed bench-ingest bench-live bench-page bench-read clean
+.PHONY: demo test install browsers lint format bench-seed bench-ingest bench-live bench-page bench-read bench-rollups clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -52,6 +52,10 @@ bench-page: install
 ## Explorer, bot page, read API and CSV export on the 10M-message database (bench/bigdata.py).
 bench-read: install
 	flock /tmp/botflow-bench.lock $(PY) -m config.launcher run -- $(PY) bench/read_paths.py $(BENCH_ARGS)
+
+## Rollups over 10M messages (bench/bigdata.py builds the shared database once; under the lock).
+bench-rollups: install
+	flock /tmp/botflow-bench.lock $(PY) -m config.launcher run -- $(PY) bench/rollups.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .data

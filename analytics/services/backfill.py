@@ -30,8 +30,10 @@ def backfill_units(
 ) -> list[str]:
     """Every unit of the range [since, until] (org-local dates), in build order."""
     now = now or timezone.now()
-    start = org_day_bounds(org, since)[0]
-    end = min(org_day_bounds(org, until)[1], hour_start(now))
+    # UTC hours covering the local days (zones like Asia/Kolkata start days at half past)
+    start = hour_start(org_day_bounds(org, since)[0])
+    end = org_day_bounds(org, until)[1]
+    end = min(hour_start(end) + (HOUR if end != hour_start(end) else timedelta(0)), hour_start(now))
     hours, h = [], start
     while h < end:
         hours.append(f"h:{h.isoformat()}")

@@ -77,6 +77,13 @@ def test_the_units_cover_the_range_in_the_org_time_zone(db):
     assert partial[len([u for u in partial if u[0] == "h"]) - 1] == "h:2026-10-25T11:00:00+00:00"
 
 
+def test_units_are_whole_utc_hours_in_half_hour_time_zones(db):
+    org = OrganizationFactory(timezone="Asia/Kolkata")  # days start at 18:30 UTC
+    hours = [u for u in backfill_units(org=org, since=SINCE, until=SINCE) if u[0] == "h"]
+    assert (hours[0], hours[-1]) == ("h:2026-10-23T18:00:00+00:00", "h:2026-10-24T18:00:00+00:00")
+    assert len(hours) == 25
+
+
 def test_it_builds_every_rollup_of_the_range(db):
     org = OrganizationFactory(slug="acme", timezone="Europe/Berlin")
     seed(org)
