@@ -54,7 +54,7 @@ _last_heartbeat = 0.0
 
 def pulse_tick() -> int:
     """Render and publish the live fragments of every org with new data (and, every few seconds,
-    of every watched org); returns how many orgs were rendered."""
+    of every watched org); returns how many orgs had new data."""
     global _last_heartbeat
     from analytics.models import Organization
     from analytics.services.live import dirty_key
@@ -66,13 +66,30 @@ def pulse_tick() -> int:
     org_ids = {int(m) for m in dirty}
     members = presence.group_members()
     heartbeat = time.monotonic() - _last_heartbeat >= HEARTBEAT_SECONDS
+    watched = {group for group, n in members.items() if n > 0}
+    # A group watched since the last tick is rendered now: data that arrived between a socket's
+    # subscribing and its process's presence report would otherwise wait for the heartbeat.
+    fresh = watched if heartbeat else watched - _watched_before
+    _forget(_watched_before - watched)
+    _watched_before.clear()
+    _watched_before.update(watched)
     if heartbeat:
         _last_heartbeat = time.monotonic()
-        org_ids |= {org_id for org_id in map(group_org, members) if org_id is not None}
+    org_ids |= {org_id for org_id in map(group_org, fresh) if org_id is not None}
     orgs = Organization.objects.filter(pk__in=org_ids)
     for org in orgs:
         _pulse_org(org, members, heartbeat=heartbeat)
-    return len(org_ids)
+    return len(dirty)
+
+
+_watched_before: set[str] = set()  # groups somebody watched at the last tick
+
+
+def _forget(groups: set[str]) -> None:
+    """Nobody watches these any more: drop what was last published to them, so a viewer who
+    comes back gets every fragment again."""
+    for key in [key for key in _last_rendered if key[0] in groups]:
+        del _last_rendered[key]
 
 
 def _pulse_org(org, members, *, heartbeat: bool) -> None:
@@ -125,14 +142,22 @@ LIVE_FRAGMENTS = (
 _last_rendered: dict[tuple[str, str], str] = {}  # (group, template) -> HTML last published
 
 
+_AS_OF_MARK = "0"  # rendered in place of the snapshot time, so an unchanged fragment compares equal
+
+
 def _changed_fragments(group: str, context: dict, render) -> str:
     """Only the fragments whose HTML changed since this pulse last published them to the group:
-    every byte saved here is saved once per open dashboard."""
+    every byte saved here is saved once per open dashboard. Each published fragment carries the
+    snapshot's time (`data-as-of`), which is left out of the comparison."""
     parts = []
+    as_of = context.get("as_of")
+    marked = {**context, "as_of": _AS_OF_MARK} if as_of else context
     for template in LIVE_FRAGMENTS:
-        html = render(template, context)
+        html = render(template, marked)
         if _last_rendered.get((group, template)) != html:
             _last_rendered[(group, template)] = html
+            if as_of:
+                html = html.replace(f'data-as-of="{_AS_OF_MARK}"', f'data-as-of="{as_of}"', 1)
             parts.append(html)
     return "".join(parts)
 

@@ -10,6 +10,7 @@ from django.utils import timezone
 from django.utils.timesince import timesince
 
 from analytics.models import Bot, Campaign, Channel
+from analytics.redis import get_redis
 from analytics.selectors import (
     CampaignStatus,
     LiveFigure,
@@ -184,11 +185,20 @@ def scope_choices(org) -> list[tuple[str, list[tuple[str, str]]]]:
     ]
 
 
+def snapshot_clock() -> int:
+    """Redis's clock in µs, read before a snapshot: every fragment root carries it
+    (`data-as-of`), so the page keeps the newer of a pushed frame and an HTTP snapshot that
+    cross on the wire. One clock for every web and pulse process, whatever their machines."""
+    seconds, micros = get_redis().time()
+    return seconds * 1_000_000 + micros
+
+
 def live_context(org, scope: Scope = WHOLE_ORG) -> dict:
     """Everything the live part of the org page shows, for the whole org or one scope; the page,
     polling and pulse share it."""
     bot = scope.figures_bot
     try:
+        as_of = snapshot_clock()
         snapshot = live_snapshot(org=org, bot=bot)
         series = live_minute_series(org=org, bot=bot)
         campaigns = [
@@ -204,6 +214,7 @@ def live_context(org, scope: Scope = WHOLE_ORG) -> dict:
         activities = [a for a in live_activities(org=org) if scope.shows(a)][:ACTIVITY_ROWS]
         return {
             "scope": scope,
+            "as_of": as_of,
             "activity_series": series,
             "activity_figure": activity_figure(series),
             "metrics": asdict(snapshot),

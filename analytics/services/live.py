@@ -57,6 +57,11 @@ def dirty_key() -> str:
     return f"{_p()}:dirty"
 
 
+def wake_channel() -> str:
+    """Published with every change, so an idle pulse renders at once instead of at its next tick."""
+    return f"{_p()}:pulse:wake"
+
+
 def epoch_minute(at: datetime) -> int:
     return int(at.timestamp()) // 60
 
@@ -211,6 +216,7 @@ class _Accumulator:
         if self.gauges:
             pipe.hset(org_key(org_id, "gauges"), mapping=self.gauges)
         pipe.sadd(dirty_key(), org_id)
+        pipe.publish(wake_channel(), org_id)
 
 
 def _message_feed_item(m: Message) -> bytes:

@@ -35,11 +35,24 @@
     status.textContent = text;
   }
 
+  // Every live fragment of the snapshot is out-of-band, so each one passes the check below.
   function refresh() {
     if (window.htmx) {
-      htmx.ajax("GET", pollUrl(), { target: "#live-metrics", swap: "outerHTML" });
+      htmx.ajax("GET", pollUrl(), { target: "#live-metrics", swap: "none" });
     }
   }
+
+  // A snapshot over HTTP and a frame over the socket can cross on the wire: each fragment root
+  // carries the time its data was read (data-as-of, one clock for every server process), and a
+  // fragment older than the one on the page is not swapped in.
+  function asOf(el) {
+    return el && el.getAttribute ? Number(el.getAttribute("data-as-of") || 0) : 0;
+  }
+  document.body.addEventListener("htmx:oobBeforeSwap", function (event) {
+    var incoming = event.detail.fragment && event.detail.fragment.firstElementChild;
+    var current = event.detail.target;
+    if (asOf(incoming) && asOf(current) > asOf(incoming)) event.detail.shouldSwap = false;
+  });
 
   // While the socket is down: "Reconnecting…" until a poll gets through, then "Polling".
   document.body.addEventListener("htmx:afterRequest", function (event) {
