@@ -137,3 +137,21 @@ def test_via_celery_the_workers_build_the_same_rollups():
         out = run("--via-celery", "--stall-timeout", "60")
     assert "79 built now" in out
     assert totals(org) == EXPECTED
+
+
+def test_seed_demo_builds_the_rollups_of_its_history(db):
+    from django.utils import timezone
+
+    from analytics.models import Organization, RollupDirtyHour
+    from analytics.services.rollup import hour_start
+
+    call_command("seed_demo", "--days", "1", "--no-progress", stdout=StringIO())
+    acme = Organization.objects.get(slug="acme")
+    seeded = Message.objects.for_org(acme).filter(created_at__lt=hour_start(timezone.now()))
+    hourly = BotHourlyRollup.objects.for_org(acme)
+    assert sum(r.messages_in + r.messages_out for r in hourly) == seeded.count() > 0
+    assert BotDailyMetrics.objects.for_org(acme).exists()
+    # the hour in progress is left to the hourly run
+    assert list(RollupDirtyHour.objects.for_org(acme).values_list("hour", flat=True)) == [
+        hour_start(timezone.now())
+    ]
