@@ -929,16 +929,17 @@ class RollupPoint:
     replies: int
     success_rate: float | None
     kb_hit_rate: float | None
-    tokens: int
-    cost_usd: float
-    handoffs: int
-    conversations_ended: int
+    # None where no hour of the bucket is rolled up: a gap on the chart, not a zero.
+    tokens: int | None
+    cost_usd: float | None
+    handoffs: int | None
+    conversations_ended: int | None
     avg_duration_seconds: float | None
-    calls: int
-    bookings: int
-    emails: int
-    tasks: int
-    revenue: float
+    calls: int | None
+    bookings: int | None
+    emails: int | None
+    tasks: int | None
+    revenue: float | None
 
 
 def bot_rollup_series(
@@ -955,6 +956,7 @@ def bot_rollup_series(
         "handoffs", "conversations_ended", "calls", "bookings", "emails", "tasks", "revenue",
     )  # fmt: skip
     acc = [dict.fromkeys(names, 0) for _ in buckets]
+    seen = [False] * len(buckets)  # buckets with a rolled-up hour
     hours = sorted(index)
     for row in (
         BotHourlyRollup.objects.for_org(org)
@@ -964,6 +966,7 @@ def bot_rollup_series(
     ):
         i = index.get(row.pop("hour"))
         if i is not None:
+            seen[i] = True
             for name in names:
                 acc[i][name] += row[name]
     durations = [[0.0, 0] for _ in buckets]
@@ -980,17 +983,18 @@ def bot_rollup_series(
             durations[i][0] += total
             durations[i][1] += n
     points = []
-    for b, a, (d_sum, d_n) in zip(buckets, acc, durations, strict=True):
+    for b, a, has_rows, (d_sum, d_n) in zip(buckets, acc, seen, durations, strict=True):
         replies = a["successes"] + a["failures"] + a["fallbacks"]
+        counts = {name: a[name] if has_rows else None for name in (
+            "tokens", "handoffs", "conversations_ended", "calls", "bookings", "emails", "tasks")}
         points.append(RollupPoint(
             start=b.start, end=b.end, replies=replies,
             success_rate=_ratio(a["successes"], replies),
             kb_hit_rate=_ratio(a["kb_hits"], a["kb_hits"] + a["kb_misses"]),
-            tokens=a["tokens"], cost_usd=float(a["cost_usd"]), handoffs=a["handoffs"],
-            conversations_ended=a["conversations_ended"],
+            cost_usd=float(a["cost_usd"]) if has_rows else None,
+            revenue=float(a["revenue"]) if has_rows else None,
             avg_duration_seconds=d_sum / d_n if d_n else None,
-            calls=a["calls"], bookings=a["bookings"], emails=a["emails"], tasks=a["tasks"],
-            revenue=float(a["revenue"]),
+            **counts,
         ))  # fmt: skip
     return points
 

@@ -406,7 +406,7 @@ def bot_detail(request, org, bot_slug):
         _chart(
             "tokens", "Token usage and cost", period, x, urls, "tokens",
             [("Tokens", [r.tokens for r in rollups], charts.ACCENT, "bar"),
-             ("Cost (USD)", [round(r.cost_usd, 4) for r in rollups], charts.WARN, "y2")],
+             ("Cost (USD)", [_round4(r.cost_usd) for r in rollups], charts.WARN, "y2")],
             y2_title="USD",
         ),
     ]  # fmt: skip
@@ -445,6 +445,10 @@ def bot_detail(request, org, bot_slug):
 
 def _round1(value):
     return None if value is None else round(value, 1)
+
+
+def _round4(value):
+    return None if value is None else round(value, 4)
 
 
 def _chart(key, title, period, x, urls, y_title, series, **layout) -> dict:

@@ -298,6 +298,18 @@ def test_the_bot_page_compares_with_the_previous_period(client, bob, bot):
     assert 'id="figure-success-rate"' in html and "+40.0 pts" in html
 
 
+def test_bot_page_charts_show_hours_without_rollups_as_gaps_not_zeros(client, bob, bot):
+    _rollup(bot, 3, messages_in=5, successes=1, tokens=700, cost_usd=Decimal("0.5"))
+    client.force_login(bob)
+    response = client.get("/o/acme/bots/support-bot/?period=24h")
+    chart = next(c for c in response.context["charts"] if c["key"] == "tokens")
+    tokens, cost = (trace["y"] for trace in chart["figure"]["data"])
+    assert sum(v is not None for v in tokens) == 1 and 700 in tokens
+    assert sum(v is not None for v in cost) == 1 and 0.5 in cost
+    table = [row["values"] for row in chart["rows"]]
+    assert [None, None] in table and [700, 0.5] in table  # "—" in the table, not 0
+
+
 def test_bot_page_points_drill_down_to_that_bot_and_bucket(client, bob, bot):
     _rollup(bot, 3, messages_in=5, successes=1)
     client.force_login(bob)
