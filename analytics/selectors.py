@@ -985,8 +985,18 @@ def bot_rollup_series(
     points = []
     for b, a, has_rows, (d_sum, d_n) in zip(buckets, acc, seen, durations, strict=True):
         replies = a["successes"] + a["failures"] + a["fallbacks"]
-        counts = {name: a[name] if has_rows else None for name in (
-            "tokens", "handoffs", "conversations_ended", "calls", "bookings", "emails", "tasks")}
+        counts = {
+            name: a[name] if has_rows else None
+            for name in (
+                "tokens",
+                "handoffs",
+                "conversations_ended",
+                "calls",
+                "bookings",
+                "emails",
+                "tasks",
+            )
+        }
         points.append(RollupPoint(
             start=b.start, end=b.end, replies=replies,
             success_rate=_ratio(a["successes"], replies),
