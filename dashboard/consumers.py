@@ -13,7 +13,7 @@ from django.utils.html import format_html
 
 from analytics.tenancy import get_org_for_user
 from dashboard.broadcast import org_group, scoped_group, stream_group
-from dashboard.hub import Subscriber, get_hub
+from dashboard.hub import Subscriber, WireWriter, get_hub
 
 CLOSE_FORBIDDEN = 4403  # not signed in, or not a member of this org
 CLOSE_TOO_SLOW = 4408  # the client fell too far behind
@@ -52,7 +52,11 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         await self.accept()
         self.org_id = org.pk
         self.group = org_group(org.pk)
-        self.subscriber = Subscriber(on_overflow=self._too_slow, send=self._send_frame)
+        self.subscriber = Subscriber(
+            on_overflow=self._too_slow,
+            send=self._send_frame,
+            wire=WireWriter.for_send(self.base_send),
+        )
         get_hub().join(self.group, self.subscriber)
         # However this consumer ends — disconnect(), or daphne cancelling an instance whose socket
         # timed out while connect() waited on the database — the socket leaves its group.

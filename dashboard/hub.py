@@ -10,6 +10,7 @@ closed; nobody else waits.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import defaultdict, deque
@@ -24,10 +25,69 @@ from dashboard import presence
 log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 64  # frames a socket may fall behind before it is dropped
+WIRE_BUFFER_LIMIT = (
+    1 << 20
+)  # bytes unsent to a socket (written straight to the wire) before it is dropped
 
 
 def channel_prefix() -> str:
     return f"{settings.LIVE_KEY_PREFIX}:ws:"
+
+
+def text_frame(payload: bytes) -> bytes:
+    """One unmasked, unfragmented WebSocket text frame (RFC 6455 §5.2), as a server sends it:
+    the same bytes for every socket, so a frame is encoded once however many sockets get it."""
+    n = len(payload)
+    if n < 126:
+        return bytes((0x81, n)) + payload
+    if n < 1 << 16:
+        return bytes((0x81, 126)) + n.to_bytes(2, "big") + payload
+    return bytes((0x81, 127)) + n.to_bytes(8, "big") + payload
+
+
+class TooSlow(Exception):
+    """The socket's unsent bytes passed WIRE_BUFFER_LIMIT: its reader stopped keeping up."""
+
+
+class WireWriter:
+    """Writes ready-made frames straight to a daphne socket's transport, skipping the per-socket
+    ASGI send, UTF-8 encode and autobahn framing (the bulk of a delivery's cost under daphne).
+    Control frames and the consumer's own sends still go through daphne; both end in the same
+    transport's ordered buffer."""
+
+    def __init__(self, protocol) -> None:
+        self.protocol = protocol
+
+    @classmethod
+    def for_send(cls, send) -> WireWriter | None:
+        """The writer for the daphne socket behind an ASGI `send` (through Channels' session
+        wrapper), or None for any other server (the consumer then sends as usual)."""
+        try:
+            from daphne.ws_protocol import WebSocketProtocol
+        except ImportError:  # pragma: no cover - daphne is a dependency
+            return None
+        for _ in range(8):
+            if isinstance(send, functools.partial):
+                protocol = send.args[0] if send.args else None
+                return cls(protocol) if isinstance(protocol, WebSocketProtocol) else None
+            send = getattr(getattr(send, "__self__", None), "real_send", None)
+            if send is None:
+                return None
+        return None
+
+    def unsent(self) -> int:
+        """Bytes queued in the transport (Twisted's FileDescriptor buffers; 0 if unknown)."""
+        transport = self.protocol.transport
+        data = getattr(transport, "dataBuffer", b"")
+        return len(data) - getattr(transport, "offset", 0) + getattr(transport, "_tempDataLen", 0)
+
+    def write(self, wire: bytes) -> None:
+        protocol = self.protocol
+        if protocol.state != protocol.STATE_OPEN or protocol.transport is None:
+            raise ConnectionError("socket closed")
+        if self.unsent() > WIRE_BUFFER_LIMIT:
+            raise TooSlow
+        protocol.transport.write(wire)
 
 
 class Subscriber:
@@ -42,17 +102,29 @@ class Subscriber:
         self,
         on_overflow: Callable[[], None],
         send: Callable[[str], Coroutine[object, object, None]] | None = None,
+        wire: WireWriter | None = None,
     ) -> None:
         self.on_overflow = on_overflow
         self.send = send
+        self.wire = wire  # when set, frames go straight to the socket's transport
         self.dropped = False
         self.pending: deque[str] = deque()
         self.sending: asyncio.Task | None = None  # a send waiting on the socket
         if send is None:
             self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize=QUEUE_SIZE)
 
-    def offer(self, frame: str) -> None:
+    def offer(self, frame: str, wire: bytes | None = None) -> None:
+        """Hand over one frame; `wire` is the same frame already framed (see text_frame)."""
         if self.dropped:
+            return
+        if self.wire is not None:
+            try:
+                self.wire.write(wire if wire is not None else text_frame(frame.encode()))
+            except TooSlow:
+                self._drop()
+            except Exception as exc:
+                log.debug("live frame not written (%r); the socket gets no more", exc)
+                self.close()
             return
         if self.send is None:
             try:
@@ -146,8 +218,12 @@ class Hub:
                 del self.groups[group]
 
     def dispatch(self, group: str, frame: str) -> None:
-        for subscriber in tuple(self.groups.get(group, ())):
-            subscriber.offer(frame)
+        subscribers = tuple(self.groups.get(group, ()))
+        wire = None
+        if any(s.wire is not None for s in subscribers):
+            wire = text_frame(frame.encode())  # framed once for every socket of the group
+        for subscriber in subscribers:
+            subscriber.offer(frame, wire)
 
     async def _listen(self) -> None:
         prefix = channel_prefix()
