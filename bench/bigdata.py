@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import multiprocessing
 import os
 import random
@@ -38,6 +37,10 @@ from zoneinfo import ZoneInfo
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from scratch import ROOT, Scratch  # noqa: E402
+
+sys.path.insert(0, str(ROOT))
+
+from analytics.synthetic import diurnal, pick_weighted, poisson  # noqa: E402
 
 DB_NAME = "botflow_bench_10m"
 VERSION = 1
@@ -74,29 +77,6 @@ ROLLUP_TABLES = (
 )  # fmt: skip
 
 
-def _diurnal(local_hour: float) -> float:
-    return 0.08 + 0.92 * math.exp(-(((local_hour - 14.0) / 4.5) ** 2))
-
-
-def _poisson(rng: random.Random, mean: float) -> int:
-    if mean > 30:  # normal approximation
-        return max(0, round(rng.gauss(mean, math.sqrt(mean))))
-    limit, k, p = math.exp(-mean), 0, rng.random()
-    while p > limit:
-        k += 1
-        p *= rng.random()
-    return k
-
-
-def _pick(rng: random.Random, weighted) -> str:
-    r, acc = rng.random(), 0.0
-    for value, weight in weighted:
-        acc += weight
-        if r < acc:
-            return value
-    return weighted[-1][0]
-
-
 def plan(now: datetime, scale: float) -> dict:
     """Where the data goes: window, orgs, the spike; conversations per (org, hour)."""
     last = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
@@ -115,7 +95,7 @@ def plan(now: datetime, scale: float) -> dict:
     units = []  # (org index, hour, conversations)
     for o, tz in enumerate(TIMEZONES):
         zone = ZoneInfo(tz)
-        curve = [_diurnal(h.astimezone(zone).hour + 0.5) for h in hours]
+        curve = [diurnal(h.astimezone(zone).hour + 0.5) for h in hours]
         total = sum(curve)
         share = normal * weights[o] / sum(weights)
         for h, c in zip(hours, curve, strict=True):
@@ -124,7 +104,7 @@ def plan(now: datetime, scale: float) -> dict:
             units.append((o, h, share * c / total / mean_messages))
     spike_hours = [h for h in hours if spike_start <= h < spike_end]
     rest = [h for h in spike_hours if h != spike_hour]
-    curve = [_diurnal(h.astimezone(berlin).hour + 0.5) for h in rest]
+    curve = [diurnal(h.astimezone(berlin).hour + 0.5) for h in rest]
     for h, c in zip(rest, curve, strict=True):
         units.append((0, h, (SPIKE_DAY_MESSAGES - SPIKE_HOUR_MESSAGES) * scale * c / sum(curve)
                       / mean_messages))  # fmt: skip
@@ -143,7 +123,7 @@ def plan(now: datetime, scale: float) -> dict:
 def _conversation(rng, conv_id, org_id, bot, hour, end, customers, conv_rows, msg_rows, act_rows):
     bot_id, kind = bot
     started = hour + timedelta(seconds=rng.uniform(0, 3600))
-    call_outcome = _pick(rng, CALL_OUTCOMES) if kind == "voice" else ""
+    call_outcome = pick_weighted(rng, CALL_OUTCOMES) if kind == "voice" else ""
     pairs = 1 if call_outcome in ("no_answer", "busy", "failed") else rng.randint(1, 9)
     t = started
     outcomes = []
@@ -218,7 +198,7 @@ def _seed_part(args) -> tuple[int, int, int]:
         for i, (o, hour, mean) in enumerate(units):
             if i % parts != part:
                 continue
-            count = _poisson(rng, mean)
+            count = poisson(rng, mean)
             for _ in range(count):
                 bot = bots[o][rng.randrange(5)]
                 _conversation(rng, conv_id, orgs[o], bot, hour, end, customers, batch_c, batch_m,

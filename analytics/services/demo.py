@@ -42,6 +42,7 @@ from analytics.models import (
     OrgHourlyUsage,
     Role,
 )
+from analytics.synthetic import diurnal, pick_weighted, poisson
 
 DEMO_PASSWORD = "demo-botflow"  # noqa: S105 - a demo account, printed by `make demo`
 
@@ -268,31 +269,6 @@ class SeedResult:
     skipped: list[str] = field(default_factory=list)
 
 
-def _diurnal(local_hour: float) -> float:
-    return 0.08 + 0.92 * math.exp(-(((local_hour - 14.0) / 4.5) ** 2))
-
-
-def _poisson(rng: random.Random, mean: float) -> int:
-    if mean <= 0:
-        return 0
-    if mean > 30:  # normal approximation, plenty for demo data
-        return max(0, round(rng.gauss(mean, math.sqrt(mean))))
-    limit, k, p = math.exp(-mean), 0, rng.random()
-    while p > limit:
-        k += 1
-        p *= rng.random()
-    return k
-
-
-def pick_weighted(rng: random.Random, weighted: list[tuple[str, float]]) -> str:
-    r, acc = rng.random(), 0.0
-    for value, weight in weighted:
-        acc += weight
-        if r < acc:
-            return value
-    return weighted[-1][0]
-
-
 def demo_accounts_ensure(
     *, spec: OrgSpec
 ) -> tuple[Organization, dict[str, Bot], dict[str, Campaign]]:
@@ -369,7 +345,7 @@ class _HistoryGenerator:
         rng = self.rng
         local = start.astimezone(self.org.tz)
         weekend = local.weekday() >= 5
-        base = _diurnal(local.hour + 0.5) * (0.55 if weekend else 1.0) * rng.lognormvariate(0, 0.15)
+        base = diurnal(local.hour + 0.5) * (0.55 if weekend else 1.0) * rng.lognormvariate(0, 0.15)
         conversations, messages, activities = [], [], []
         for spec in self.spec.bots:
             bot = self.bots[spec.slug]
@@ -377,10 +353,10 @@ class _HistoryGenerator:
                 rate = 0.0
             else:
                 rate = spec.conversations_per_hour * (1.0 if spec.business_hours_only else base)
-            for _ in range(_poisson(rng, rate * self.scale)):
+            for _ in range(poisson(rng, rate * self.scale)):
                 self._conversation(bot, spec, start, conversations, messages)
             for kind, per_hour in spec.activities_per_hour.items():
-                for _ in range(_poisson(rng, per_hour * base * self.scale)):
+                for _ in range(poisson(rng, per_hour * base * self.scale)):
                     at = start + timedelta(seconds=rng.uniform(0, 3600))
                     if at > self.now:
                         continue

@@ -30,8 +30,8 @@ from analytics.services.demo import (
     EXCHANGES,
     FIRST,
     LAST,
-    pick_weighted,
 )
+from analytics.synthetic import pick_weighted
 
 EVENTS_PER_CONVERSATION = 7.0  # start + ~2.5 exchanges + end, on average
 
