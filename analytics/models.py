@@ -523,6 +523,9 @@ class BotDailyMetrics(TenantModel):
     p50_response_time_ms = models.FloatField(null=True, blank=True)
     p95_response_time_ms = models.FloatField(null=True, blank=True)
     p99_response_time_ms = models.FloatField(null=True, blank=True)
+    # The day's response-time histogram (sketch buckets, as BotHourlyRollup.response_hist): a
+    # 30-day range merges 30 of these instead of 720 hourly ones. NULL: built before it existed.
+    response_hist = models.JSONField(null=True, blank=True)
     success_rate = models.FloatField(null=True, blank=True)
     error_rate = models.FloatField(null=True, blank=True)
     fallback_rate = models.FloatField(null=True, blank=True)

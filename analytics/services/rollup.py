@@ -399,7 +399,8 @@ def rollup_build_hourly(*, org_id: int, hour: datetime) -> HourlyResult:
 _DAILY_COLUMNS = (
     "total_conversations", "total_messages", "messages_in", "messages_out",
     "avg_response_time_ms", "p50_response_time_ms", "p95_response_time_ms", "p99_response_time_ms",
-    "success_rate", "error_rate", "fallback_rate", "handoff_rate", "kb_hit_rate", "total_tokens",
+    "response_hist", "success_rate", "error_rate", "fallback_rate", "handoff_rate", "kb_hit_rate",
+    "total_tokens",
     "avg_tokens_per_conversation", "total_cost_usd", "cost_per_conversation_usd",
     "avg_duration_seconds", "avg_messages_per_conversation", "csat_avg", "call_attempts",
     "calls_answered", "calls_busy", "calls_no_answer", "calls_failed", "calls_converted",
@@ -423,6 +424,19 @@ WITH msg AS (
     FROM {_T_MSG}
     WHERE organization_id = %(org)s AND bot_id = ANY(%(bots)s)
       AND created_at >= %(start)s AND created_at < %(end)s
+    GROUP BY bot_id
+), hist AS (
+    SELECT bot_id, jsonb_object_agg(bucket::text, n) AS response_hist
+    FROM (
+        SELECT bot_id,
+            CASE WHEN response_time_ms <= %(min_value)s THEN 0
+                 ELSE ceil(ln(response_time_ms::float8) / %(log_gamma)s)::int END AS bucket,
+            count(*) AS n
+        FROM {_T_MSG}
+        WHERE organization_id = %(org)s AND bot_id = ANY(%(bots)s)
+          AND created_at >= %(start)s AND created_at < %(end)s AND response_time_ms IS NOT NULL
+        GROUP BY 1, 2
+    ) AS buckets
     GROUP BY bot_id
 ), started AS (
     SELECT bot_id, count(*) AS n FROM {_T_CONV}
@@ -452,6 +466,7 @@ WITH msg AS (
         coalesce(m.messages_in, 0) AS messages_in, coalesce(m.messages_out, 0) AS messages_out,
         m.avg_rt AS avg_response_time_ms, m.pct[1] AS p50_response_time_ms,
         m.pct[2] AS p95_response_time_ms, m.pct[3] AS p99_response_time_ms,
+        coalesce(h.response_hist, '{{}}'::jsonb) AS response_hist,
         100.0 * m.successes / nullif(m.messages_out, 0) AS success_rate,
         100.0 * m.failures / nullif(m.messages_out, 0) AS error_rate,
         100.0 * m.fallbacks / nullif(m.messages_out, 0) AS fallback_rate,
@@ -473,6 +488,7 @@ WITH msg AS (
         coalesce(e.calls_opt_out, 0) AS calls_opt_out
     FROM bots b
     LEFT JOIN msg m USING (bot_id) LEFT JOIN started s USING (bot_id) LEFT JOIN ended e USING (bot_id)
+    LEFT JOIN hist h USING (bot_id)
 ), upsert AS (
     INSERT INTO {_T_DAILY} AS t (organization_id, bot_id, date, {", ".join(_DAILY_COLUMNS)},
         updated_at)
@@ -519,6 +535,8 @@ def rollup_build_daily(*, org_id: int, date: date) -> DailyResult:
             "start": start,
             "end": end,
             "date": date,
+            "min_value": sketch.MIN_VALUE,
+            "log_gamma": sketch._LOG_GAMMA,
         }
         cursor.execute(_DAILY_SQL, params)
         bots, written, removed = cursor.fetchone()

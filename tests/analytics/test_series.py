@@ -420,3 +420,35 @@ def test_a_rolled_up_hour_with_late_events_is_read_live_until_it_is_rebuilt(org,
     RollupDirtyHour.objects.filter(organization=org, hour=noon).delete()  # rebuilt (by hand: 3)
     volume = by_hour(message_volume_series(org=org, period="24h", now=NOW))
     assert volume[12].inbound == 3  # the rollup row is trusted again
+
+
+@pytest.mark.parametrize(
+    ("tz", "daily_used"), [("UTC", True), ("Europe/Berlin", True), ("Asia/Kolkata", False)]
+)
+def test_a_range_reads_whole_days_from_daily_histograms_and_the_rest_hourly(db, tz, daily_used):
+    from analytics.models import RollupDirtyDay
+    from analytics.selectors import bot_period_summary
+    from tests.factories import BotDailyMetricsFactory
+
+    bot = BotFactory(organization__timezone=tz)
+    org = bot.organization
+    local = datetime(2026, 11, 10, tzinfo=org.tz)  # midnight, org time
+    start, end = local - 6 * H, local + timedelta(days=2) + 5 * H  # 2 whole days and 11 hours
+    hours = [start + i * H for i in range(int((end - start) / H))]
+    for hour in hours:  # every hour answered in 100 ms ...
+        rollup(bot, hour.astimezone(UTC), times=[100])
+    # ... but the daily histograms say 5,000 ms: where they are read, the p95 shows it
+    for day in (date(2026, 11, 10), date(2026, 11, 11)):
+        BotDailyMetricsFactory(bot=bot, date=day, response_hist=sketch.histogram_of([5000] * 24))
+
+    summary = bot_period_summary(org=org, bots=[bot], start=start, end=end)
+    if daily_used:  # 48 of the 59 responses in the range are from the daily histograms
+        assert close(summary.p50_ms, 5000) and close(summary.p95_ms, 5000)
+    else:  # days that split UTC hours are not used: hourly only
+        assert close(summary.p50_ms, 100) and close(summary.p95_ms, 100)
+
+    # A day marked for rebuilding (late data) is read from its hours again.
+    RollupDirtyDay.objects.create(organization=org, date=date(2026, 11, 10))
+    RollupDirtyDay.objects.create(organization=org, date=date(2026, 11, 11))
+    summary = bot_period_summary(org=org, bots=[bot], start=start, end=end)
+    assert close(summary.p95_ms, 100)

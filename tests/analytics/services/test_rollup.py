@@ -305,6 +305,8 @@ def test_it_builds_daily_bot_metrics_exactly(org):
         "p50_response_time_ms": 300.0,
         "p95_response_time_ms": pytest.approx(880.0),  # 400 + 0.8 * (1000 - 400)
         "p99_response_time_ms": pytest.approx(976.0),
+        # the day's histogram, in the sketch's buckets (merged for ranges of whole days)
+        "response_hist": sketch.histogram_of(rt for rt, _, _ in rts),
         "success_rate": 60.0,  # 2 successes + 1 reply without outcome, of 5
         "error_rate": 20.0,
         "fallback_rate": 20.0,
