@@ -53,6 +53,7 @@ from dashboard.views import org_view
 
 PAGE_SIZE = 50
 COUNT_CAP = 10_000
+SEARCH_COUNT_CAP = 1_000
 TRANSCRIPT_LIMIT = 2_000
 
 
@@ -117,19 +118,21 @@ def _explorer_context(request, org) -> dict:
     queryset = filters.qs.select_related("bot", "campaign", "metrics")
     offset = (page - 1) * PAGE_SIZE
     rows = list(queryset[offset : offset + PAGE_SIZE + 1])
-    total = count_capped(filters.qs, COUNT_CAP + 1)
+    # Counting a common search term means probing every conversation counted: count less.
+    cap = SEARCH_COUNT_CAP if filters.form.cleaned_data.get("q") else COUNT_CAP
+    total = count_capped(filters.qs, cap + 1)
     if page > 1 and not rows:
-        last = max(1, -(-min(total, COUNT_CAP) // PAGE_SIZE))
+        last = max(1, -(-min(total, cap) // PAGE_SIZE))
         context["page_error"] = (
             f"Page {page} is past the end of the results (the last page is {last})."
-            if total <= COUNT_CAP
+            if total <= cap
             else f"Page {page} is past the end of the results."
         )
     context.update(
         rows=rows[:PAGE_SIZE],
         has_next=len(rows) > PAGE_SIZE,
-        total=min(total, COUNT_CAP),
-        total_capped=total > COUNT_CAP,
+        total=min(total, cap),
+        total_capped=total > cap,
         first_row=offset + 1,
         last_row=offset + min(len(rows), PAGE_SIZE),
         prev_query=_query(request.GET, page=str(page - 1) if page > 2 else None),

@@ -124,6 +124,26 @@ def test_it_combines_filters_search_and_sorting(client, bob, data, query, expect
     assert rows(response) == [data[name].pk for name in expected]
 
 
+@pytest.mark.parametrize("plan", ["rare: GIN lists the conversations", "common: walk and probe"])
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [("period=30d&q=refund", ["refund", "old"]), ("period=30d&q=refund -policy", ["refund"]),
+     ('q="on its way"', ["refund"]), ("q=nothingmatcheszz", [])],
+)  # fmt: skip
+def test_both_search_plans_find_the_same_conversations(
+    client, bob, data, query, expected, plan, monkeypatch
+):
+    from analytics import filters
+
+    if plan.startswith("common"):  # as if the planner expected more hits than a rare term has
+        monkeypatch.setattr(filters, "RARE_SEARCH_HITS", -1)
+    client.force_login(bob)
+    response = client.get(f"/o/acme/conversations/?{query}")
+    assert rows(response) == [data[name].pk for name in expected]
+    summary = response.content.decode()
+    assert (f"{len(expected)} conversation" if expected else "No conversations") in summary
+
+
 def test_it_takes_a_custom_range_of_dates_and_date_times(client, bob, data):
     client.force_login(bob)
     day = (NOW - timedelta(days=20)).date().isoformat()
