@@ -621,25 +621,68 @@ def _stale_hours(org: Organization, since: datetime, now: datetime) -> set[datet
     return set(rollup_pending_hours(org_id=org.pk, start=start, end=_floor_hour(now)))
 
 
+def daily_hist_days(
+    org: Organization, index: dict[datetime, int], hours: list[datetime]
+) -> dict[object, int]:
+    """Org-local days (-> bucket) whose every hour is among `hours`, in one bucket: their
+    histogram can come from the day's BotDailyMetrics row instead of 23-25 hourly ones. Days
+    whose bounds are not whole UTC hours (half-hour zones) would split hourly rows: left out."""
+    from analytics.services.rollup import org_day_bounds
+
+    wanted = set(hours)
+    days = {}
+    for day in sorted({h.astimezone(org.tz).date() for h in hours}):
+        first, last = org_day_bounds(org, day)
+        day_hours = [first + i * HOUR for i in range(round((last - first) / HOUR))]
+        whole = first.minute == 0 and all(h in wanted for h in day_hours)
+        if whole and len({index[h] for h in day_hours}) == 1:
+            days[day] = index[first]
+    return days
+
+
 def _rollup_bucket_hists(
     org: Organization, bot_ids: list[int], index: dict[datetime, int], hours: list[datetime]
 ) -> dict[int, dict[int, int]]:
-    """The rolled-up hours' response histograms summed per bucket (key-wise, as sketch.merge)."""
+    """The response histograms of the rolled-up `hours`, summed per bucket (key-wise, as
+    sketch.merge): a whole org-local day from its daily row (unless the day is marked for
+    rebuilding, e.g. after late data), other hours from the hourly rows — 30 rows for 30 days
+    instead of 720."""
     if not hours:
         return {}
-    table = BotHourlyRollup._meta.db_table
+    days = daily_hist_days(org, index, hours)
+    daily, hourly = BotDailyMetrics._meta.db_table, BotHourlyRollup._meta.db_table
+    dirty = RollupDirtyDay._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
-            SELECT b.idx, h.key::int, sum(h.value::bigint)
-            FROM {table} r
-            JOIN unnest(%s::timestamptz[], %s::int[]) AS b(hour, idx) ON b.hour = r.hour
-            CROSS JOIN LATERAL jsonb_each_text(r.response_hist) AS h(key, value)
-            WHERE r.organization_id = %s AND r.bot_id = ANY(%s) AND r.hour >= %s AND r.hour <= %s
+            WITH d AS (
+                SELECT x.bot_id, x.date, x.response_hist, b.idx
+                FROM {daily} x JOIN unnest(%(days)s::date[], %(day_idx)s::int[]) AS b(date, idx)
+                    ON b.date = x.date
+                WHERE x.organization_id = %(org)s AND x.bot_id = ANY(%(bots)s)
+                  AND x.response_hist IS NOT NULL
+                  AND NOT EXISTS (SELECT 1 FROM {dirty} y
+                                  WHERE y.organization_id = %(org)s AND y.date = x.date)
+            ), hists AS (
+                SELECT idx, response_hist FROM d
+                UNION ALL
+                SELECT b.idx, r.response_hist
+                FROM {hourly} r
+                JOIN unnest(%(hours)s::timestamptz[], %(idx)s::int[]) AS b(hour, idx)
+                    ON b.hour = r.hour
+                WHERE r.organization_id = %(org)s AND r.bot_id = ANY(%(bots)s)
+                  AND r.hour >= %(first)s AND r.hour <= %(last)s
+                  AND NOT EXISTS (SELECT 1 FROM d WHERE d.bot_id = r.bot_id
+                                  AND d.date = (r.hour AT TIME ZONE %(tz)s)::date)
+            )
+            SELECT idx, h.key::int, sum(h.value::bigint)
+            FROM hists CROSS JOIN LATERAL jsonb_each_text(hists.response_hist) AS h(key, value)
             GROUP BY 1, 2
-            """,  # noqa: S608 - the table name is ours
-            [hours, [index[h] for h in hours], org.pk, bot_ids, min(hours), max(hours)],
-        )
+            """,  # noqa: S608 - the table names are ours
+            {"org": org.pk, "bots": bot_ids, "days": list(days), "day_idx": list(days.values()),
+             "hours": hours, "idx": [index[h] for h in hours], "first": min(hours),
+             "last": max(hours), "tz": org.timezone},
+        )  # fmt: skip
         merged: dict[int, dict[int, int]] = {}
         for idx, bucket, count in cursor.fetchall():
             merged.setdefault(idx, {})[bucket] = int(count)
@@ -845,53 +888,10 @@ class PeriodSummary:
         return self.messages_in + self.messages_out
 
 
-def _whole_days(org: Organization, start: datetime, end: datetime) -> list:
-    """The org-local days lying wholly inside [start, end) whose bounds are whole UTC hours (in a
-    zone with a half-hour offset a day splits hourly rollups, so its days are not used)."""
-    from analytics.services.rollup import org_day_bounds
-
-    days, day = [], start.astimezone(org.tz).date()
-    while True:
-        first, last = org_day_bounds(org, day)
-        if last > end:
-            return days
-        if first >= start and first.minute == 0:
-            days.append(day)
-        day += timedelta(days=1)
-
-
 def _range_hist(org: Organization, bot_ids: list[int], start: datetime, end: datetime) -> dict:
-    """The response-time histogram of the bots over [start, end) (whole hours): the daily
-    histograms of the whole days in it (unless a day is marked for rebuilding, e.g. after late
-    data), the hourly ones for the rest — ~30 rows for 30 days instead of 720."""
-    daily, hourly = BotDailyMetrics._meta.db_table, BotHourlyRollup._meta.db_table
-    dirty = RollupDirtyDay._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            WITH d AS (
-                SELECT bot_id, date, response_hist FROM {daily} x
-                WHERE organization_id = %(org)s AND bot_id = ANY(%(bots)s)
-                  AND date = ANY(%(days)s) AND response_hist IS NOT NULL
-                  AND NOT EXISTS (SELECT 1 FROM {dirty} y
-                                  WHERE y.organization_id = %(org)s AND y.date = x.date)
-            ), hists AS (
-                SELECT response_hist FROM d
-                UNION ALL
-                SELECT r.response_hist FROM {hourly} r
-                WHERE r.organization_id = %(org)s AND r.bot_id = ANY(%(bots)s)
-                  AND r.hour >= %(start)s AND r.hour < %(end)s
-                  AND NOT EXISTS (SELECT 1 FROM d WHERE d.bot_id = r.bot_id
-                                  AND d.date = (r.hour AT TIME ZONE %(tz)s)::date)
-            )
-            SELECT h.key::int, sum(h.value::bigint)
-            FROM hists CROSS JOIN LATERAL jsonb_each_text(hists.response_hist) AS h(key, value)
-            GROUP BY 1
-            """,  # noqa: S608 - the table names are ours
-            {"org": org.pk, "bots": bot_ids, "start": start, "end": end,
-             "days": _whole_days(org, start, end), "tz": org.timezone},
-        )  # fmt: skip
-        return {int(k): int(n) for k, n in cursor.fetchall()}
+    """The response-time histogram of the bots over [start, end) (whole hours)."""
+    hours = [start + i * HOUR for i in range(round((end - start) / HOUR))]
+    return _rollup_bucket_hists(org, bot_ids, dict.fromkeys(hours, 0), hours).get(0, {})
 
 
 def bot_period_summary(

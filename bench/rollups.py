@@ -63,7 +63,7 @@ def main() -> None:
     from analytics import sketch
     from analytics.models import Bot, BotDailyMetrics, BotHourlyRollup, Organization
     from analytics.selectors import _range_hist as range_hist
-    from analytics.selectors import _whole_days as whole_days
+    from analytics.selectors import daily_hist_days
     from analytics.services.rollup import org_day_bounds, rollup_build_daily, rollup_build_hourly
 
     org = Organization.objects.get(slug=meta["spike_org"])
@@ -145,11 +145,15 @@ def main() -> None:
         " AND bot_id = %s AND created_at >= %s AND created_at < %s",
         [org.pk, bot.pk, since, until],
     )
+    range_hours = [
+        since + i * timedelta(hours=1) for i in range(round((until - since) / timedelta(hours=1)))
+    ]
     n_days = (
         BotDailyMetrics.objects.for_org(org)
-        .filter(bot=bot, response_hist__isnull=False, date__in=whole_days(org, since, until))
+        .filter(bot=bot, response_hist__isnull=False,
+                date__in=daily_hist_days(org, dict.fromkeys(range_hours, 0), range_hours))
         .count()
-    )
+    )  # fmt: skip
     read_rollups = timed(from_rollups, max(args.runs, 10))
     read_raw = timed(from_raw, args.runs)
     rows.append(("p95 over 30 days, one bot, from rollups",

@@ -433,7 +433,14 @@ def test_a_range_reads_whole_days_from_daily_histograms_and_the_rest_hourly(db, 
     bot = BotFactory(organization__timezone=tz)
     org = bot.organization
     local = datetime(2026, 11, 10, tzinfo=org.tz)  # midnight, org time
-    start, end = local - 6 * H, local + timedelta(days=2) + 5 * H  # 2 whole days and 11 hours
+
+    def utc_hour(at):  # rollups are kept per whole UTC hour
+        return at.astimezone(UTC).replace(minute=0)
+
+    start, end = (
+        utc_hour(local - 6 * H),
+        utc_hour(local + timedelta(days=2) + 5 * H),
+    )  # 2 days + 11 h
     hours = [start + i * H for i in range(int((end - start) / H))]
     for hour in hours:  # every hour answered in 100 ms ...
         rollup(bot, hour.astimezone(UTC), times=[100])
@@ -452,3 +459,17 @@ def test_a_range_reads_whole_days_from_daily_histograms_and_the_rest_hourly(db, 
     RollupDirtyDay.objects.create(organization=org, date=date(2026, 11, 11))
     summary = bot_period_summary(org=org, bots=[bot], start=start, end=end)
     assert close(summary.p95_ms, 100)
+
+
+def test_only_days_inside_one_bucket_come_from_daily_histograms(db):
+    from analytics.selectors import daily_hist_days
+
+    org = BotFactory(organization__timezone="Europe/Berlin").organization
+    first = datetime(2026, 11, 9, 23, tzinfo=UTC)  # 10 Nov, 00:00 in Berlin
+    hours = [first + i * H for i in range(24 * 2 + 5)]
+    one_bucket_a_day = {h: (h - first) // timedelta(days=1) for h in hours}
+    assert daily_hist_days(org, one_bucket_a_day, hours) == {date(2026, 11, 10): 0,
+                                                             date(2026, 11, 11): 1}  # fmt: skip
+    three_hour_buckets = {h: (h - first) // (3 * H) for h in hours}
+    assert daily_hist_days(org, three_hour_buckets, hours) == {}
+    assert daily_hist_days(org, one_bucket_a_day, hours[1:]) == {date(2026, 11, 11): 1}
