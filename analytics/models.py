@@ -479,6 +479,9 @@ class BotHourlyRollup(TenantModel):
     messages_out = models.PositiveIntegerField(default=0)
     conversations_started = models.PositiveIntegerField(default=0)
     conversations_ended = models.PositiveIntegerField(default=0)
+    # Seconds from start to end of the conversations that ended in the hour (average duration =
+    # this / conversations_ended, over any range, without reading the conversations).
+    duration_sum_seconds = models.FloatField(default=0)
     successes = models.PositiveIntegerField(default=0)
     failures = models.PositiveIntegerField(default=0)
     fallbacks = models.PositiveIntegerField(default=0)

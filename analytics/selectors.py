@@ -22,7 +22,6 @@ from analytics.models import (
     BotHourlyRollup,
     Campaign,
     Conversation,
-    ConversationMetrics,
     Direction,
     Message,
     Organization,
@@ -836,17 +835,17 @@ def period_series(
 
 # --- period summaries and bucketed series for the bot and campaign pages (issue 6) -------------
 #
-# Totals over a range read the completed, rolled-up hours (BotHourlyRollup); durations come from
-# ConversationMetrics and campaign figures from the campaign's conversations (the range's rows
-# only, through the (organization, campaign, started_at) index).
+# Totals over a range read the completed, rolled-up hours (BotHourlyRollup; durations are those
+# of the conversations that ended in the range); campaign figures come from the campaign's
+# conversations (the range's rows only, through the (organization, campaign, started_at) index).
 
 PERIOD_LENGTHS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 
 _SUMMARY_SUMS = (
-    "messages_in", "messages_out", "conversations_started", "conversations_ended", "successes",
-    "failures", "fallbacks", "handoffs", "kb_hits", "kb_misses", "tokens", "cost_usd",
-    "response_count", "response_sum_ms", "csat_sum", "csat_count", "calls", "bookings", "emails",
-    "tasks", "revenue",
+    "messages_in", "messages_out", "conversations_started", "conversations_ended",
+    "duration_sum_seconds", "successes", "failures", "fallbacks", "handoffs", "kb_hits",
+    "kb_misses", "tokens", "cost_usd", "response_count", "response_sum_ms", "csat_sum",
+    "csat_count", "calls", "bookings", "emails", "tasks", "revenue",
 )  # fmt: skip
 
 
@@ -908,11 +907,6 @@ def bot_period_summary(
     )
     p50, p95, p99 = sketch.quantiles(_range_hist(org, ids, first, end), (0.5, 0.95, 0.99))
     replies = sums["successes"] + sums["failures"] + sums["fallbacks"]
-    duration = (
-        ConversationMetrics.objects.for_org(org)
-        .filter(bot_id__in=ids, started_at__gte=start, started_at__lt=end)
-        .aggregate(avg=Avg("duration_seconds"))["avg"]
-    )
     return PeriodSummary(
         start=start,
         end=end,
@@ -932,7 +926,7 @@ def bot_period_summary(
         csat_avg=_ratio(sums["csat_sum"], sums["csat_count"], 1.0),
         tokens=sums["tokens"],
         cost_usd=float(sums["cost_usd"]),
-        avg_duration_seconds=float(duration) if duration is not None else None,
+        avg_duration_seconds=_ratio(sums["duration_sum_seconds"], sums["conversations_ended"], 1.0),
         calls=sums["calls"],
         bookings=sums["bookings"],
         emails=sums["emails"],
@@ -982,14 +976,15 @@ def bot_rollup_series(
     *, org: Organization, period: Period | str, bots=None, now: datetime | None = None
 ) -> list[RollupPoint]:
     """Success and KB-hit rate, tokens, cost, handoffs, durations and AI-employee work per bucket
-    of the period, from the rolled-up hours (and ConversationMetrics for durations)."""
+    of the period, from the rolled-up hours."""
     now = now or timezone.now()
     buckets, index = period_buckets(org=org, period=period, now=now)
     all_ids, wanted = _scoped_bot_ids(org, bots)
     ids = all_ids if wanted is None else wanted
     names = (
         "successes", "failures", "fallbacks", "kb_hits", "kb_misses", "tokens", "cost_usd",
-        "handoffs", "conversations_ended", "calls", "bookings", "emails", "tasks", "revenue",
+        "handoffs", "conversations_ended", "duration_sum_seconds", "calls", "bookings", "emails",
+        "tasks", "revenue",
     )  # fmt: skip
     acc = [dict.fromkeys(names, 0) for _ in buckets]
     seen = [False] * len(buckets)  # buckets with a rolled-up hour
@@ -1005,21 +1000,8 @@ def bot_rollup_series(
             seen[i] = True
             for name in names:
                 acc[i][name] += row[name]
-    durations = [[0.0, 0] for _ in buckets]
-    for hour, total, n in (
-        ConversationMetrics.objects.for_org(org)
-        .filter(bot_id__in=ids, started_at__gte=hours[0], started_at__lt=now)
-        .exclude(duration_seconds=None)
-        .annotate(h=TruncHour("started_at", tzinfo=UTC))
-        .values_list("h")
-        .annotate(total=Sum("duration_seconds"), n=Count("id"))
-    ):
-        i = index.get(hour)
-        if i is not None:
-            durations[i][0] += total
-            durations[i][1] += n
     points = []
-    for b, a, has_rows, (d_sum, d_n) in zip(buckets, acc, seen, durations, strict=True):
+    for b, a, has_rows in zip(buckets, acc, seen, strict=True):
         replies = a["successes"] + a["failures"] + a["fallbacks"]
         counts = {
             name: a[name] if has_rows else None
@@ -1039,7 +1021,7 @@ def bot_rollup_series(
             kb_hit_rate=_ratio(a["kb_hits"], a["kb_hits"] + a["kb_misses"]),
             cost_usd=float(a["cost_usd"]) if has_rows else None,
             revenue=float(a["revenue"]) if has_rows else None,
-            avg_duration_seconds=d_sum / d_n if d_n else None,
+            avg_duration_seconds=_ratio(a["duration_sum_seconds"], a["conversations_ended"], 1.0),
             **counts,
         ))  # fmt: skip
     return points

@@ -176,7 +176,8 @@ def _claim(cursor, *, org_id: int, table: str, column: str, value) -> None:
 # --- hourly ----------------------------------------------------------------------------------
 
 _HOURLY_COLUMNS = (
-    "messages_in", "messages_out", "conversations_started", "conversations_ended", "successes",
+    "messages_in", "messages_out", "conversations_started", "conversations_ended",
+    "duration_sum_seconds", "successes",
     "failures", "fallbacks", "handoffs", "kb_hits", "kb_misses", "tokens", "cost_usd",
     "response_count", "response_sum_ms", "response_hist", "csat_sum", "csat_count", "calls",
     "bookings", "emails", "tasks", "revenue",
@@ -219,6 +220,7 @@ WITH msg AS (
     GROUP BY bot_id
 ), ended AS (
     SELECT bot_id, count(*) AS n, count(*) FILTER (WHERE handoff OR status = 'escalated') AS handoffs,
+        coalesce(sum(extract(epoch FROM ended_at - started_at)), 0)::float8 AS duration_sum,
         coalesce(sum(csat), 0) AS csat_sum, count(csat) AS csat_count
     FROM {_T_CONV}
     WHERE organization_id = %(org)s AND ended_at >= %(start)s AND ended_at < %(end)s
@@ -238,6 +240,7 @@ WITH msg AS (
     SELECT b.bot_id,
         coalesce(m.messages_in, 0) AS messages_in, coalesce(m.messages_out, 0) AS messages_out,
         coalesce(s.n, 0) AS conversations_started, coalesce(e.n, 0) AS conversations_ended,
+        coalesce(e.duration_sum, 0) AS duration_sum_seconds,
         coalesce(m.successes, 0) AS successes, coalesce(m.failures, 0) AS failures,
         coalesce(m.fallbacks, 0) AS fallbacks, coalesce(e.handoffs, 0) AS handoffs,
         coalesce(m.kb_hits, 0) AS kb_hits, coalesce(m.kb_misses, 0) AS kb_misses,

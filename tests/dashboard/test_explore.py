@@ -299,10 +299,10 @@ def test_the_bot_page_compares_with_the_previous_period(client, bob, bot):
     # This 24 hours: 30 in, 30 out, 27 of 30 replies ok; the 24 before: 10 in, 10 out, 5 of 10.
     _rollup(bot, 3, messages_in=30, messages_out=30, successes=27, failures=3, tokens=3000,
             cost_usd=Decimal("3"), response_count=30, response_sum_ms=30 * 800,
-            response_hist={"336": 30})  # fmt: skip
+            response_hist={"336": 30}, conversations_ended=4, duration_sum_seconds=4 * 150)  # fmt: skip
     _rollup(bot, 30, messages_in=10, messages_out=10, successes=5, failures=5, tokens=1000,
             cost_usd=Decimal("1"), response_count=10, response_sum_ms=10 * 400,
-            response_hist={"300": 10})  # fmt: skip
+            response_hist={"300": 10}, conversations_ended=2, duration_sum_seconds=2 * 60)  # fmt: skip
     client.force_login(bob)
     response = client.get("/o/acme/bots/support-bot/?period=24h")
     assert response.status_code == 200
@@ -314,6 +314,8 @@ def test_the_bot_page_compares_with_the_previous_period(client, bob, bot):
     assert figures["success-rate"].tone == "good"
     assert figures["avg-response"].value == "800 ms" and figures["avg-response"].tone == "bad"
     assert figures["cost"].value == "$3.00" and figures["cost"].previous == "$1.00"
+    # durations of the conversations that ended in each period, from the same rollups
+    assert figures["duration"].value == "2.5 min" and figures["duration"].previous == "60 s"
     html = response.content.decode()
     assert 'id="figure-success-rate"' in html and "+40.0 pts" in html
 

@@ -116,6 +116,7 @@ def test_it_rolls_up_an_hour_exactly(org, hour_data, redis_client):
         "messages_out": 3,
         "conversations_started": 1,
         "conversations_ended": 2,
+        "duration_sum_seconds": 35 * 60 + 40 * 60,  # c1 and c2 ended in the hour
         "successes": 1,
         "failures": 1,
         "fallbacks": 1,
@@ -143,6 +144,7 @@ def test_it_rolls_up_an_hour_exactly(org, hour_data, redis_client):
         "messages_out": 1,
         "conversations_started": 1,
         "conversations_ended": 0,
+        "duration_sum_seconds": 0,
         "successes": 1,  # a reply without an outcome counts as a success, as on the live cards
         "failures": 0,
         "fallbacks": 0,
