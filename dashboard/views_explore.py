@@ -34,9 +34,8 @@ from analytics.selectors import (
     bot_rollup_series,
     campaign_outcome_series,
     campaign_period_summary,
-    message_volume_series,
     period_get,
-    response_time_series,
+    period_series,
 )
 from analytics.services.export import (
     CsvStreamingResponse,
@@ -336,11 +335,9 @@ def bot_detail(request, org, bot_slug):
     current = bot_period_summary(org=org, bots=[bot], start=now - length, end=now)
     previous = bot_period_summary(org=org, bots=[bot], start=now - 2 * length, end=now - length)
     try:
-        response = response_time_series(org=org, period=period, bots=[bot], now=now)
-        volume = message_volume_series(org=org, period=period, bots=[bot], now=now)
+        response, volume = period_series(org=org, period=period, bots=[bot], now=now)
     except redis.RedisError:
-        response = response_time_series(org=org, period=period, bots=[bot], now=now, live=False)
-        volume = message_volume_series(org=org, period=period, bots=[bot], now=now, live=False)
+        response, volume = period_series(org=org, period=period, bots=[bot], now=now, live=False)
         notice = (
             notice + " " if notice else ""
         ) + "Live data is unavailable: the latest hours are missing."
