@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test install browsers lint format bench-seed bench-ingest bench-live bench-page bench-read bench-rollups clean
+.PHONY: demo test install browsers lint format bench-seed bench-ingest bench-live bench-page bench-read bench-rollups bench-alerts clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -56,6 +56,10 @@ bench-read: install
 ## Rollups over 10M messages (bench/bigdata.py builds the shared database once; under the lock).
 bench-rollups: install
 	flock /tmp/botflow-bench.lock $(PY) -m config.launcher run -- $(PY) bench/rollups.py $(BENCH_ARGS)
+
+## One minute-cycle of alert evaluation over 1,000 rules (its own orgs, removed afterwards).
+bench-alerts: install
+	flock /tmp/botflow-bench.lock $(PY) -m config.launcher run -- $(PY) bench/alerts.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .data

@@ -611,6 +611,29 @@ def _rolled_up_hours(
     return rolled
 
 
+def _bucket_sums(
+    org: Organization, bot_ids: list[int], index: dict[datetime, int], first, last
+) -> list[tuple]:
+    """(bucket, inbound, outbound, ok, fail, fallback, responses, response ms) of the rolled-up
+    hours first..last, summed per bucket in SQL."""
+    table = BotHourlyRollup._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT width_bucket(hour, %(thresholds)s::timestamptz[]) - 1, sum(messages_in),
+                sum(messages_out), sum(successes), sum(failures), sum(fallbacks),
+                sum(response_count), sum(response_sum_ms)
+            FROM {table}
+            WHERE organization_id = %(org)s AND bot_id = ANY(%(bots)s)
+              AND hour >= %(first)s AND hour <= %(last)s
+            GROUP BY 1
+            """,  # noqa: S608 - the table name is ours
+            {"thresholds": _bucket_firsts(index), "org": org.pk, "bots": bot_ids,
+             "first": first, "last": last},
+        )  # fmt: skip
+        return cursor.fetchall()
+
+
 def _stale_hours(org: Organization, since: datetime, now: datetime) -> set[datetime]:
     """Rolled-up hours marked dirty again by late events, within the live keys' three days:
     those are read from the live minutes until the next hourly run rebuilds them."""
@@ -757,16 +780,23 @@ def _bucket_totals(
     starts, index = _period_buckets(org, period, now)
     all_ids, wanted = _scoped_bot_ids(org, bots)
     hours = sorted(index)
+    ids = all_ids if wanted is None else wanted
     totals = [_Totals() for _ in starts]
-    rolled = _rolled_up_hours(org, all_ids, wanted, hours[0], hours[-1], now)
+    # Hours older than the live minute keys can only come from rollups: summed per bucket in
+    # SQL. Recent ones are read hour by hour, to fill those not rolled up from the live minutes.
+    live_from = _floor_hour(now - timedelta(seconds=MINUTE_TTL))
+    older = [h for h in hours if h < live_from]
+    recent = [h for h in hours if h >= live_from]
+    rolled = _rolled_up_hours(org, all_ids, wanted, recent[0], recent[-1], now) if recent else {}
     for hour, t in rolled.items():
         if hour in index:
             totals[index[hour]].add(t.inbound, t.outbound, t.ok, t.fail, t.fb, t.rt_n, t.rt_sum)
+    if older:
+        for idx, *counts in _bucket_sums(org, ids, index, older[0], older[-1]):
+            totals[idx].add(*counts)
     if hists:
-        rolled_hours = [h for h in rolled if h in index]
-        for idx, hist in _rollup_bucket_hists(
-            org, all_ids if wanted is None else wanted, index, rolled_hours
-        ).items():
+        rolled_hours = older + [h for h in rolled if h in index]
+        for idx, hist in _rollup_bucket_hists(org, ids, index, rolled_hours).items():
             totals[idx].add(hist=hist)
     horizon = epoch_minute(now) - MINUTE_TTL // 60
     current = epoch_minute(now)

@@ -205,6 +205,8 @@ def test_30d_buckets_are_days_in_the_orgs_time_zone(org, bots):
     )  # 23 Nov 01:00
     rollup(alpha, datetime(2026, 11, 22, 14, tzinfo=UTC), times=(50,), inbound=4)  # 22 Nov 23:00
     rollup(alpha, datetime(2026, 10, 20, 12, tzinfo=UTC), times=(7,), inbound=8)  # > 30 days ago
+    # older than the live minute keys (3 days): summed per bucket in SQL
+    rollup(alpha, datetime(2026, 11, 13, 3, tzinfo=UTC), times=(400, 600), inbound=5)  # 13 Nov
     points = response_time_series(org=org, period="30d", now=NOW)
     assert len(points) == 30
     assert [p.start.date() for p in (points[0], points[-1])] == [
@@ -218,9 +220,14 @@ def test_30d_buckets_are_days_in_the_orgs_time_zone(org, bots):
     assert close(today.p50_ms, exact(merged, 0.5)) and exact(merged, 0.5) == 3000
     assert close(today.p95_ms, exact(merged, 0.95)) and exact(merged, 0.95) == 3200
     assert yesterday.responses == 1 and close(yesterday.p50_ms, 50)
-    assert all(p.p50_ms is None for p in points[:-2])
+    nov_13 = points[-11]
+    assert nov_13.start.date() == date(2026, 11, 13)
+    assert nov_13.responses == 2 and nov_13.avg_ms == pytest.approx(500)
+    assert close(nov_13.p95_ms, exact([400, 600], 0.95)) and close(nov_13.p50_ms, 400)
+    assert all(p.p50_ms is None for p in points[:-2] if p is not nov_13)
     volume = message_volume_series(org=org, period="30d", now=NOW)
     assert [v.inbound for v in volume[-3:]] == [0, 4, 3]
+    assert volume[-11].inbound == 5 and sum(v.inbound for v in volume[:-3]) == 5
 
 
 def test_an_unknown_period_falls_back_to_24h():
