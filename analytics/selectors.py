@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
@@ -932,7 +933,7 @@ class PeriodSummary:
 
 def _range_hist(org: Organization, bot_ids: list[int], start: datetime, end: datetime) -> dict:
     """The response-time histogram of the bots over [start, end) (whole hours)."""
-    hours = [start + i * HOUR for i in range(round((end - start) / HOUR))]
+    hours = _hours_between(start, end)
     return _rollup_bucket_hists(org, bot_ids, dict.fromkeys(hours, 0), hours).get(0, {})
 
 
@@ -940,15 +941,45 @@ def bot_period_summary(
     *, org: Organization, bots=None, start: datetime, end: datetime
 ) -> PeriodSummary:
     """Figures of the org's bots (or the given ones) over the rolled-up hours of [start, end)."""
+    return bot_period_summaries(org=org, bots=bots, ranges=[(start, end)])[0]
+
+
+def bot_period_summaries(
+    *, org: Organization, bots=None, ranges: list[tuple[datetime, datetime]]
+) -> list[PeriodSummary]:
+    """bot_period_summary() of consecutive ranges (e.g. a period and the one before it) in one
+    read: an hour on the boundary of two ranges counts in the later one."""
     all_ids, wanted = _scoped_bot_ids(org, bots)
     ids = all_ids if wanted is None else wanted
-    first = _floor_hour(start)
+    firsts = [_floor_hour(start) for start, _end in ranges]
+    lasts = [*firsts[1:], ranges[-1][1]]  # each range's hours: firsts[i] <= hour < lasts[i]
     sums = (
         BotHourlyRollup.objects.for_org(org)
-        .filter(bot_id__in=ids, hour__gte=first, hour__lt=end)
-        .aggregate(**{name: Sum(name, default=0) for name in _SUMMARY_SUMS})
-    )
-    p50, p95, p99 = sketch.quantiles(_range_hist(org, ids, first, end), (0.5, 0.95, 0.99))
+        .filter(bot_id__in=ids, hour__gte=firsts[0], hour__lt=lasts[-1])
+        .aggregate(**{
+            f"{name}__{i}": Sum(name, default=0, filter=Q(hour__gte=first, hour__lt=last))
+            for i, (first, last) in enumerate(zip(firsts, lasts, strict=True))
+            for name in _SUMMARY_SUMS
+        })
+    )  # fmt: skip
+    index = {}
+    for i, (first, last) in enumerate(zip(firsts, lasts, strict=True)):
+        index.update(dict.fromkeys(_hours_between(first, last), i))
+    hists = _rollup_bucket_hists(org, ids, index, list(index))
+    return [
+        _summary(start, end, {name: sums[f"{name}__{i}"] for name in _SUMMARY_SUMS},
+                 hists.get(i, {}))
+        for i, (start, end) in enumerate(ranges)
+    ]  # fmt: skip
+
+
+def _hours_between(first: datetime, last: datetime) -> list[datetime]:
+    """Whole UTC hours from `first` (a whole hour) up to, not including, `last`."""
+    return [first + i * HOUR for i in range(math.ceil((last - first) / HOUR))]
+
+
+def _summary(start: datetime, end: datetime, sums: dict, hist: dict) -> PeriodSummary:
+    p50, p95, p99 = sketch.quantiles(hist, (0.5, 0.95, 0.99))
     replies = sums["successes"] + sums["failures"] + sums["fallbacks"]
     return PeriodSummary(
         start=start,

@@ -5,8 +5,8 @@ metrics, scopes and windows (5..60 minutes live, some 24-hour cost rules over th
 the live minute counters and response-time histograms in Redis as ingestion would, then times
 full evaluation cycles (`alert_rules_evaluate`), and removes everything it made.
 
-    DATABASE_URL=... REDIS_URL=... flock /tmp/botflow-bench.lock \
-        .venv/bin/python bench/alerts.py --rules 1000 --orgs 50 --cycles 5
+    make bench-alerts BENCH_ARGS="--rules 1000 --orgs 50 --cycles 5"
+    (a scratch database `botflow_bench_alerts` is created, migrated and dropped around the run)
 """
 
 from __future__ import annotations
@@ -21,7 +21,19 @@ from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+if __name__ == "__main__" and "BENCH_ALERTS_DB" not in os.environ:
+    # Run again inside a scratch database of its own (created, migrated, dropped at the end).
+    import subprocess
+
+    from scratch import scratch_database
+
+    with scratch_database("botflow_bench_alerts") as scratch:
+        env = {**scratch.env, "BENCH_ALERTS_DB": scratch.name}
+        code = subprocess.run([sys.executable, __file__, *sys.argv[1:]], env=env).returncode
+    sys.exit(code)
 
 import django  # noqa: E402
 

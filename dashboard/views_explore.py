@@ -30,7 +30,7 @@ from analytics.selectors import (
     PERIOD_LENGTHS,
     PERIODS,
     Period,
-    bot_period_summary,
+    bot_period_summaries,
     bot_rollup_series,
     campaign_outcome_series,
     campaign_period_summary,
@@ -332,8 +332,9 @@ def bot_detail(request, org, bot_slug):
     period, notice = _period_from_request(request)
     now = timezone.now()
     length = PERIOD_LENGTHS[period.key]
-    current = bot_period_summary(org=org, bots=[bot], start=now - length, end=now)
-    previous = bot_period_summary(org=org, bots=[bot], start=now - 2 * length, end=now - length)
+    previous, current = bot_period_summaries(
+        org=org, bots=[bot], ranges=[(now - 2 * length, now - length), (now - length, now)]
+    )
     try:
         response, volume = period_series(org=org, period=period, bots=[bot], now=now)
     except redis.RedisError:

@@ -31,6 +31,7 @@ from analytics.models import ApiKey, Bot, Campaign, Conversation, Message
 from analytics.redis import redis_ping
 from analytics.selectors import (
     PERIOD_LENGTHS,
+    bot_period_summaries,
     bot_period_summary,
     campaign_period_summary,
     ingest_rate_per_minute,
@@ -237,8 +238,9 @@ class BotPerformanceApi(ReadApi):
         start = datetime.combine(q["start_date"], time.min, tzinfo=self.org.tz)
         end = datetime.combine(q["end_date"] + timedelta(days=1), time.min, tzinfo=self.org.tz)
         length = end - start
-        current = bot_period_summary(org=self.org, bots=[bot], start=start, end=end)
-        previous = bot_period_summary(org=self.org, bots=[bot], start=start - length, end=start)
+        previous, current = bot_period_summaries(
+            org=self.org, bots=[bot], ranges=[(start - length, start), (start, end)]
+        )
         cur, prev = dataclasses.asdict(current), dataclasses.asdict(previous)
         changes = {
             k: _change(v, prev[k])
