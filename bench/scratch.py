@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import os
 import re
+import shlex
 import socket
 import subprocess
 import sys
@@ -111,14 +112,30 @@ def start(scratch: Scratch, *args: str, log: Path | None = None) -> subprocess.P
     return subprocess.Popen(list(args), cwd=ROOT, env=scratch.env, stdout=out, stderr=out)
 
 
+def procfile_daphne_options() -> list[str]:
+    """The options the Procfile's web process gives daphne, but for its address, port and app."""
+    line = next(x for x in (ROOT / "Procfile").read_text().splitlines() if x.startswith("web:"))
+    words = shlex.split(line.removeprefix("web:"))
+    options, i = [], 1  # words[0] is daphne
+    while i < len(words):
+        if words[i] in ("-b", "-p"):
+            i += 2
+            continue
+        if not words[i].endswith(":application"):
+            options.append(words[i])
+        i += 1
+    return options
+
+
 def start_web(
     scratch: Scratch, port: int, log: Path | None = None, options: tuple[str, ...] = ()
 ) -> subprocess.Popen:
-    """A daphne web process on `port` (extra daphne `options`), returned once /healthz answers."""
+    """A daphne web process on `port`, as the Procfile runs it (plus `options`), returned once
+    /healthz answers."""
     daphne = str(Path(sys.executable).parent / "daphne")
     web = start(
-        scratch, daphne, "-b", "127.0.0.1", "-p", str(port), *options, "config.asgi:application",
-        log=log,
+        scratch, daphne, "-b", "127.0.0.1", "-p", str(port), *procfile_daphne_options(), *options,
+        "config.asgi:application", log=log,
     )  # fmt: skip
     deadline = time.time() + 30
     while time.time() < deadline:

@@ -16,6 +16,7 @@ from django.http import FileResponse, Http404, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import format_html_join
 from django.views.decorators.http import require_GET
 
 from analytics.filters import (
@@ -478,7 +479,19 @@ def _chart(key, title, period, x, urls, y_title, series, **layout) -> dict:
         "figure": fig,
         "columns": [s[0] for s in series],
         "rows": rows,
-    }
+        # The table alternative's body, built here: the same markup through the template
+        # language cost ~20 ms on a 30-day bot page (7 tables of 30 rows).
+        "tbody": format_html_join(
+            "",
+            '<tr><th scope="row"><a href="{}">{}</a></th>{}</tr>',
+            (
+                (row["url"], row["label"], format_html_join(
+                    "", '<td class="num">{}</td>', (("—" if v is None else v,) for v in row["values"])
+                ))
+                for row in rows
+            ),
+        ),
+    }  # fmt: skip
 
 
 @org_view
