@@ -16,7 +16,7 @@ decoded). Each process opens its sockets all at once (a connect burst) and close
 at the end (a disconnect burst); failed handshakes and sockets closed by the server count as drops.
 
 Latency, product: ingest request sent -> first frame received after it (includes the wait for
-pulse's next 250 ms tick and the render). Fan-out latency, every setup: frame published to Redis
+pulse's next tick, 150 ms by default, and the render). Fan-out latency, every setup: frame published to Redis
 (or `group_send` called) -> that frame received. Server CPU is the server process's, client CPU
 the sum of the client processes' (100% = one core), both over the measured window. `stale` is the
 number of group members the server still reports after every client disconnected.
@@ -53,7 +53,9 @@ from scratch import ROOT, free_port, scratch_database, start, start_web, stop
 
 BENCH_DB = "botflow_bench_live"
 SETUPS = ("product", "channels", "websockets")
-TICK = 0.25  # pulse's interval; synthetic frames use it when there is no product row to replay
+TICK = (
+    0.15  # pulse's default interval; synthetic frames use it when there is no product row to replay
+)
 
 
 def setup(scratch) -> tuple[str, str]:
@@ -472,7 +474,7 @@ def main() -> None:
     parser.add_argument(
         "--daphne-option", action="append", help="extra daphne option for the product server"
     )
-    parser.add_argument("--pulse-interval", type=float, default=0.25, help="pulse's tick, s")
+    parser.add_argument("--pulse-interval", type=float, default=TICK, help="pulse's tick, s")
     parser.add_argument("--frame-bytes", type=int, default=6000, help="baselines without product")
     args = parser.parse_args()
 
