@@ -84,7 +84,8 @@ class WireWriter:
     def write(self, wire: bytes) -> None:
         protocol = self.protocol
         transport = protocol.transport
-        if protocol.state != protocol.STATE_OPEN or transport is None or transport.disconnecting:
+        closing = transport is None or getattr(transport, "disconnecting", False)
+        if protocol.state != protocol.STATE_OPEN or closing:
             raise ConnectionError("socket closed")
         unsent = self.unsent()
         if unsent > WIRE_BUFFER_LIMIT:
