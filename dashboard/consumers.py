@@ -17,6 +17,7 @@ from dashboard.hub import Subscriber, WireWriter, get_hub
 
 CLOSE_FORBIDDEN = 4403  # not signed in, or not a member of this org
 CLOSE_TOO_SLOW = 4408  # the client fell too far behind
+CLOSE_TRY_LATER = 1013  # live updates are unavailable (Redis is down); browsers retry this code
 
 
 def _org_for_user(user, slug: str):
@@ -49,6 +50,10 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         if org is None:
             await self.close(code=CLOSE_FORBIDDEN)
             return
+        if not await get_hub().redis_ok():
+            # Nothing would be pushed: refuse, and the page polls over HTTP until a retry succeeds.
+            await self.close(code=CLOSE_TRY_LATER)
+            return
         await self.accept()
         self.org_id = org.pk
         self.group = org_group(org.pk)
@@ -56,6 +61,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
             on_overflow=self._too_slow,
             send=self._send_frame,
             wire=WireWriter.for_send(self.base_send),
+            on_lost=self._live_lost,
         )
         get_hub().join(self.group, self.subscriber)
         # However this consumer ends — disconnect(), or daphne cancelling an instance whose socket
@@ -70,6 +76,9 @@ class DashboardConsumer(AsyncWebsocketConsumer):
 
     def _too_slow(self):
         asyncio.get_running_loop().create_task(self.close(code=CLOSE_TOO_SLOW))
+
+    def _live_lost(self):
+        asyncio.get_running_loop().create_task(self.close(code=CLOSE_TRY_LATER))
 
     async def receive(self, text_data=None, bytes_data=None):
         """`{"action": "subscribe", "bot" | "campaign": "<slug>"}` narrows the socket to that bot

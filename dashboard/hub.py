@@ -120,8 +120,10 @@ class Subscriber:
         on_overflow: Callable[[], None],
         send: Callable[[str], Coroutine[object, object, None]] | None = None,
         wire: WireWriter | None = None,
+        on_lost: Callable[[], None] | None = None,
     ) -> None:
         self.on_overflow = on_overflow
+        self.on_lost = on_lost  # the hub lost Redis: no frames will come until it is back
         self.send = send
         self.wire = wire  # when set, frames go straight to the socket's transport
         self.dropped = False
@@ -218,6 +220,31 @@ class Hub:
         self.task: asyncio.Task | None = None
         self.ready = asyncio.Event()
         self.report_due = True  # a new group is reported at once, so pulse starts rendering it
+        self.down = False  # lost Redis, and nobody has seen it answer since
+
+    async def redis_ok(self) -> bool:
+        """Whether live frames can flow: after a loss, asks Redis again (a socket opened while
+        it is down would get nothing, so consumers refuse it and the page polls meanwhile)."""
+        if not self.down:
+            return True
+        client = aioredis.Redis.from_url(settings.REDIS_URL, socket_timeout=0.5,
+                                         socket_connect_timeout=0.5)  # fmt: skip
+        try:
+            await client.ping()
+        except (redis.RedisError, OSError):
+            return False
+        finally:
+            await client.aclose()
+        self.down = False
+        return True
+
+    def _lost(self) -> None:
+        """Redis is gone: tell every local socket (the page then polls and reconnects)."""
+        self.down = True
+        for members in list(self.groups.values()):
+            for subscriber in list(members):
+                if subscriber.on_lost is not None:
+                    subscriber.on_lost()
 
     def join(self, group: str, subscriber: Subscriber) -> None:
         if group not in self.groups:
@@ -250,6 +277,7 @@ class Hub:
                 async with client.pubsub() as pubsub:
                     await pubsub.psubscribe(prefix + "*")
                     self.ready.set()
+                    self.down = False
                     next_report = 0.0
                     while self.groups:
                         message = await pubsub.get_message(
@@ -267,6 +295,7 @@ class Hub:
             except (redis.RedisError, OSError) as exc:
                 self.ready.clear()
                 log.warning("live hub lost Redis (%s); retrying in 1 s", exc)
+                self._lost()
                 await asyncio.sleep(1)
             finally:
                 await client.aclose()

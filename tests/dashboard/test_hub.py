@@ -4,10 +4,11 @@ members behind."""
 import asyncio
 
 import pytest
+import redis.asyncio
 from asgiref.sync import sync_to_async
 
 from dashboard.broadcast import org_group, publish
-from dashboard.hub import QUEUE_SIZE, Hub, Subscriber, get_hub
+from dashboard.hub import QUEUE_SIZE, Hub, Subscriber, channel_prefix, get_hub
 from dashboard.presence import group_members
 from tests.dashboard.test_consumers import connect, run, session_headers
 
@@ -111,5 +112,76 @@ def test_a_burst_of_sockets_all_connect_receive_and_leave_no_members(org, alice)
                 break
             await asyncio.sleep(0.1)
         assert (await sync_to_async(group_members)())[group] == 0
+
+    run(scenario)
+
+
+@pytest.fixture
+def own_redis():
+    """A Redis server of this test's own, so the test can stop and start it."""
+    import socket
+    import subprocess
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+               "--appendonly", "no"]  # fmt: skip
+
+    class Server:
+        url = f"redis://127.0.0.1:{port}/0"
+        proc = None
+
+        def start(self):
+            self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+            for _ in range(100):
+                with socket.socket() as probe:
+                    if probe.connect_ex(("127.0.0.1", port)) == 0:
+                        return
+                time.sleep(0.05)
+            raise RuntimeError("redis-server did not start")
+
+        def stop(self):
+            self.proc.kill()
+            self.proc.wait()
+
+    server = Server()
+    server.start()
+    yield server
+    if server.proc.poll() is None:
+        server.stop()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_without_redis_sockets_are_told_to_retry_and_come_back_with_it(
+    org, alice, own_redis, settings
+):
+    """Redis lost: open dashboards are closed with 1013 (the page then polls and reconnects),
+    new ones are refused until Redis answers again; then frames flow again."""
+    settings.REDIS_URL = own_redis.url
+    headers = session_headers(alice)
+
+    async def scenario():
+        communicator, connected, _ = await connect("/ws/o/acme/live/", headers)
+        assert connected
+        hub = get_hub()
+        await asyncio.wait_for(hub.ready.wait(), 5)
+
+        await sync_to_async(own_redis.stop)()
+        closed = await communicator.receive_output(timeout=5)
+        assert closed == {"type": "websocket.close", "code": 1013}
+        refused, connected, code = await connect("/ws/o/acme/live/", headers)
+        assert not connected and code == 1013  # nothing would be pushed: the page keeps polling
+
+        await sync_to_async(own_redis.start)()
+        again, connected, _ = await connect("/ws/o/acme/live/", headers)
+        assert connected
+        await asyncio.wait_for(hub.ready.wait(), 10)
+        client = redis.asyncio.Redis.from_url(own_redis.url)
+        await client.publish(channel_prefix() + org_group(org.pk), "<p id='x'>back</p>")
+        await client.aclose()
+        assert await again.receive_from(timeout=5) == "<p id='x'>back</p>"
+        await again.disconnect()
 
     run(scenario)
