@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError, connection
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
@@ -12,23 +13,32 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from analytics.redis import redis_ping
+from analytics.roles import role_allows
 from analytics.selectors import bot_today_list, org_day_start
-from analytics.tenancy import get_org_for_user, orgs_for_user
+from analytics.tenancy import get_membership, orgs_for_user
 from dashboard import charts
 from dashboard.presenters import live_context, scope_choices, scope_from_query
 
 
-def org_view(view):
-    """Sign-in required; resolves `org_slug` to the member's org (404 for anyone else)."""
+def org_view(view=None, *, perm: str = "org.view"):
+    """Sign-in required; resolves `org_slug` to the member's org (404 for anyone else) and checks
+    the role matrix (403 for a member without `perm`). `@org_view` or `@org_view(perm="...")`."""
+    if view is None:
+        return functools.partial(org_view, perm=perm)
 
     @login_required
     @functools.wraps(view)
     def wrapper(request, org_slug, *args, **kwargs):
-        org = get_org_for_user(request.user, org_slug)
+        membership = get_membership(request.user, org_slug)
+        if not role_allows(membership.role, perm):
+            raise PermissionDenied(f"Your role ({membership.role}) does not allow this.")
+        org = membership.organization
         request.org = org
+        request.membership = membership
         return view(request, org, *args, **kwargs)
 
     wrapper.org_scoped = True
+    wrapper.perm = perm
     return wrapper
 
 
