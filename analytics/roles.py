@@ -90,6 +90,15 @@ def can_manage_member(
     return new_role is None or new_role in grantable_roles(actor_role)
 
 
+def role_perms(role: str | None) -> dict[str, dict[str, bool]]:
+    """What `role` may do, nested for templates: `{{ request.can.conversations.export }}`."""
+    can: dict[str, dict[str, bool]] = {}
+    for perm in PERMISSIONS:
+        area, action = perm.split(".")
+        can.setdefault(area, {})[action] = role_allows(role, perm)
+    return can
+
+
 def matrix_rows() -> list[tuple[str, str, list[bool]]]:
     """(permission, description, [allowed for viewer, analyst, admin, owner]) for display."""
     return [

@@ -22,3 +22,6 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("o/<slug:org_slug>/", include("dashboard.urls")),
 ]
+
+# A member whose role lacks a permission sees the site's 403 page, naming their role.
+handler403 = "dashboard.views.permission_denied"

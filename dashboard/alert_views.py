@@ -28,15 +28,11 @@ from analytics.services.insights import (
     insight_report_get,
 )
 from analytics.services.live import org_key
-from analytics.tenancy import admin_org_ids
+from analytics.tenancy import user_can
 from dashboard import insight_charts
 from dashboard.views import org_view
 
 log = logging.getLogger(__name__)
-
-
-def _is_org_admin(user, org) -> bool:
-    return user.is_superuser or org.pk in admin_org_ids(user)
 
 
 def _queue_refresh(org) -> bool:
@@ -66,7 +62,7 @@ def explorer_url(org, *, bot_slug: str, hour: str) -> str:
     return f"{base}?{urlencode(params)}"
 
 
-@org_view
+@org_view(perm="org.view")
 @require_GET
 def insights(request, org):
     bots = list(Bot.objects.for_org(org).order_by("name"))
@@ -150,23 +146,19 @@ def _alerts_context(org, user, form=None) -> dict:
     notifications = list(
         AlertNotification.objects.for_org(org).select_related("event").order_by("-created_at")[:30]
     )
-    is_admin = _is_org_admin(user, org)
+    can_manage_rules = user_can(user, org, "alerts.manage")
     return {
         "org": org, "rules": rules, "events": events, "notifications": notifications,
-        "is_admin": is_admin, "form": form if form is not None else (
-            AlertRuleForm(org=org) if is_admin else None),
+        "can_manage_rules": can_manage_rules, "form": form if form is not None else (
+            AlertRuleForm(org=org) if can_manage_rules else None),
         "mute_choices": list(alert_services.MUTE_CHOICES), "now": timezone.now(),
         "alerts": alert_services.firing_alerts(org=org),
     }  # fmt: skip
 
 
-@org_view
+@org_view(perm="org.view", post_perm="alerts.manage")
 def alerts(request, org):
     if request.method == "POST":
-        if not _is_org_admin(request.user, org):
-            return HttpResponseForbidden(
-                "Only owners and admins of this organization manage alerts."
-            )
         form = AlertRuleForm(request.POST, org=org)
         if form.is_valid():
             rule = alert_services.alert_rule_prepare(form.save(commit=False))
@@ -186,12 +178,10 @@ def _rule_of(org, pk) -> AlertRule:
     return rule
 
 
-@org_view
+@org_view(perm="alerts.manage")
 @require_POST
 def alert_rule_action(request, org, pk):
     rule = _rule_of(org, pk)
-    if not _is_org_admin(request.user, org):
-        return HttpResponseForbidden("Only owners and admins of this organization manage alerts.")
     action = request.POST.get("action", "")
     if action == "delete":
         alert_services.alert_rule_delete(rule=rule)
@@ -209,7 +199,7 @@ def alert_rule_action(request, org, pk):
     return redirect("dashboard:alerts", org_slug=org.slug)
 
 
-@org_view
+@org_view(perm="alerts.ack")
 @require_POST
 def alert_event_ack(request, org, pk):
     event = AlertEvent.objects.for_org(org).filter(pk=pk).first()
@@ -222,7 +212,7 @@ def alert_event_ack(request, org, pk):
     return redirect(request.POST.get("next") or reverse("dashboard:alerts", args=[org.slug]))
 
 
-@org_view
+@org_view(perm="org.view")
 @require_GET
 def alert_banner(request, org):
     """The banner of firing alerts (loaded by each page; pushed again when one fires)."""

@@ -13,33 +13,52 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from analytics.redis import redis_ping
-from analytics.roles import role_allows
+from analytics.roles import role_allows, role_perms
 from analytics.selectors import bot_today_list, org_day_start
 from analytics.tenancy import get_membership, orgs_for_user
 from dashboard import charts
 from dashboard.presenters import live_context, scope_choices, scope_from_query
 
 
-def org_view(view=None, *, perm: str = "org.view"):
+def org_view(view=None, *, perm: str = "org.view", post_perm: str | None = None):
     """Sign-in required; resolves `org_slug` to the member's org (404 for anyone else) and checks
-    the role matrix (403 for a member without `perm`). `@org_view` or `@org_view(perm="...")`."""
+    the role matrix (403 for a member without `perm`; for a POST, without `post_perm` when it is
+    given). `@org_view`, `@org_view(perm="...")` or `@org_view(perm="...", post_perm="...")`."""
     if view is None:
-        return functools.partial(org_view, perm=perm)
+        return functools.partial(org_view, perm=perm, post_perm=post_perm)
 
     @login_required
     @functools.wraps(view)
     def wrapper(request, org_slug, *args, **kwargs):
         membership = get_membership(request.user, org_slug)
-        if not role_allows(membership.role, perm):
-            raise PermissionDenied(f"Your role ({membership.role}) does not allow this.")
         org = membership.organization
         request.org = org
         request.membership = membership
+        request.can = role_perms(membership.role)  # templates hide what the role cannot use
+        needed = wrapper.post_perm if request.method == "POST" else perm
+        if not role_allows(membership.role, needed):
+            raise PermissionDenied(f"Your role ({membership.role}) does not allow this.")
         return view(request, org, *args, **kwargs)
 
     wrapper.org_scoped = True
     wrapper.perm = perm
+    wrapper.post_perm = post_perm or perm
     return wrapper
+
+
+def permission_denied(request, exception=None):
+    """The 403 page (handler403): says which role the user has and that it does not allow this."""
+    membership = getattr(request, "membership", None)
+    return render(
+        request,
+        "403.html",
+        {
+            "org": getattr(request, "org", None),
+            "role": membership.get_role_display() if membership else None,
+            "reason": str(exception) if exception else "",
+        },
+        status=403,
+    )
 
 
 @login_required
@@ -51,7 +70,7 @@ def home(request):
     return render(request, "dashboard/org_picker.html", {"orgs": orgs})
 
 
-@org_view
+@org_view(perm="org.view")
 def live_metrics(request, org):
     """The live fragments alone (whole org, `?bot=` or `?campaign=`): the polling fallback while
     the socket is down, and the fresh snapshot after a reconnect or a change of scope."""
@@ -63,7 +82,7 @@ def live_metrics(request, org):
     )
 
 
-@org_view
+@org_view(perm="org.view")
 def org_dashboard(request, org):
     scope, scope_error = scope_from_query(org, request.GET)
     rows = bot_today_list(org=org)
@@ -89,7 +108,7 @@ def org_dashboard(request, org):
     )
 
 
-@org_view
+@org_view(perm="org.view")
 @require_GET
 def period_charts(request, org):
     """The response-time and volume charts' data for `?period=24h|7d|30d` (anything else: 24h)

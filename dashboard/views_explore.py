@@ -144,7 +144,7 @@ def _explorer_context(request, org) -> dict:
     return context
 
 
-@org_view
+@org_view(perm="conversations.explore")
 @require_GET
 def conversations(request, org):
     """The explorer: filters, search, sorting and pages; HTMX swaps only the results."""
@@ -157,7 +157,7 @@ def conversations(request, org):
     return render(request, template, context, status=status)
 
 
-@org_view
+@org_view(perm="conversations.export")
 @require_GET
 def conversations_export(request, org):
     """CSV of exactly the explorer's view (`?kind=messages` for their messages); a large export
@@ -172,7 +172,11 @@ def conversations_export(request, org):
     limit = settings.EXPORT_ASYNC_ROWS // (10 if kind == "messages" else 1)
     if count_capped(filters.qs, limit + 1) > limit:
         job = export_job_start(
-            org=org, kind=kind, query=_query(request.GET, page=None), filename=name
+            org=org,
+            kind=kind,
+            query=_query(request.GET, page=None),
+            filename=name,
+            user=request.user,
         )
         return redirect("dashboard:export_job", org_slug=org.slug, job_id=job.id)
     if kind == "messages":
@@ -182,11 +186,11 @@ def conversations_export(request, org):
     return CsvStreamingResponse(chunks, filename=name)
 
 
-@org_view
+@org_view(perm="conversations.export")
 @require_GET
 def export_job(request, org, job_id):
     """A background export's state; the page polls until the file is ready."""
-    job = export_job_get(org=org, job_id=str(job_id))
+    job = export_job_get(org=org, job_id=str(job_id), user=request.user)
     if job is None:
         raise Http404("No such export.")
     template = "dashboard/export_job.html"
@@ -195,10 +199,10 @@ def export_job(request, org, job_id):
     return render(request, template, {"org": org, "job": job})
 
 
-@org_view
+@org_view(perm="conversations.export")
 @require_GET
 def export_job_download(request, org, job_id):
-    job = export_job_get(org=org, job_id=str(job_id))
+    job = export_job_get(org=org, job_id=str(job_id), user=request.user)
     if job is None or job.status != "ready" or not job.path.exists():
         raise Http404("No such export, or it is not ready yet.")
     return FileResponse(
@@ -212,7 +216,7 @@ def export_job_download(request, org, job_id):
 # --- transcript --------------------------------------------------------------------------------
 
 
-@org_view
+@org_view(perm="conversations.view")
 @require_GET
 def conversation_detail(request, org, conversation_id):
     conversation = get_object_or_404(
@@ -326,7 +330,7 @@ def _bucket_label(period: Period, start: datetime) -> str:
 # --- bot page ----------------------------------------------------------------------------------
 
 
-@org_view
+@org_view(perm="org.view")
 @require_GET
 def bot_detail(request, org, bot_slug):
     bot = get_object_or_404(Bot.objects.for_org(org), slug=bot_slug)
@@ -494,7 +498,7 @@ def _chart(key, title, period, x, urls, y_title, series, **layout) -> dict:
     }  # fmt: skip
 
 
-@org_view
+@org_view(perm="conversations.export")
 @require_GET
 def bot_daily_export(request, org, bot_slug):
     """The bot's daily metrics over the period (by org-local day) as CSV."""
@@ -512,7 +516,7 @@ def bot_daily_export(request, org, bot_slug):
 # --- campaign page -----------------------------------------------------------------------------
 
 
-@org_view
+@org_view(perm="org.view")
 @require_GET
 def campaign_detail(request, org, campaign_slug):
     campaign = get_object_or_404(

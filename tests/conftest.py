@@ -70,6 +70,22 @@ def bob(org):
 
 
 @pytest.fixture
+def dave(org):
+    """An analyst in `org`: explores, exports CSV, acknowledges alerts."""
+    user = UserFactory(username="dave")
+    MembershipFactory(organization=org, user=user, role=Role.ANALYST)
+    return user
+
+
+@pytest.fixture
+def erin(org):
+    """An admin in `org`: also alert rules, API keys and members below owner."""
+    user = UserFactory(username="erin")
+    MembershipFactory(organization=org, user=user, role=Role.ADMIN)
+    return user
+
+
+@pytest.fixture
 def charlie(other_org):
     """Owner of `other_org`: an outsider to `org`."""
     user = UserFactory(username="charlie")

@@ -1,5 +1,6 @@
-"""Alert rules and alert history over the API. The org is the API key's; reads need the `read` or
-`alerts` scope, changes need `alerts`."""
+"""Alert rules and alert history over the API. With an API key the org is the key's; reads need the
+`read` or `alerts` scope, changes need `alerts`. With a session (a signed-in user, `?org=<slug>`)
+the role matrix decides: reads need `org.view`, acknowledging `alerts.ack`, changes `alerts.manage`."""
 
 from __future__ import annotations
 
@@ -8,18 +9,22 @@ from datetime import timedelta
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, permissions, serializers
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from analytics.api.auth import ApiKeyAuthentication, ApiKeyRateThrottle
+from analytics.api.auth import ApiKeyAuthentication, ApiKeyRateThrottle, session_org
 from analytics.models import AlertEvent, AlertRule, ApiKey, Bot, Campaign
 from analytics.services import alerts as alert_services
+from analytics.tenancy import user_can
 
 
 class HasAlertScope(permissions.BasePermission):
     def has_permission(self, request, view):
         api_key = request.auth
         if not isinstance(api_key, ApiKey):
+            if request.user is not None and request.user.is_authenticated:
+                return True  # a session: the role matrix is checked with the org (initial)
             raise exceptions.NotAuthenticated("An API key is required.")
         write = request.method not in permissions.SAFE_METHODS
         needed = ("alerts",) if write else ("read", "alerts")
@@ -76,13 +81,29 @@ class AlertEventSerializer(serializers.ModelSerializer):
 
 
 class _AlertApi(APIView):
-    authentication_classes = [ApiKeyAuthentication]
+    authentication_classes = [ApiKeyAuthentication, SessionAuthentication]
     permission_classes = [HasAlertScope]
     throttle_classes = [ApiKeyRateThrottle]
+    #: what a signed-in user's role must allow to change things here (reads need org.view)
+    write_perm = "alerts.manage"
+    org = None
 
-    @property
-    def org(self):
-        return self.request.auth.organization
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        if isinstance(request.auth, ApiKey):
+            self.org = request.auth.organization
+        else:
+            write = request.method not in permissions.SAFE_METHODS
+            self.org = session_org(request, self.write_perm if write else "org.view")
+            self.session_can_manage = user_can(request.user, self.org, "alerts.manage")
+
+    def rule_data(self, data: dict) -> dict:
+        # A webhook URL often carries a secret: signed-in members who cannot manage rules
+        # see that there is one, not what it is.
+        session = not isinstance(self.request.auth, ApiKey)
+        if session and not self.session_can_manage and data.get("webhook_url"):
+            data["webhook_url"] = "(hidden)"
+        return data
 
     def get_serializer_context(self):
         return {"org": self.org, "request": self.request}
@@ -100,9 +121,8 @@ class AlertRuleListApi(_AlertApi):
     @extend_schema(operation_id="alert_rules_list", responses=AlertRuleSerializer(many=True))
     def get(self, request):
         rules = AlertRule.objects.for_org(self.org).select_related("bot", "campaign")
-        return Response(
-            AlertRuleSerializer(rules, many=True, context=self.get_serializer_context()).data
-        )
+        data = AlertRuleSerializer(rules, many=True, context=self.get_serializer_context()).data
+        return Response([self.rule_data(dict(row)) for row in data])
 
     @extend_schema(operation_id="alert_rules_create", request=AlertRuleSerializer,
                    responses={201: AlertRuleSerializer})  # fmt: skip
@@ -122,9 +142,8 @@ class AlertRuleDetailApi(_AlertApi):
 
     @extend_schema(operation_id="alert_rules_read", responses=AlertRuleSerializer)
     def get(self, request, pk):
-        return Response(
-            AlertRuleSerializer(self._rule(pk), context=self.get_serializer_context()).data
-        )
+        data = AlertRuleSerializer(self._rule(pk), context=self.get_serializer_context()).data
+        return Response(self.rule_data(dict(data)))
 
     @extend_schema(operation_id="alert_rules_update", request=AlertRuleSerializer,
                    responses=AlertRuleSerializer)  # fmt: skip
@@ -180,10 +199,13 @@ class AlertEventListApi(_AlertApi):
 class AlertEventAckApi(_AlertApi):
     """Acknowledge a firing alert (no more escalation notifications for it)."""
 
+    write_perm = "alerts.ack"
+
     @extend_schema(operation_id="alert_events_ack", request=None, responses=AlertEventSerializer)
     def post(self, request, pk):
         event = AlertEvent.objects.for_org(self.org).filter(pk=pk).first()
         if event is None:
             raise exceptions.NotFound("No such alert.")
-        alert_services.alert_event_acknowledge(event=event, user=None)
+        user = None if isinstance(request.auth, ApiKey) else request.user
+        alert_services.alert_event_acknowledge(event=event, user=user)
         return Response(AlertEventSerializer(event).data)

@@ -7,12 +7,14 @@ from datetime import timedelta
 
 import redis
 from django.conf import settings
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.utils import timezone
 from rest_framework import authentication, exceptions, permissions, throttling
 
 from analytics.models import ApiKey
 from analytics.redis import get_redis
 from analytics.services.api_keys import api_key_find
+from analytics.tenancy import get_org_for_user, orgs_for_user
 
 _KEY_CACHE_SECONDS = 2.0
 _key_cache: dict[str, tuple[float, ApiKey | None]] = {}
@@ -29,6 +31,22 @@ def cached_api_key(secret: str) -> ApiKey | None:
         _key_cache.clear()
     _key_cache[secret] = (now + _KEY_CACHE_SECONDS, api_key)
     return api_key
+
+
+def session_org(request, perm: str):
+    """The org of a signed-in (session) user's API request: `?org=<slug>`, or their only org;
+    404 for an org they are not in, 403 (JSON) when their role lacks `perm` (analytics/roles.py).
+    API keys do not come here: their scopes decide."""
+    slug = request.query_params.get("org")
+    if not slug:
+        orgs = orgs_for_user(request.user)
+        if len(orgs) != 1:
+            raise exceptions.ValidationError({"org": ["Name the organization (?org=<slug>)."]})
+        slug = orgs[0].slug
+    try:
+        return get_org_for_user(request.user, slug, perm=perm)
+    except DjangoPermissionDenied as exc:
+        raise exceptions.PermissionDenied(str(exc)) from None
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):

@@ -25,7 +25,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from analytics.api import read_serializers as s
-from analytics.api.auth import ApiKeyAuthentication
+from analytics.api.auth import ApiKeyAuthentication, session_org
 from analytics.filters import ConversationFilter
 from analytics.models import ApiKey, Bot, Campaign, Conversation, Message
 from analytics.redis import redis_ping
@@ -41,7 +41,6 @@ from analytics.selectors import (
     response_time_series,
 )
 from analytics.services.export import CsvStreamingResponse, conversations_csv, export_filename
-from analytics.tenancy import get_org_for_user, orgs_for_user
 
 TRANSCRIPT_LIMIT = 2_000
 
@@ -108,22 +107,29 @@ class ReadApi(APIView):
     permission_classes = [ReadAccess]
     renderer_classes = [renderers.JSONRenderer]
     org = None
+    #: what a signed-in user's role must allow (analytics/roles.py); a CSV answer is an export
+    session_perm = "org.view"
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
         self.org = self._resolve_org(request)
         request.org = self.org
 
+    def handle_exception(self, exc):
+        # An error is {"detail": ...} as JSON, also when the client asked for CSV.
+        response = super().handle_exception(exc)
+        if getattr(self.request, "accepted_renderer", None) is not None and self.wants_csv():
+            self.request.accepted_renderer = renderers.JSONRenderer()
+            self.request.accepted_media_type = "application/json"
+        return response
+
     def _resolve_org(self, request):
         if isinstance(request.auth, ApiKey):
             return request.auth.organization
-        slug = request.query_params.get("org")
-        if slug:
-            return get_org_for_user(request.user, slug)
-        orgs = orgs_for_user(request.user)
-        if len(orgs) != 1:
-            raise exceptions.ValidationError({"org": ["Name the organization (?org=<slug>)."]})
-        return orgs[0]
+        return session_org(request, self.required_session_perm())
+
+    def required_session_perm(self) -> str:
+        return "conversations.export" if self.wants_csv() else self.session_perm
 
     def query(self, serializer_class):
         serializer = serializer_class(data=self.request.query_params, context={"org": self.org})
@@ -373,6 +379,7 @@ class ConversationListApi(ReadApi, generics.ListAPIView):
     """Conversations, filtered and searched like the explorer; newest first, cursor pages."""
 
     renderer_classes = [renderers.JSONRenderer, CsvRenderer]
+    session_perm = "conversations.explore"
     serializer_class = s.ConversationSerializer
     filter_backends = [OrgFilterBackend]
     filterset_class = ConversationFilter
@@ -405,6 +412,8 @@ class ConversationListApi(ReadApi, generics.ListAPIView):
 
 
 class ConversationDetailApi(ReadApi):
+    session_perm = "conversations.view"
+
     @extend_schema(
         operation_id="conversations_retrieve",
         summary="A conversation with its metrics and messages (first 2,000)",

@@ -30,6 +30,7 @@ from django.utils import timezone
 
 from analytics.models import Bot, BotDailyMetrics, Message, Organization
 from analytics.redis import get_redis
+from analytics.tenancy import user_can
 
 CHUNK_BYTES = 64 * 1024
 JOB_TTL_SECONDS = 24 * 3600
@@ -217,6 +218,7 @@ class ExportJob:
     status: str = "queued"  # queued, running, ready, failed
     rows: int | None = None
     error: str = ""
+    user_id: int | None = None  # the member who asked for it: the file is theirs (and owners')
 
     @property
     def path(self) -> Path:
@@ -231,8 +233,9 @@ def _job_save(job: ExportJob) -> None:
     get_redis().set(_job_key(job.id), orjson.dumps(asdict(job)), ex=JOB_TTL_SECONDS)
 
 
-def export_job_get(*, org: Organization, job_id: str) -> ExportJob | None:
-    """The org's export job with this id, or None (another org's job reads as missing)."""
+def export_job_get(*, org: Organization, job_id: str, user=None) -> ExportJob | None:
+    """The org's export job with this id, or None (another org's job reads as missing). With
+    `user`, only the member who started it or an owner of the org finds it; others get None."""
     try:
         uuid.UUID(job_id)
     except ValueError:
@@ -241,10 +244,16 @@ def export_job_get(*, org: Organization, job_id: str) -> ExportJob | None:
     if raw is None:
         return None
     job = ExportJob(**orjson.loads(raw))
-    return job if job.org_id == org.pk else None
+    if job.org_id != org.pk:
+        return None
+    if user is not None and job.user_id != user.pk and not user_can(user, org, "owners.manage"):
+        return None
+    return job
 
 
-def export_job_start(*, org: Organization, kind: str, query: str, filename: str) -> ExportJob:
+def export_job_start(
+    *, org: Organization, kind: str, query: str, filename: str, user=None
+) -> ExportJob:
     """Queue a large export of the explorer's filtered view; the worker writes the file."""
     from analytics.export_tasks import export_build
 
@@ -255,6 +264,7 @@ def export_job_start(*, org: Organization, kind: str, query: str, filename: str)
         query=query,
         now=timezone.now().isoformat(),
         filename=filename,
+        user_id=user.pk if user is not None else None,
     )
     _job_save(job)
     export_build.delay(job.id)

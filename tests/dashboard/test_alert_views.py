@@ -169,3 +169,68 @@ def test_the_api_creates_lists_and_refuses_rules(client, org, other_org, bot, se
     assert client.delete(detail, **other).status_code == 404
     assert client.delete(detail, **auth).status_code == 204
     assert not AlertRule.objects.exists()
+
+
+# --- roles: acknowledging is an analyst's; rules are an admin's ------------------------------
+
+
+def test_a_viewer_cannot_acknowledge_an_alert_and_sees_no_button(client, bob, org):
+    event = f.AlertEventFactory(rule=f.AlertRuleFactory(organization=org))
+    client.force_login(bob)
+    html = client.get(reverse("dashboard:alerts", args=[org.slug])).content.decode()
+    assert "Acknowledge</button>" not in html
+    response = client.post(reverse("dashboard:alert_event_ack", args=[org.slug, event.pk]))
+    assert response.status_code == 403
+    assert "Your role (Viewer) does not allow this." in response.content.decode()
+    event.refresh_from_db()
+    assert event.acknowledged_at is None
+
+
+def test_an_analyst_acknowledges_but_cannot_change_rules(client, dave, org):
+    rule = f.AlertRuleFactory(organization=org, name="Volume")
+    event = f.AlertEventFactory(rule=rule)
+    client.force_login(dave)
+    url = reverse("dashboard:alerts", args=[org.slug])
+    html = client.get(url).content.decode()
+    assert "Acknowledge</button>" in html and "New rule" not in html and "Mute</button>" not in html
+    client.post(reverse("dashboard:alert_event_ack", args=[org.slug, event.pk]))
+    event.refresh_from_db()
+    assert event.acknowledged_by == dave
+    assert client.post(url, _rule_form()).status_code == 403
+    action = reverse("dashboard:alert_rule_action", args=[org.slug, rule.pk])
+    assert client.post(action, {"action": "mute:1h"}).status_code == 403
+    rule.refresh_from_db()
+    assert rule.muted_until is None
+
+
+def test_an_admin_manages_rules_from_the_page(client, erin, org):
+    rule = f.AlertRuleFactory(organization=org, name="Volume")
+    client.force_login(erin)
+    html = client.get(reverse("dashboard:alerts", args=[org.slug])).content.decode()
+    assert "New rule" in html
+    action = reverse("dashboard:alert_rule_action", args=[org.slug, rule.pk])
+    assert client.post(action, {"action": "delete"}).status_code == 302
+    assert not AlertRule.objects.filter(pk=rule.pk).exists()
+
+
+def test_the_session_api_follows_the_role_matrix(client, bob, dave, erin, org):
+    rule = f.AlertRuleFactory(organization=org, webhook_url="https://hooks.example.com/s3cret")
+    event = f.AlertEventFactory(rule=rule)
+    ack = f"/api/v1/alerts/events/{event.pk}/ack?org=acme"
+    mute = f"/api/v1/alerts/rules/{rule.pk}/mute?org=acme"
+    client.force_login(bob)
+    rules = client.get("/api/v1/alerts/rules?org=acme")
+    assert rules.status_code == 200 and rules.json()[0]["webhook_url"] == "(hidden)"
+    response = client.post(ack)
+    assert response.status_code == 403
+    assert response.json() == {"detail": "Your role (viewer) does not allow this."}
+    client.force_login(dave)
+    assert client.post(mute, {"minutes": 60}).status_code == 403
+    assert client.post(ack).status_code == 200
+    event.refresh_from_db()
+    assert event.acknowledged_by == dave
+    client.force_login(erin)
+    assert client.get("/api/v1/alerts/rules?org=acme").json()[0]["webhook_url"].endswith("s3cret")
+    assert client.post(mute, {"minutes": 60}).status_code == 200
+    assert client.delete(f"/api/v1/alerts/rules/{rule.pk}?org=acme").status_code == 204
+    assert client.get("/api/v1/alerts/rules?org=globex").status_code == 404

@@ -90,8 +90,8 @@ def rows(response) -> list[int]:
     return [c.pk for c in response.context["rows"]]
 
 
-def test_it_lists_the_orgs_conversations_of_the_last_7_days_newest_first(client, bob, data):
-    client.force_login(bob)
+def test_it_lists_the_orgs_conversations_of_the_last_7_days_newest_first(client, dave, data):
+    client.force_login(dave)
     response = client.get("/o/acme/conversations/")
     assert response.status_code == 200
     assert rows(response) == [data["refund"].pk, data["call"].pk]
@@ -117,8 +117,8 @@ def test_it_lists_the_orgs_conversations_of_the_last_7_days_newest_first(client,
         ("period=30d&sort=messages", ["refund", "call", "old"]),
     ],
 )
-def test_it_combines_filters_search_and_sorting(client, bob, data, query, expected):
-    client.force_login(bob)
+def test_it_combines_filters_search_and_sorting(client, dave, data, query, expected):
+    client.force_login(dave)
     response = client.get(f"/o/acme/conversations/?{query}")
     assert response.status_code == 200, response.context["form"].errors
     assert rows(response) == [data[name].pk for name in expected]
@@ -131,21 +131,21 @@ def test_it_combines_filters_search_and_sorting(client, bob, data, query, expect
      ('q="on its way"', ["refund"]), ("q=nothingmatcheszz", [])],
 )  # fmt: skip
 def test_both_search_plans_find_the_same_conversations(
-    client, bob, data, query, expected, plan, monkeypatch
+    client, dave, data, query, expected, plan, monkeypatch
 ):
     from analytics import filters
 
     if plan.startswith("common"):  # as if the planner expected more hits than a rare term has
         monkeypatch.setattr(filters, "RARE_SEARCH_HITS", -1)
-    client.force_login(bob)
+    client.force_login(dave)
     response = client.get(f"/o/acme/conversations/?{query}")
     assert rows(response) == [data[name].pk for name in expected]
     summary = response.content.decode()
     assert (f"{len(expected)} conversation" if expected else "No conversations") in summary
 
 
-def test_it_takes_a_custom_range_of_dates_and_date_times(client, bob, data):
-    client.force_login(bob)
+def test_it_takes_a_custom_range_of_dates_and_date_times(client, dave, data):
+    client.force_login(dave)
     day = (NOW - timedelta(days=20)).date().isoformat()
     assert rows(client.get(f"/o/acme/conversations/?start={day}&end={day}")) == [data["old"].pk]
     start = (NOW - timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -166,25 +166,25 @@ def test_it_takes_a_custom_range_of_dates_and_date_times(client, bob, data):
         ("sort=-whatever", "sort", "Select a valid choice"),
     ],
 )
-def test_it_explains_bad_filters_in_the_page_without_a_500(client, bob, data, other_org, query,
+def test_it_explains_bad_filters_in_the_page_without_a_500(client, dave, data, other_org, query,
                                                            field, message):  # fmt: skip
     f.BotFactory(organization=other_org, slug="other-bot")
-    client.force_login(bob)
+    client.force_login(dave)
     response = client.get(f"/o/acme/conversations/?{query}")
     assert response.status_code == 400
     assert message in " ".join(response.context["form"].errors[field])
     assert "Please fix these filters" in response.content.decode()
 
 
-def test_it_clamps_a_range_past_retention_and_says_so(client, bob, data, settings):
-    client.force_login(bob)
+def test_it_clamps_a_range_past_retention_and_says_so(client, dave, data, settings):
+    client.force_login(dave)
     response = client.get("/o/acme/conversations/?start=2001-01-01")
     assert response.status_code == 200
     assert "clamped" in response.content.decode()
 
 
-def test_it_says_when_a_page_is_past_the_end(client, bob, data):
-    client.force_login(bob)
+def test_it_says_when_a_page_is_past_the_end(client, dave, data):
+    client.force_login(dave)
     response = client.get("/o/acme/conversations/?page=9")
     assert response.status_code == 200
     assert (
@@ -193,16 +193,16 @@ def test_it_says_when_a_page_is_past_the_end(client, bob, data):
     assert "not a page number" in client.get("/o/acme/conversations/?page=abc").content.decode()
 
 
-def test_it_answers_htmx_with_the_results_only(client, bob, data):
-    client.force_login(bob)
+def test_it_answers_htmx_with_the_results_only(client, dave, data):
+    client.force_login(dave)
     response = client.get("/o/acme/conversations/?q=refund", headers={"HX-Request": "true"})
     html = response.content.decode()
     assert html.lstrip().startswith('<section id="results"')
     assert "<form" not in html
 
 
-def test_it_shows_the_transcript_with_per_message_facts(client, bob, data):
-    client.force_login(bob)
+def test_it_shows_the_transcript_with_per_message_facts(client, dave, data):
+    client.force_login(dave)
     response = client.get(f"/o/acme/conversations/{data['refund'].pk}/")
     html = response.content.decode()
     assert response.status_code == 200
@@ -211,25 +211,25 @@ def test_it_shows_the_transcript_with_per_message_facts(client, bob, data):
     assert 'class="flash"' not in html  # the transcript is not Django's flash messages
 
 
-def test_it_escapes_customer_text(client, bob, bot):
+def test_it_escapes_customer_text(client, dave, bot):
     conversation = f.ConversationFactory(bot=bot, customer="<script>alert(1)</script>")
     f.MessageFactory(conversation=conversation, text="<img src=x onerror=alert(1)>")
-    client.force_login(bob)
+    client.force_login(dave)
     html = client.get(f"/o/acme/conversations/{conversation.pk}/").content.decode()
     assert "<script>alert(1)" not in html and "<img src=x" not in html
     assert "&lt;img src=x" in html
 
 
-def test_it_404s_another_orgs_conversation_bot_and_campaign(client, bob, data, other_org):
+def test_it_404s_another_orgs_conversation_bot_and_campaign(client, dave, data, other_org):
     f.CampaignFactory(organization=other_org, slug="globex-only")
-    client.force_login(bob)
+    client.force_login(dave)
     assert client.get(f"/o/acme/conversations/{data['foreign'].pk}/").status_code == 404
     assert client.get("/o/acme/campaigns/globex-only/").status_code == 404
     assert client.get("/o/acme/bots/nope/").status_code == 404
 
 
-def test_the_csv_export_holds_exactly_the_filtered_view(client, bob, data):
-    client.force_login(bob)
+def test_the_csv_export_holds_exactly_the_filtered_view(client, dave, data):
+    client.force_login(dave)
     response = client.get("/o/acme/conversations/export.csv?period=30d&sort=-cost")
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/csv")
@@ -245,8 +245,8 @@ def test_the_csv_export_holds_exactly_the_filtered_view(client, bob, data):
     assert call["messages"] == "9" and call["cost_usd"].startswith("2.")
 
 
-def test_the_messages_export_round_trips_quotes_commas_and_newlines(client, bob, data):
-    client.force_login(bob)
+def test_the_messages_export_round_trips_quotes_commas_and_newlines(client, dave, data):
+    client.force_login(dave)
     response = client.get("/o/acme/conversations/export.csv?customer=HYPERLINK&kind=messages")
     parsed = _csv(response)
     assert [r["text"] for r in parsed] == ['Hello, "quoted", with\nnewline']
@@ -254,27 +254,27 @@ def test_the_messages_export_round_trips_quotes_commas_and_newlines(client, bob,
 
 
 @pytest.mark.parametrize("text", ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx"])
-def test_it_neutralises_every_formula_prefix(client, bob, bot, text):
+def test_it_neutralises_every_formula_prefix(client, dave, bot, text):
     conversation = f.ConversationFactory(bot=bot, customer=text)
-    client.force_login(bob)
+    client.force_login(dave)
     parsed = _csv(client.get("/o/acme/conversations/export.csv"))
     assert [r["customer"] for r in parsed if int(r["id"]) == conversation.pk] == ["'" + text]
 
 
-def test_the_export_refuses_bad_filters_with_the_message(client, bob, data):
-    client.force_login(bob)
+def test_the_export_refuses_bad_filters_with_the_message(client, dave, data):
+    client.force_login(dave)
     response = client.get("/o/acme/conversations/export.csv?end=yesterday")
     assert response.status_code == 400
     assert "Enter a valid date" in response.content.decode()
 
 
-def test_a_large_export_becomes_a_job_with_a_download_link(client, bob, data, settings):
+def test_a_large_export_becomes_a_job_with_a_download_link(client, dave, data, settings):
     from config.celery import app
 
     settings.EXPORT_ASYNC_ROWS = 1
     app.conf.task_always_eager = True
     try:
-        client.force_login(bob)
+        client.force_login(dave)
         response = client.get("/o/acme/conversations/export.csv?period=30d")
     finally:
         app.conf.task_always_eager = False
@@ -295,7 +295,7 @@ def _rollup(bot, hours_ago, **values):
     return f.BotHourlyRollupFactory(bot=bot, hour=hour, **values)
 
 
-def test_the_bot_page_compares_with_the_previous_period(client, bob, bot):
+def test_the_bot_page_compares_with_the_previous_period(client, dave, bot):
     # This 24 hours: 30 in, 30 out, 27 of 30 replies ok; the 24 before: 10 in, 10 out, 5 of 10.
     _rollup(bot, 3, messages_in=30, messages_out=30, successes=27, failures=3, tokens=3000,
             cost_usd=Decimal("3"), response_count=30, response_sum_ms=30 * 800,
@@ -303,7 +303,7 @@ def test_the_bot_page_compares_with_the_previous_period(client, bob, bot):
     _rollup(bot, 30, messages_in=10, messages_out=10, successes=5, failures=5, tokens=1000,
             cost_usd=Decimal("1"), response_count=10, response_sum_ms=10 * 400,
             response_hist={"300": 10}, conversations_ended=2, duration_sum_seconds=2 * 60)  # fmt: skip
-    client.force_login(bob)
+    client.force_login(dave)
     response = client.get("/o/acme/bots/support-bot/?period=24h")
     assert response.status_code == 200
     figures = {fig.id: fig for fig in response.context["figures"]}
@@ -320,9 +320,9 @@ def test_the_bot_page_compares_with_the_previous_period(client, bob, bot):
     assert 'id="figure-success-rate"' in html and "+40.0 pts" in html
 
 
-def test_bot_page_charts_show_hours_without_rollups_as_gaps_not_zeros(client, bob, bot):
+def test_bot_page_charts_show_hours_without_rollups_as_gaps_not_zeros(client, dave, bot):
     _rollup(bot, 3, messages_in=5, successes=1, tokens=700, cost_usd=Decimal("0.5"))
-    client.force_login(bob)
+    client.force_login(dave)
     response = client.get("/o/acme/bots/support-bot/?period=24h")
     chart = next(c for c in response.context["charts"] if c["key"] == "tokens")
     tokens, cost = (trace["y"] for trace in chart["figure"]["data"])
@@ -332,9 +332,9 @@ def test_bot_page_charts_show_hours_without_rollups_as_gaps_not_zeros(client, bo
     assert [None, None] in table and [700, 0.5] in table  # "—" in the table, not 0
 
 
-def test_bot_page_points_drill_down_to_that_bot_and_bucket(client, bob, bot):
+def test_bot_page_points_drill_down_to_that_bot_and_bucket(client, dave, bot):
     _rollup(bot, 3, messages_in=5, successes=1)
-    client.force_login(bob)
+    client.force_login(dave)
     response = client.get("/o/acme/bots/support-bot/?period=24h")
     chart = next(c for c in response.context["charts"] if c["key"] == "volume")
     urls = chart["figure"]["data"][0]["customdata"]
@@ -348,10 +348,10 @@ def test_bot_page_points_drill_down_to_that_bot_and_bucket(client, bob, bot):
     assert f'href="{chart["rows"][-1]["url"].replace("&", "&amp;")}"' in response.content.decode()
 
 
-def test_the_ai_employee_page_shows_calls_bookings_and_revenue(client, bob, org):
+def test_the_ai_employee_page_shows_calls_bookings_and_revenue(client, dave, org):
     luna = f.BotFactory(organization=org, slug="luna", name="Luna", kind=Bot.Kind.AI_EMPLOYEE)
     _rollup(luna, 2, calls=4, bookings=2, revenue=Decimal("240"))
-    client.force_login(bob)
+    client.force_login(dave)
     response = client.get("/o/acme/bots/luna/")
     figures = {fig.id: fig.value for fig in response.context["figures"]}
     assert (
@@ -359,21 +359,21 @@ def test_the_ai_employee_page_shows_calls_bookings_and_revenue(client, bob, org)
     )
 
 
-def test_an_unknown_period_says_so(client, bob, bot):
-    client.force_login(bob)
+def test_an_unknown_period_says_so(client, dave, bot):
+    client.force_login(dave)
     response = client.get("/o/acme/bots/support-bot/?period=99y")
     assert response.status_code == 200
     assert "Unknown period" in response.content.decode()
 
 
-def test_the_campaign_page_counts_attempts_and_outcomes_with_deltas(client, bob, data):
+def test_the_campaign_page_counts_attempts_and_outcomes_with_deltas(client, dave, data):
     sales, winter = data["sales"], data["winter"]
     for outcome in ("answered", "no_answer", "busy"):
         f.ConversationFactory(bot=sales, campaign=winter, call_outcome=outcome,
                               started_at=NOW - timedelta(days=1))  # fmt: skip
     f.ConversationFactory(bot=sales, campaign=winter, call_outcome="busy",
                           started_at=NOW - timedelta(days=10))  # fmt: skip
-    client.force_login(bob)
+    client.force_login(dave)
     response = client.get("/o/acme/campaigns/winter/?period=7d")
     figures = {fig.id: fig for fig in response.context["figures"]}
     assert figures["attempts"].value == "4" and figures["attempts"].change == "+300.0%"
@@ -386,18 +386,18 @@ def test_the_campaign_page_counts_attempts_and_outcomes_with_deltas(client, bob,
     assert [c.pk for c in drilled.context["rows"]] == [data["call"].pk]
 
 
-def test_the_daily_metrics_export(client, bob, bot):
+def test_the_daily_metrics_export(client, dave, bot):
     f.BotDailyMetricsFactory(bot=bot, total_messages=42, success_rate=97.5)
-    client.force_login(bob)
+    client.force_login(dave)
     response = client.get("/o/acme/bots/support-bot/daily.csv?period=7d")
     parsed = _csv(response)
     assert parsed[0]["bot"] == "support-bot" and parsed[0]["total_messages"] == "42"
 
 
-def test_the_nav_links_the_explorer_and_feed_rows_link_the_transcript(client, bob, bot):
+def test_the_nav_links_the_explorer_and_feed_rows_link_the_transcript(client, dave, bot):
     from django.template.loader import render_to_string
 
-    client.force_login(bob)
+    client.force_login(dave)
     html = client.get("/o/acme/").content.decode()
     assert 'href="/o/acme/conversations/"' in html
     feed = render_to_string(
@@ -405,3 +405,68 @@ def test_the_nav_links_the_explorer_and_feed_rows_link_the_transcript(client, bo
         {"feed": [{"customer": "Ana", "conversation": 42, "at": NOW, "text": "hi"}]},
     )
     assert 'href="conversations/42/"' in feed
+
+
+# --- roles: a viewer reads dashboards and transcripts; exploring and exporting are an analyst's
+
+
+def test_it_refuses_a_viewer_the_explorer_and_every_csv_export(client, bob, data, bot):
+    client.force_login(bob)
+    for url in (
+        "/o/acme/conversations/",
+        "/o/acme/conversations/?q=refund",
+        "/o/acme/conversations/export.csv",
+        "/o/acme/conversations/export.csv?kind=messages",
+        "/o/acme/bots/support-bot/daily.csv",
+    ):
+        response = client.get(url)
+        assert response.status_code == 403, url
+        assert "text/csv" not in response["Content-Type"], url
+        assert "Your role (Viewer) does not allow this." in response.content.decode(), url
+
+
+def test_a_viewer_reads_transcripts_and_pages_without_explore_or_export_controls(
+    client, bob, data, bot
+):
+    client.force_login(bob)
+    transcript = client.get(f"/o/acme/conversations/{data['refund'].pk}/")
+    assert transcript.status_code == 200
+    html = client.get("/o/acme/bots/support-bot/").content.decode()
+    assert "Daily metrics CSV" not in html and "Conversations of this period" not in html
+    nav = client.get("/o/acme/").content.decode()
+    assert 'href="/o/acme/conversations/"' not in nav
+
+
+def test_an_analyst_sees_the_explore_and_export_controls(client, dave, bot):
+    client.force_login(dave)
+    html = client.get("/o/acme/bots/support-bot/").content.decode()
+    assert "Daily metrics CSV" in html and "Conversations of this period" in html
+
+
+def _large_export(client, user, settings) -> str:
+    from config.celery import app
+
+    settings.EXPORT_ASYNC_ROWS = 1
+    app.conf.task_always_eager = True
+    try:
+        client.force_login(user)
+        response = client.get("/o/acme/conversations/export.csv?period=30d")
+    finally:
+        app.conf.task_always_eager = False
+    assert response.status_code == 302
+    return response["Location"]
+
+
+def test_an_export_file_is_its_creators_and_the_owners_only(
+    client, dave, alice, erin, bob, data, settings
+):
+    job_url = _large_export(client, dave, settings)
+    assert client.get(job_url + "download").status_code == 200
+    other_analyst = f.MembershipFactory(
+        organization=data["call"].organization, user=f.UserFactory(username="greta"),
+        role="analyst",
+    ).user  # fmt: skip
+    for user, status in ((other_analyst, 404), (erin, 404), (bob, 403), (alice, 200)):
+        client.force_login(user)
+        assert client.get(job_url).status_code == status, user
+        assert client.get(job_url + "download").status_code == status, user

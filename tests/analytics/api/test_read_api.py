@@ -173,6 +173,31 @@ def test_a_signed_in_member_reads_with_the_session(client, bob, data):
     assert get(client, "/api/v1/bots/?org=globex").status_code == 404
 
 
+def test_a_viewer_session_cannot_explore_or_export_csv(client, bob, data):
+    client.force_login(bob)
+    for url in (
+        "/api/v1/conversations/",
+        "/api/v1/conversations/?q=refund",
+        "/api/v1/conversations/?format=csv",
+        "/api/v1/bots/?format=csv",
+        "/api/v1/campaigns/?format=csv",
+    ):
+        response = get(client, url)
+        assert response.status_code == 403, url
+        assert response.json() == {"detail": "Your role (viewer) does not allow this."}, url
+    # a transcript is a viewer's to read
+    assert get(client, f"/api/v1/conversations/{data['convs'][0].pk}/").status_code == 200
+
+
+def test_an_analyst_session_explores_and_exports_csv(client, dave, data):
+    client.force_login(dave)
+    assert get(client, "/api/v1/conversations/").status_code == 200
+    response = get(client, "/api/v1/conversations/?format=csv")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/csv")
+    assert get(client, "/api/v1/bots/?format=csv").status_code == 200
+
+
 # --- scoping: walk every read route -----------------------------------------------------------
 
 
