@@ -1,10 +1,12 @@
-"""Admin for tenant models, scoped once in OrgScopedAdmin: org admins see only their own orgs."""
+"""Admin for tenant models, scoped once in OrgScopedAdmin: org admins see only their own orgs, and
+change only what their role allows there (each admin names its `manage_perm`, analytics/roles.py)."""
 
 from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404
 
 from analytics.models import (
@@ -25,17 +27,24 @@ from analytics.models import (
     Message,
     Organization,
     OrgHourlyUsage,
+    Role,
     TenantModel,
 )
+from analytics.roles import can_manage_member, grantable_roles
 from analytics.services import alerts as alert_services
+from analytics.services import members as member_services
 from analytics.services.api_keys import api_key_issue_secret, api_key_revoke
-from config.admin_site import request_admin_org_ids
+from config.admin_site import request_admin_org_ids, request_admin_roles, request_perm_org_ids
 
 
 class OrgScopedAdmin(admin.ModelAdmin):
     """Base for every tenant model: rows, choices and permissions follow the user's admin orgs."""
 
     read_only = False  # rollups and raw events are written by the product, never by hand
+    #: the permission an org member needs to add, change (and run actions on) these rows
+    manage_perm: str | None = None
+    #: the permission to delete them (default: manage_perm)
+    delete_perm: str | None = None
     list_per_page = 50
     show_full_result_count = False
 
@@ -76,10 +85,11 @@ class OrgScopedAdmin(admin.ModelAdmin):
         return initial
 
     # permissions: superusers follow Django's; org admins manage rows of their own orgs
-    def _in_scope(self, request, obj) -> bool:
+    def _in_scope(self, request, obj, perm: str | None = None) -> bool:
+        org_ids = request_perm_org_ids(request, perm) if perm else self._org_ids(request)
         if obj is None:
-            return bool(self._org_ids(request))
-        return obj.organization_id in self._org_ids(request)
+            return bool(org_ids)
+        return obj.organization_id in org_ids
 
     def has_module_permission(self, request):
         return request.user.is_superuser or bool(self._org_ids(request))
@@ -92,17 +102,19 @@ class OrgScopedAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         if self.read_only:
             return False
-        return request.user.is_superuser or bool(self._org_ids(request))
+        return request.user.is_superuser or self._in_scope(request, None, self.manage_perm)
 
     def has_change_permission(self, request, obj=None):
         if self.read_only:
             return False
-        return request.user.is_superuser or self._in_scope(request, obj)
+        return request.user.is_superuser or self._in_scope(request, obj, self.manage_perm)
 
     def has_delete_permission(self, request, obj=None):
-        if self.read_only and not request.user.is_superuser:
+        if request.user.is_superuser:
+            return True
+        if self.read_only:
             return False
-        return request.user.is_superuser or self._in_scope(request, obj)
+        return self._in_scope(request, obj, self.delete_perm or self.manage_perm)
 
 
 @admin.register(Organization)
@@ -133,7 +145,10 @@ class OrganizationAdmin(admin.ModelAdmin):
         return request.user.is_superuser or bool(request_admin_org_ids(request))
 
     def has_change_permission(self, request, obj=None):
-        return self.has_view_permission(request, obj)
+        if request.user.is_superuser:
+            return True
+        org_ids = request_perm_org_ids(request, "org.settings")
+        return bool(org_ids) if obj is None else obj.pk in org_ids
 
     def has_add_permission(self, request):
         return request.user.is_superuser
@@ -142,12 +157,115 @@ class OrganizationAdmin(admin.ModelAdmin):
         return request.user.is_superuser
 
 
+class MembershipForm(forms.ModelForm):
+    """Roles offered and accepted follow the matrix: never above the actor's own, owners only by
+    owners, and the org keeps an owner (analytics/services/members.py decides)."""
+
+    actor = None  # set by MembershipAdmin.get_form
+
+    class Meta:
+        model = Membership
+        fields = ("organization", "user", "role", "created_at")
+
+    def clean(self):
+        cleaned = super().clean()
+        role = cleaned.get("role")
+        if role is None:
+            return cleaned
+        try:
+            if self.instance.pk:
+                member_services.membership_check_set_role(
+                    actor=self.actor, membership=self.instance, role=role
+                )
+            elif cleaned.get("organization") is not None:
+                member_services.membership_check_grant(
+                    actor=self.actor, organization=cleaned["organization"], role=role
+                )
+        except ValidationError as exc:
+            if hasattr(exc, "error_dict"):
+                raise
+            raise ValidationError({"role": exc.messages}) from None
+        return cleaned
+
+
 @admin.register(Membership)
 class MembershipAdmin(OrgScopedAdmin):
+    form = MembershipForm
+    manage_perm = "members.manage"
     list_display = ("user", "organization", "role", "created_at")
     list_filter = ("role",)
     search_fields = ("user__username", "user__email")
     list_select_related = ("user", "organization")
+
+    def _actor_role(self, request, org_id: int) -> str | None:
+        return member_services.member_actor_role(request.user, org_id)
+
+    def get_readonly_fields(self, request, obj=None):
+        # A membership stays the same person in the same org; only its role changes.
+        return ("organization", "user") if obj is not None else ()
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        form.actor = request.user
+        if "role" in form.base_fields:
+            if obj is not None:
+                allowed = set(grantable_roles(self._actor_role(request, obj.organization_id)))
+                allowed.add(obj.role)  # its current role stays visible (it is not a change)
+            elif request.user.is_superuser:
+                allowed = set(Role.values)
+            else:
+                allowed = {r for role in request_admin_roles(request).values()
+                           for r in grantable_roles(role)}  # fmt: skip
+            form.base_fields["role"].choices = [
+                (value, label) for value, label in Role.choices if value in allowed
+            ]
+        return form
+
+    def has_change_permission(self, request, obj=None):
+        if not super().has_change_permission(request, obj):
+            return False
+        if obj is None or request.user.is_superuser:
+            return True
+        return can_manage_member(self._actor_role(request, obj.organization_id), obj.role)
+
+    def has_delete_permission(self, request, obj=None):
+        if not super().has_delete_permission(request, obj):
+            return False
+        if obj is None:
+            return True
+        return self._refusal(request, obj) is None
+
+    def _refusal(self, request, obj) -> str | None:
+        try:
+            member_services.membership_check_remove(actor=request.user, membership=obj)
+        except ValidationError as exc:
+            return " ".join(exc.messages)
+        return None
+
+    def save_model(self, request, obj, form, change):
+        if change and "role" in form.changed_data:
+            current = Membership.objects.get(pk=obj.pk)
+            member_services.membership_set_role(actor=request.user, membership=current,
+                                                role=obj.role)  # fmt: skip
+        super().save_model(request, obj, form, change)
+
+    def get_deleted_objects(self, objs, request):
+        deleted, model_count, perms_needed, protected = super().get_deleted_objects(objs, request)
+        for membership in objs:
+            refusal = self._refusal(request, membership)
+            if refusal:
+                perms_needed.add(f"{membership} — {refusal}")
+        return deleted, model_count, perms_needed, protected
+
+    def delete_model(self, request, obj):
+        try:
+            member_services.membership_remove(actor=request.user, membership=obj)
+        except ValidationError as exc:
+            raise PermissionDenied(" ".join(exc.messages)) from None
+
+    def delete_queryset(self, request, queryset):
+        for membership in queryset.select_related("user", "organization"):
+            self.delete_model(request, membership)
 
 
 class ApiKeyForm(forms.ModelForm):
@@ -163,6 +281,7 @@ class ApiKeyForm(forms.ModelForm):
 @admin.register(ApiKey)
 class ApiKeyAdmin(OrgScopedAdmin):
     form = ApiKeyForm
+    manage_perm = "apikeys.manage"
     list_display = (
         "name",
         "organization",
@@ -198,7 +317,7 @@ class ApiKeyAdmin(OrgScopedAdmin):
             return
         super().save_model(request, obj, form, change)
 
-    @admin.action(description="Revoke selected API keys")
+    @admin.action(description="Revoke selected API keys", permissions=["change"])
     def revoke(self, request, queryset):
         for api_key in queryset:
             api_key_revoke(api_key=api_key)
@@ -207,6 +326,7 @@ class ApiKeyAdmin(OrgScopedAdmin):
 
 @admin.register(Bot)
 class BotAdmin(OrgScopedAdmin):
+    manage_perm = "bots.manage"
     list_display = ("name", "slug", "organization", "kind", "persona", "channel", "is_active")
     list_filter = ("kind", "channel", "is_active")
     search_fields = ("name", "slug", "persona")
@@ -216,6 +336,7 @@ class BotAdmin(OrgScopedAdmin):
 
 @admin.register(Campaign)
 class CampaignAdmin(OrgScopedAdmin):
+    manage_perm = "campaigns.manage"
     list_display = ("name", "slug", "organization", "status", "bot")
     list_filter = ("status",)
     search_fields = ("name", "slug")
@@ -225,6 +346,8 @@ class CampaignAdmin(OrgScopedAdmin):
 
 @admin.register(Conversation)
 class ConversationAdmin(OrgScopedAdmin):
+    manage_perm = "bots.manage"
+    delete_perm = "org.delete"  # deleting customers' data is an owner's
     list_display = ("external_id", "customer", "bot", "channel", "status", "started_at", "csat")
     list_filter = ("status", "channel", "handoff")
     search_fields = ("external_id", "customer")
@@ -293,6 +416,7 @@ class OrgHourlyUsageAdmin(ReadOnlyOrgAdmin):
 
 @admin.register(AlertRule)
 class AlertRuleAdmin(OrgScopedAdmin):
+    manage_perm = "alerts.manage"
     list_display = ("name", "organization", "metric", "bot", "campaign", "state", "enabled",
                     "muted_until", "last_value", "last_evaluated_at")  # fmt: skip
     list_filter = ("metric", "state", "enabled")
@@ -314,12 +438,12 @@ class AlertRuleAdmin(OrgScopedAdmin):
         for rule in queryset.select_related("organization"):
             alert_services.alert_rule_delete(rule=rule)
 
-    @admin.action(description="Mute selected rules for one hour")
+    @admin.action(description="Mute selected rules for one hour", permissions=["change"])
     def mute_one_hour(self, request, queryset):
         for rule in queryset.select_related("organization"):
             alert_services.alert_rule_mute(rule=rule, duration=alert_services.MUTE_CHOICES["1h"])
 
-    @admin.action(description="Unmute selected rules")
+    @admin.action(description="Unmute selected rules", permissions=["change"])
     def unmute(self, request, queryset):
         for rule in queryset.select_related("organization"):
             alert_services.alert_rule_mute(rule=rule, duration=None)
@@ -340,8 +464,15 @@ class AlertEventAdmin(ReadOnlyOrgAdmin):
             del actions["delete_selected"]
         return actions
 
-    @admin.action(description="Acknowledge selected alerts", permissions=["view"])
+    def has_ack_permission(self, request):
+        return request.user.is_superuser or bool(request_perm_org_ids(request, "alerts.ack"))
+
+    @admin.action(description="Acknowledge selected alerts", permissions=["ack"])
     def acknowledge(self, request, queryset):
+        if not request.user.is_superuser:
+            queryset = queryset.filter(
+                organization_id__in=request_perm_org_ids(request, "alerts.ack")
+            )
         for event in queryset:
             alert_services.alert_event_acknowledge(event=event, user=request.user)
 

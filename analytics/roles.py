@@ -30,6 +30,7 @@ PERMISSIONS: dict[str, str] = {
     "members.manage": Role.ADMIN,
     # owner: also owners, retention, deletion and the audit log
     "owners.manage": Role.OWNER,
+    "org.settings": Role.OWNER,
     "retention.manage": Role.OWNER,
     "org.delete": Role.OWNER,
     "audit.view": Role.OWNER,
@@ -49,6 +50,7 @@ DESCRIPTIONS: dict[str, str] = {
     "apikeys.manage": "Create and revoke API keys",
     "members.manage": "Invite members, change roles and remove members below owner",
     "owners.manage": "Make and remove owners",
+    "org.settings": "Change the organization's name and time zone",
     "retention.manage": "Set data retention",
     "org.delete": "Delete data (customer erasure, the org)",
     "audit.view": "Read the audit log",

@@ -4,6 +4,8 @@ from django.contrib import admin
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.core.exceptions import ValidationError
 
+from analytics.models import ADMIN_ROLES, Membership
+from analytics.roles import role_allows
 from analytics.tenancy import admin_org_ids
 
 
@@ -21,6 +23,29 @@ def request_admin_org_ids(request) -> set[int]:
     if not hasattr(request, "_admin_org_ids"):
         request._admin_org_ids = admin_org_ids(request.user)
     return request._admin_org_ids
+
+
+def request_admin_roles(request) -> dict[int, str]:
+    """org id -> the user's role there, for the orgs they may manage in admin (once per request)."""
+    if not hasattr(request, "_admin_roles"):
+        user = request.user
+        request._admin_roles = (
+            dict(
+                Membership.objects.filter(user=user, role__in=ADMIN_ROLES).values_list(
+                    "organization_id", "role"
+                )
+            )
+            if user.is_authenticated and user.is_active
+            else {}
+        )
+    return request._admin_roles
+
+
+def request_perm_org_ids(request, perm: str) -> set[int]:
+    """The admin orgs where the user's role holds `perm` (analytics/roles.py)."""
+    return {
+        org_id for org_id, role in request_admin_roles(request).items() if role_allows(role, perm)
+    }
 
 
 class OrgAdminAuthenticationForm(AdminAuthenticationForm):

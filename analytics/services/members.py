@@ -43,21 +43,37 @@ def membership_check_grant(*, actor, organization: Organization | int, role: str
         )
 
 
+def membership_check_set_role(*, actor, membership: Membership, role: str) -> None:
+    """Raise ValidationError unless `actor` may give `membership` the `role` (writes nothing; for
+    forms that show the refusal as a field error before saving)."""
+    if role not in Role.values:
+        raise ValidationError({"role": f"Unknown role “{role}”."}, code="unknown_role")
+    if membership.role == role:
+        return
+    _check_manage(member_actor_role(actor, membership.organization_id), membership, new_role=role)
+    if membership.role == Role.OWNER:
+        _keep_an_owner(membership, "demote")
+
+
+def membership_check_remove(*, actor, membership: Membership) -> None:
+    """Raise ValidationError unless `actor` may remove `membership` (writes nothing). Anyone may
+    leave an org, unless they are its last owner."""
+    if not (actor is not None and actor.pk == membership.user_id):
+        actor_role = member_actor_role(actor, membership.organization_id)
+        _check_manage(actor_role, membership, new_role=None)
+    if membership.role == Role.OWNER:
+        _keep_an_owner(membership, "remove")
+
+
 @transaction.atomic
 def membership_set_role(*, actor, membership: Membership, role: str) -> Membership:
     """Give `membership` the new `role`, as `actor`; ValidationError with a clear message when the
     matrix refuses it or it would leave the org without an owner."""
     locked = _lock(membership)
-    if role not in Role.values:
-        raise ValidationError({"role": f"Unknown role “{role}”."}, code="unknown_role")
-    if locked.role == role:
-        return locked
-    actor_role = member_actor_role(actor, locked.organization_id)
-    _check_manage(actor_role, locked, new_role=role)
-    if locked.role == Role.OWNER:
-        _keep_an_owner(locked, "demote")
-    locked.role = role
-    locked.save(update_fields=["role"])
+    membership_check_set_role(actor=actor, membership=locked, role=role)
+    if locked.role != role:
+        locked.role = role
+        locked.save(update_fields=["role"])
     membership.role = role
     return locked
 
@@ -67,10 +83,7 @@ def membership_remove(*, actor, membership: Membership) -> None:
     """Remove `membership` from its org, as `actor` (anyone may leave, unless they are the last
     owner); ValidationError when the matrix refuses it."""
     locked = _lock(membership)
-    if not (actor is not None and actor.pk == locked.user_id):
-        _check_manage(member_actor_role(actor, locked.organization_id), locked, new_role=None)
-    if locked.role == Role.OWNER:
-        _keep_an_owner(locked, "remove")
+    membership_check_remove(actor=actor, membership=locked)
     locked.delete()
 
 

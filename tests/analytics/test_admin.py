@@ -5,9 +5,9 @@ import re
 import pytest
 from django.urls import reverse
 
-from analytics.models import ApiKey, Bot, Conversation
+from analytics.models import ApiKey, Bot, Conversation, Membership, Role
 from analytics.services.api_keys import api_key_authenticate
-from tests.factories import BotFactory, UserFactory
+from tests.factories import BotFactory, MembershipFactory, UserFactory
 
 
 @pytest.fixture
@@ -173,3 +173,102 @@ def test_staff_see_every_org(client, staff, org, other_org):
     client.force_login(staff)
     page = client.get(reverse("admin:analytics_bot_changelist")).content.decode()
     assert "Acme Helper" in page and "Globex Claims" in page
+
+
+# --- roles in admin: no one grants above their own role; an org keeps an owner --------------
+
+
+def _membership_change(client, membership, role):
+    return client.post(
+        reverse("admin:analytics_membership_change", args=[membership.pk]),
+        {"role": role, "created_at_0": "2026-11-01", "created_at_1": "10:00:00"},
+    )
+
+
+def test_an_org_admin_cannot_promote_itself_to_owner(client, alice, erin, org):
+    mine = Membership.objects.get(user=erin, organization=org)
+    client.force_login(erin)
+    form = client.get(reverse("admin:analytics_membership_change", args=[mine.pk]))
+    assert 'value="owner"' not in form.content.decode()
+    response = _membership_change(client, mine, "owner")
+    assert response.status_code == 200
+    assert "Select a valid choice" in " ".join(response.context["adminform"].form.errors["role"])
+    mine.refresh_from_db()
+    assert mine.role == Role.ADMIN
+
+
+def test_the_server_refuses_a_role_above_the_actors_even_if_offered(client, alice, erin, org):
+    from analytics.admin import MembershipForm
+
+    bob = MembershipFactory(organization=org, user=UserFactory(username="bob"), role="viewer")
+    form = MembershipForm(
+        data={"role": "owner", "created_at_0": "2026-11-01", "created_at_1": "10:00:00"},
+        instance=bob,
+    )
+    form.actor = erin
+    form.fields.pop("organization"), form.fields.pop("user")
+    assert not form.is_valid()
+    assert form.errors["role"] == ["Your role (admin) cannot give the owner role."]
+
+
+def test_an_org_admin_cannot_edit_or_delete_the_owner(client, alice, erin, org):
+    owner = Membership.objects.get(user=alice, organization=org)
+    client.force_login(erin)
+    change_url = reverse("admin:analytics_membership_change", args=[owner.pk])
+    page = client.get(change_url).content.decode()
+    assert 'name="role"' not in page  # shown read-only
+    _membership_change(client, owner, "viewer")
+    delete = client.post(
+        reverse("admin:analytics_membership_delete", args=[owner.pk]), {"post": "yes"}
+    )
+    assert delete.status_code == 403
+    bulk = client.post(
+        reverse("admin:analytics_membership_changelist"),
+        {"action": "delete_selected", "_selected_action": [owner.pk], "post": "yes"},
+    )
+    assert bulk.status_code == 403
+    owner.refresh_from_db()
+    assert owner.role == Role.OWNER
+
+
+def test_an_org_admin_manages_members_below_owner(client, alice, erin, org):
+    bob = MembershipFactory(organization=org, user=UserFactory(username="bob"), role="viewer")
+    client.force_login(erin)
+    response = _membership_change(client, bob, "analyst")
+    assert response.status_code == 302
+    bob.refresh_from_db()
+    assert bob.role == Role.ANALYST
+    client.post(
+        reverse("admin:analytics_membership_changelist"),
+        {"action": "delete_selected", "_selected_action": [bob.pk], "post": "yes"},
+    )
+    assert not Membership.objects.filter(pk=bob.pk).exists()
+
+
+def test_the_last_owner_is_never_demoted_or_removed(client, alice, org, staff):
+    owner = Membership.objects.get(user=alice, organization=org)
+    for user in (alice, staff):
+        client.force_login(user)
+        response = _membership_change(client, owner, "admin")
+        assert response.status_code == 200
+        errors = response.context["adminform"].form.errors["role"]
+        assert errors == [
+            "Cannot demote alice: they are the last owner of Acme. Make another member an "
+            "owner first."
+        ]
+        delete = client.post(
+            reverse("admin:analytics_membership_delete", args=[owner.pk]), {"post": "yes"}
+        )
+        assert delete.status_code == 403
+    owner.refresh_from_db()
+    assert owner.role == Role.OWNER
+
+
+def test_an_org_admin_cannot_change_the_orgs_settings(client, alice, erin, org):
+    client.force_login(erin)
+    client.post(
+        reverse("admin:analytics_organization_change", args=[org.pk]),
+        {"name": "Hijacked", "timezone": "UTC"},
+    )
+    org.refresh_from_db()
+    assert org.name == "Acme"
