@@ -138,6 +138,10 @@ class OrganizationAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         return () if request.user.is_superuser else ("slug", "created_at")
 
+    def get_prepopulated_fields(self, request, obj=None):
+        # the slug is read-only for org members (and the whole form for non-owners)
+        return self.prepopulated_fields if request.user.is_superuser else {}
+
     def has_module_permission(self, request):
         return request.user.is_superuser or bool(request_admin_org_ids(request))
 

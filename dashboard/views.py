@@ -71,6 +71,7 @@ def home(request):
 
 
 @org_view(perm="org.view")
+@require_GET
 def live_metrics(request, org):
     """The live fragments alone (whole org, `?bot=` or `?campaign=`): the polling fallback while
     the socket is down, and the fresh snapshot after a reconnect or a change of scope."""
@@ -83,6 +84,7 @@ def live_metrics(request, org):
 
 
 @org_view(perm="org.view")
+@require_GET
 def org_dashboard(request, org):
     scope, scope_error = scope_from_query(org, request.GET)
     rows = bot_today_list(org=org)
