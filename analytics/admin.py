@@ -33,7 +33,8 @@ from analytics.models import (
 from analytics.roles import can_manage_member, grantable_roles
 from analytics.services import alerts as alert_services
 from analytics.services import members as member_services
-from analytics.services.api_keys import api_key_issue_secret, api_key_revoke
+from analytics.services.api_keys import api_key_audit, api_key_issue_secret, api_key_revoke
+from analytics.services.audit import alert_rule_details, audit_record, request_ip
 from config.admin_site import request_admin_org_ids, request_admin_roles, request_perm_org_ids
 
 
@@ -314,6 +315,8 @@ class ApiKeyAdmin(OrgScopedAdmin):
             obj.created_by = request.user
             secret = api_key_issue_secret(obj)
             super().save_model(request, obj, form, change)
+            api_key_audit(api_key=obj, action="apikey.created", actor=request.user,
+                          ip=request_ip(request))  # fmt: skip
             messages.warning(
                 request,
                 f"API key “{obj.name}” created. Copy it now — it will not be shown again: {secret}",
@@ -324,7 +327,7 @@ class ApiKeyAdmin(OrgScopedAdmin):
     @admin.action(description="Revoke selected API keys", permissions=["change"])
     def revoke(self, request, queryset):
         for api_key in queryset:
-            api_key_revoke(api_key=api_key)
+            api_key_revoke(api_key=api_key, actor=request.user, ip=request_ip(request))
         self.message_user(request, f"Revoked {queryset.count()} key(s).")
 
 
@@ -434,13 +437,22 @@ class AlertRuleAdmin(OrgScopedAdmin):
             obj.created_by = request.user
         alert_services.alert_rule_prepare(obj)
         super().save_model(request, obj, form, change)
+        self._audit(request, obj, "alert_rule.changed" if change else "alert_rule.created",
+                    fields=form.changed_data if change else None)  # fmt: skip
 
     def delete_model(self, request, obj):
         alert_services.alert_rule_delete(rule=obj)
+        self._audit(request, obj, "alert_rule.deleted")
 
     def delete_queryset(self, request, queryset):
         for rule in queryset.select_related("organization"):
             alert_services.alert_rule_delete(rule=rule)
+            self._audit(request, rule, "alert_rule.deleted")
+
+    def _audit(self, request, rule, action, fields=None):
+        audit_record(org=rule.organization_id, actor=request.user, action=action,
+                     target=rule.name, details=alert_rule_details(rule, fields=fields),
+                     ip=request_ip(request))  # fmt: skip
 
     @admin.action(description="Mute selected rules for one hour", permissions=["change"])
     def mute_one_hour(self, request, queryset):

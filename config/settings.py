@@ -270,3 +270,7 @@ EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", default=False)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "BotFlow Alerts <alerts@localhost>")
+
+# --- team invitations (issue 11): links in emails start with SITE_URL (else the request's host)
+SITE_URL = env_str("SITE_URL", "").rstrip("/")
+INVITATION_TTL_DAYS = env_int("INVITATION_TTL_DAYS", 7, minimum=1)

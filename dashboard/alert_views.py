@@ -22,6 +22,7 @@ from django.views.decorators.http import require_GET, require_POST
 from analytics.models import AlertEvent, AlertNotification, AlertRule, Bot, Campaign
 from analytics.redis import get_redis
 from analytics.services import alerts as alert_services
+from analytics.services.audit import alert_rule_details, audit_request
 from analytics.services.insights import (
     FORECAST_METRICS,
     REPORT_MAX_AGE,
@@ -164,6 +165,8 @@ def alerts(request, org):
             rule = alert_services.alert_rule_prepare(form.save(commit=False))
             rule.organization, rule.created_by = org, request.user
             rule.save()
+            audit_request(request, action="alert_rule.created", target=rule.name,
+                          details=alert_rule_details(rule))  # fmt: skip
             messages.success(request, f"Alert rule “{rule.name}” created.")
             return redirect("dashboard:alerts", org_slug=org.slug)
         return render(request, "dashboard/alerts.html", _alerts_context(org, request.user, form),
@@ -196,6 +199,8 @@ def alert_rule_action(request, org, pk):
         rule.save(update_fields=["enabled"])
     else:
         return HttpResponseForbidden("Unknown action.")
+    audit_request(request, action="alert_rule.deleted" if action == "delete" else "alert_rule.changed",
+                  target=rule.name, details={**alert_rule_details(rule), "action": action})  # fmt: skip
     return redirect("dashboard:alerts", org_slug=org.slug)
 
 

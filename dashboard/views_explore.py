@@ -38,6 +38,7 @@ from analytics.selectors import (
     period_get,
     period_series,
 )
+from analytics.services.audit import audit_request, export_details
 from analytics.services.export import (
     CsvStreamingResponse,
     conversations_csv,
@@ -183,6 +184,8 @@ def conversations_export(request, org):
         chunks = messages_csv(org=org, conversations=filters.qs)
     else:
         chunks = conversations_csv(filters.qs)
+    audit_request(request, action="export.downloaded", target=name,
+                  details=export_details(request.GET, kind=kind))  # fmt: skip
     return CsvStreamingResponse(chunks, filename=name)
 
 
@@ -205,6 +208,8 @@ def export_job_download(request, org, job_id):
     job = export_job_get(org=org, job_id=str(job_id), user=request.user)
     if job is None or job.status != "ready" or not job.path.exists():
         raise Http404("No such export, or it is not ready yet.")
+    audit_request(request, action="export.downloaded", target=job.filename,
+                  details={"kind": job.kind, "background_job": str(job.id)})  # fmt: skip
     return FileResponse(
         open(job.path, "rb"),  # noqa: SIM115 - FileResponse closes it
         as_attachment=True,
@@ -508,6 +513,8 @@ def bot_daily_export(request, org, bot_slug):
     start = today - PERIOD_LENGTHS[period.key] + PERIOD_LENGTHS["24h"]
     start = min(start, today)
     name = export_filename(org, f"daily-{bot.slug}", f"{start:%Y%m%d}-{today:%Y%m%d}")
+    audit_request(request, action="export.downloaded", target=name,
+                  details={"kind": "bot_daily", "bot": bot.slug, "period": period.key})  # fmt: skip
     return CsvStreamingResponse(
         daily_metrics_csv(org=org, start=start, end=today, bot=bot), filename=name
     )

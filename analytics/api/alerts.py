@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 from analytics.api.auth import ApiKeyAuthentication, ApiKeyRateThrottle, session_org
 from analytics.models import AlertEvent, AlertRule, ApiKey, Bot, Campaign
 from analytics.services import alerts as alert_services
+from analytics.services.audit import alert_rule_details, audit_request
 from analytics.tenancy import user_can
 
 
@@ -132,6 +133,8 @@ class AlertRuleListApi(_AlertApi):
         rule = AlertRule(organization=self.org, **serializer.validated_data)
         alert_services.alert_rule_prepare(rule)
         rule.save()
+        audit_request(request, org=self.org, action="alert_rule.created", target=rule.name,
+                      details=alert_rule_details(rule))  # fmt: skip
         data = AlertRuleSerializer(rule, context=self.get_serializer_context()).data
         data["webhook_secret"] = rule.webhook_secret  # shown to its creator, like an API key
         return Response(data, status=201)
@@ -156,11 +159,16 @@ class AlertRuleDetailApi(_AlertApi):
             setattr(rule, name, value)
         alert_services.alert_rule_prepare(rule)
         rule.save()
+        audit_request(request, org=self.org, action="alert_rule.changed", target=rule.name,
+                      details=alert_rule_details(rule, fields=serializer.validated_data))  # fmt: skip
         return Response(AlertRuleSerializer(rule, context=self.get_serializer_context()).data)
 
     @extend_schema(operation_id="alert_rules_delete", responses={204: None})
     def delete(self, request, pk):
-        alert_services.alert_rule_delete(rule=self._rule(pk))
+        rule = self._rule(pk)
+        alert_services.alert_rule_delete(rule=rule)
+        audit_request(request, org=self.org, action="alert_rule.deleted", target=rule.name,
+                      details=alert_rule_details(rule))  # fmt: skip
         return Response(status=204)
 
 
@@ -179,6 +187,8 @@ class AlertRuleMuteApi(_AlertApi):
         alert_services.alert_rule_mute(
             rule=rule, duration=timedelta(minutes=minutes) if minutes else None
         )
+        audit_request(request, org=self.org, action="alert_rule.changed", target=rule.name,
+                      details={**alert_rule_details(rule), "muted_minutes": minutes})  # fmt: skip
         return Response(AlertRuleSerializer(rule, context=self.get_serializer_context()).data)
 
 

@@ -40,6 +40,7 @@ from analytics.selectors import (
     period_get,
     response_time_series,
 )
+from analytics.services.audit import audit_request, export_details
 from analytics.services.export import CsvStreamingResponse, conversations_csv, export_filename
 
 TRANSCRIPT_LIMIT = 2_000
@@ -407,6 +408,8 @@ class ConversationListApi(ReadApi, generics.ListAPIView):
             if not filterset.is_valid():
                 raise exceptions.ValidationError(filterset.errors)
             name = export_filename(self.org, "conversations", filterset.time_range.slug)
+            audit_request(request, action="export.downloaded", target=name,
+                          details=export_details(request.query_params, kind="conversations"))  # fmt: skip
             return CsvStreamingResponse(conversations_csv(filterset.qs), filename=name)
         return super().get(request, *args, **kwargs)
 

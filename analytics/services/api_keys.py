@@ -12,6 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from analytics.models import ApiKey, Organization
+from analytics.services.audit import audit_record
 
 KEY_PREFIX = "bf"
 VALID_SCOPES = frozenset(ApiKey.Scope.values)
@@ -54,7 +55,12 @@ def api_key_issue_secret(api_key: ApiKey) -> str:
 
 @transaction.atomic
 def api_key_create(
-    *, organization: Organization, name: str, scopes: list[str] | str, created_by=None
+    *,
+    organization: Organization,
+    name: str,
+    scopes: list[str] | str,
+    created_by=None,
+    ip: str | None = None,
 ) -> CreatedKey:
     """Create a key; the returned secret is the only time the full key exists."""
     api_key = ApiKey(
@@ -63,6 +69,7 @@ def api_key_create(
     secret = api_key_issue_secret(api_key)
     api_key.full_clean()
     api_key.save()
+    api_key_audit(api_key=api_key, action="apikey.created", actor=created_by, ip=ip)
     return CreatedKey(api_key=api_key, secret=secret)
 
 
@@ -88,8 +95,16 @@ def api_key_authenticate(secret: str, *, scope: str) -> ApiKey | None:
     return api_key
 
 
-def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
+def api_key_revoke(*, api_key: ApiKey, actor=None, ip: str | None = None) -> ApiKey:
     if api_key.revoked_at is None:
         api_key.revoked_at = timezone.now()
         api_key.save(update_fields=["revoked_at"])
+        api_key_audit(api_key=api_key, action="apikey.revoked", actor=actor, ip=ip)
     return api_key
+
+
+def api_key_audit(*, api_key: ApiKey, action: str, actor=None, ip: str | None = None) -> None:
+    """The audit entry of a key created or revoked (its name, prefix and scopes; never the key)."""
+    audit_record(org=api_key.organization_id, actor=actor, action=action,
+                 target=f"{api_key.name} ({api_key.prefix})",
+                 details={"scopes": list(api_key.scopes)}, ip=ip)  # fmt: skip
