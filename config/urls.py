@@ -4,7 +4,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from analytics import metrics
-from dashboard import views
+from dashboard import team_views, views
 
 urlpatterns = [
     path(
@@ -19,6 +19,7 @@ urlpatterns = [
     path("api/v1/", include("analytics.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("invite/<str:token>/", team_views.invite, name="invite"),
     path("", views.home, name="home"),
     path("o/<slug:org_slug>/", include("dashboard.urls")),
 ]

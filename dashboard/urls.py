@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from dashboard import alert_views, views, views_explore
+from dashboard import alert_views, team_views, views, views_explore
 
 app_name = "dashboard"
 
@@ -35,4 +35,14 @@ urlpatterns = [
     path("alerts/banner", alert_views.alert_banner, name="alert_banner"),
     path("alerts/rules/<int:pk>/", alert_views.alert_rule_action, name="alert_rule_action"),
     path("alerts/events/<int:pk>/ack", alert_views.alert_event_ack, name="alert_event_ack"),
+    # team and audit log (issue 11)
+    path("team/", team_views.team, name="team"),
+    path("team/invite", team_views.team_invite, name="team_invite"),
+    path("team/members/<int:pk>/", team_views.team_member, name="team_member"),
+    path(
+        "team/invitations/<int:pk>/revoke",
+        team_views.team_invitation_revoke,
+        name="team_invitation_revoke",
+    ),
+    path("audit/", team_views.audit, name="audit"),
 ]

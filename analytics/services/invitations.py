@@ -146,6 +146,10 @@ def invitation_accept(
             raise ValidationError(problem)
         org = invitation.organization
         if user is None:
+            if email_has_account(invitation.email):
+                raise ValidationError(
+                    f"{invitation.email} already has an account: sign in to accept."
+                )
             user = _user_create(username=username, password=password, email=invitation.email)
         elif user.email.lower() != invitation.email.lower():
             raise ValidationError(
@@ -163,6 +167,10 @@ def invitation_accept(
                               "invited_by": actor_label(invitation.invited_by)},
                      ip=ip)  # fmt: skip
     return membership
+
+
+def email_has_account(email: str) -> bool:
+    return get_user_model().objects.filter(email__iexact=email, is_active=True).exists()
 
 
 def _user_create(*, username: str, password: str, email: str):

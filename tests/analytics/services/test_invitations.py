@@ -218,3 +218,14 @@ def test_it_lets_only_owners_withdraw_an_owner_invitation(org, alice, mailoutbox
     with pytest.raises(ValidationError, match="cannot withdraw"):
         invitation_revoke(actor=erin.user, invitation=sent.invitation)
     assert [i.email for i in invitations_pending(org=org)] == ["dana@example.com"]
+
+
+def test_it_asks_an_existing_account_to_sign_in_instead_of_making_another(
+    org, alice, mailoutbox
+):
+    f.UserFactory(username="dana", email="dana@example.com")
+    invitation_create(org=org, actor=alice, email="dana@example.com", role=Role.VIEWER)
+
+    with pytest.raises(ValidationError, match="already has an account: sign in to accept"):
+        invitation_accept(token=token_of(mailoutbox[0]), username="dana2", password="a-long-97-x")
+    assert get_user_model().objects.filter(email="dana@example.com").count() == 1
