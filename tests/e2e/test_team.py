@@ -3,9 +3,11 @@ email, sets a password and lands in the org; the owner sees them on the team pag
 
 import re
 
+import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from analytics.models import Membership, Role
+from analytics.services.invitations import invitation_create
 
 LINK = re.compile(r"https?://\S+/invite/[A-Za-z0-9_-]+/")
 
@@ -65,3 +67,20 @@ def test_it_invites_a_teammate_who_sets_a_password_and_lands_in_the_org(
     expect(events).to_contain_text("member.joined")
     expect(events).to_contain_text("member.invited")
     screenshot("audit-page-1280")
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_the_team_audit_and_invite_pages_have_no_serious_violations(
+    page: Page, sign_in, live_server, alice, bob, org, mailoutbox, scheme
+):
+    from tests.e2e.test_accessibility import serious
+
+    sent = invitation_create(org=org, actor=alice, email="dana@example.com", role=Role.ADMIN)
+    page.emulate_media(color_scheme=scheme)
+    page.goto(sent.url.replace("http://localhost:8000", live_server.url))
+    expect(page.get_by_role("button", name="Create account and join")).to_be_visible()
+    assert serious(page) == []
+    sign_in("alice")
+    for path in ("/o/acme/team/", "/o/acme/audit/"):
+        page.goto(f"{live_server.url}{path}")
+        assert serious(page) == [], path
