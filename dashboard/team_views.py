@@ -17,7 +17,7 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from analytics.models import AuditEvent, Invitation, Membership, Role
 from analytics.roles import RANK, can_manage_member, grantable_roles
@@ -99,14 +99,11 @@ def _team_context(request, org, *, invite_form=None, errors=()) -> dict:
 
 
 @org_view(perm="members.manage")
-@require_GET
+@require_http_methods(["GET", "POST"])
 def team(request, org):
-    return render(request, "dashboard/team.html", _team_context(request, org))
-
-
-@org_view(perm="members.manage")
-@require_POST
-def team_invite(request, org):
+    """The members, pending invitations and the invite form (a POST sends an invitation)."""
+    if request.method == "GET":
+        return render(request, "dashboard/team.html", _team_context(request, org))
     # Every role validates here; the service refuses those the inviter may not give.
     form = InviteForm(request.POST, roles=list(RANK))
     if form.is_valid():

@@ -37,7 +37,6 @@ urlpatterns = [
     path("alerts/events/<int:pk>/ack", alert_views.alert_event_ack, name="alert_event_ack"),
     # team and audit log (issue 11)
     path("team/", team_views.team, name="team"),
-    path("team/invite", team_views.team_invite, name="team_invite"),
     path("team/members/<int:pk>/", team_views.team_member, name="team_member"),
     path(
         "team/invitations/<int:pk>/revoke",

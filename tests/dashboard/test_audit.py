@@ -149,7 +149,7 @@ def test_it_records_a_background_exports_download_not_its_start(client, org, ali
 
 def test_it_keeps_invitations_and_member_changes(client, org, alice, mailoutbox):
     client.force_login(alice)
-    client.post(reverse("dashboard:team_invite", args=[org.slug]),
+    client.post(reverse("dashboard:team", args=[org.slug]),
                 {"email": "dana@example.com", "role": "analyst"}, REMOTE_ADDR=IP)  # fmt: skip
     token = re.search(r"/invite/([\w-]+)/", mailoutbox[0].body).group(1)
     client.logout()

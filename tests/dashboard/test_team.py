@@ -145,7 +145,7 @@ def test_it_sends_an_invitation_from_the_form(client, org, alice, erin, mailoutb
     client.force_login(erin.user)
 
     response = client.post(
-        reverse("dashboard:team_invite", args=[org.slug]),
+        reverse("dashboard:team", args=[org.slug]),
         {"email": "dana@example.com", "role": "analyst"},
         follow=True,
     )
@@ -166,7 +166,7 @@ def test_it_refuses_an_admin_inviting_an_owner_with_a_message(client, org, alice
     client.force_login(erin.user)
 
     response = client.post(
-        reverse("dashboard:team_invite", args=[org.slug]),
+        reverse("dashboard:team", args=[org.slug]),
         {"email": "dana@example.com", "role": "owner"},
     )
 
@@ -178,7 +178,7 @@ def test_it_refuses_an_admin_inviting_an_owner_with_a_message(client, org, alice
 def test_it_shows_field_errors_for_a_bad_invitation(client, org, alice, mailoutbox):
     client.force_login(alice)
     response = client.post(
-        reverse("dashboard:team_invite", args=[org.slug]),
+        reverse("dashboard:team", args=[org.slug]),
         {"email": "not-an-email\x00", "role": "boss"},
     )
     assert response.status_code == 400
@@ -190,7 +190,7 @@ def test_it_shows_field_errors_for_a_bad_invitation(client, org, alice, mailoutb
 
 def test_it_withdraws_an_invitation(client, org, alice, mailoutbox):
     client.force_login(alice)
-    client.post(reverse("dashboard:team_invite", args=[org.slug]),
+    client.post(reverse("dashboard:team", args=[org.slug]),
                 {"email": "dana@example.com", "role": "viewer"})  # fmt: skip
     invitation = Invitation.objects.get()
 
@@ -216,7 +216,7 @@ def test_it_forbids_members_below_admin(client, org, alice, ann, role):
     response = client.post(member_url(org, ann), {"action": "role", "role": "admin"})
     assert response.status_code == 403
     assert client.post(
-        reverse("dashboard:team_invite", args=[org.slug]), {"email": "x@example.com", "role": "viewer"}
+        reverse("dashboard:team", args=[org.slug]), {"email": "x@example.com", "role": "viewer"}
     ).status_code == 403  # fmt: skip
     ann.refresh_from_db()
     assert ann.role == Role.ANALYST
@@ -244,7 +244,7 @@ def test_it_answers_404_for_another_orgs_member(client, org, other_org, alice, c
 
 def invite(client, org, inviter, email="dana@example.com", role="analyst", mailoutbox=None):
     client.force_login(inviter)
-    client.post(reverse("dashboard:team_invite", args=[org.slug]), {"email": email, "role": role})
+    client.post(reverse("dashboard:team", args=[org.slug]), {"email": email, "role": role})
     client.logout()
     return LINK.search(mailoutbox[-1].body).group(1)
 
