@@ -329,3 +329,13 @@ def test_it_shows_a_clear_page_for_an_expired_or_unknown_link(client, org, alice
     assert unknown.status_code == 404
     assert "This invitation link is not valid." in unknown.content.decode()
     assert not Membership.objects.filter(user__username="dana").exists()
+
+
+def test_it_lets_an_admin_leave_the_org(client, org, alice, erin):
+    client.force_login(erin.user)
+
+    response = client.post(member_url(org, erin), {"action": "remove"})
+
+    assert response.status_code == 302 and response["Location"] == reverse("home")
+    assert not Membership.objects.filter(pk=erin.pk).exists()
+    assert client.get(team_url(org)).status_code == 404
