@@ -111,3 +111,18 @@ def test_it_submits_the_insights_bot_picker_without_an_inline_handler(
     page.wait_for_url("**/insights/?bot=support-bot")
     assert page.evaluate("window.__cspViolations") == []
     assert errors == []
+
+
+def test_it_shows_the_api_docs_with_inline_styles_only(watched, servers, db):
+    page, errors = watched
+
+    response = page.goto(servers.url + "/api/docs/")
+
+    policy = response.headers["content-security-policy"]
+    assert "style-src 'self' 'unsafe-inline'" in policy
+    assert "script-src 'self';" in policy + ";"
+    expect(page.get_by_role("heading", name="BotFlow Analytics API")).to_be_visible(timeout=15_000)
+    expect(page.get_by_text("/api/v1/events").first).to_be_visible()
+    page.wait_for_timeout(300)
+    assert page.evaluate("window.__cspViolations") == []
+    assert errors == []
