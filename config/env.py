@@ -6,9 +6,14 @@ import os
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from django.core.exceptions import ImproperlyConfigured
 
-class EnvError(SystemExit):
-    """A bad environment value. Exits with one clear line and no traceback, in every process."""
+
+class EnvError(SystemExit, ImproperlyConfigured):
+    """A bad or unsafe environment value: exits with one line naming it, no traceback, anywhere.
+
+    Also an ImproperlyConfigured, so code that checks settings the Django way recognises it.
+    """
 
     def __init__(self, name: str, problem: str) -> None:
         self.name = name
@@ -33,6 +38,16 @@ def env_bool(name: str, default: bool) -> bool:
     if value in _FALSE:
         return False
     raise EnvError(name, f"must be one of true/false/1/0/on/off, got {raw!r}")
+
+
+def env_choice(name: str, choices: tuple[str, ...], default: str) -> str:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value not in choices:
+        raise EnvError(name, f"must be one of {'/'.join(choices)}, got {raw!r}")
+    return value
 
 
 def env_int(name: str, default: int, *, minimum: int | None = None) -> int:

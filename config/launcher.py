@@ -4,8 +4,9 @@
     python -m config.launcher run -- CMD ...  # run one command against the same services
     python -m config.launcher check           # is PostgreSQL / Redis reachable?
 
-With DATABASE_URL / REDIS_URL unset this process starts the embedded PostgreSQL and Redis and
-stays alive while its children run (the embedded servers stop when their last owner exits).
+Its children run with BOTFLOW_ENV=development (unless set). With DATABASE_URL / REDIS_URL unset
+this process starts the embedded PostgreSQL and Redis (BOTFLOW_EMBEDDED=1) and stays alive while
+its children run (the embedded servers stop when their last owner exits).
 Plain Python only: Django is loaded by the children, not here.
 """
 
@@ -36,6 +37,12 @@ def prepare_services() -> None:
 
     configured_db = bool(os.environ.get("DATABASE_URL", "").strip())
     configured_redis = bool(os.environ.get("REDIS_URL", "").strip())
+    # The launcher is the development entry point (make demo / test / bench-*): its processes run
+    # with development settings unless told otherwise, and on the embedded servers where no URL is
+    # set. Production runs the Procfile commands directly, with BOTFLOW_ENV=production (default).
+    os.environ.setdefault("BOTFLOW_ENV", "development")
+    if not (configured_db and configured_redis):
+        os.environ["BOTFLOW_EMBEDDED"] = "1"
     if not (configured_db and configured_redis):
         say(
             "starting the embedded "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from datetime import timedelta
 from pathlib import Path
 
 from kombu import Exchange, Queue
@@ -11,6 +12,7 @@ from config import embedded
 from config.env import (
     EnvError,
     env_bool,
+    env_choice,
     env_int,
     env_list,
     env_str,
@@ -20,18 +22,47 @@ from config.env import (
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
+# --- deployment safety (issue 11): production unless told otherwise, and production refuses to
+# start on unsafe values (one line naming the variable). The launcher (make demo / test / bench)
+# says BOTFLOW_ENV=development; the test run says BOTFLOW_ENV=test (tests/pytest_env.py).
+BOTFLOW_ENV = env_choice("BOTFLOW_ENV", ("production", "development", "test"), "production")
 DEBUG = env_bool("DEBUG", default=False)
+# An explicit DEBUG=false means "run as in production" even where BOTFLOW_ENV says otherwise.
+PRODUCTION = BOTFLOW_ENV == "production" or env_str("DEBUG").lower() in ("false", "0", "off")
+DEVELOPMENT_SECRET_KEY = "botflow-insecure-development-key-change-me"  # noqa: S105
 SECRET_KEY = env_str("SECRET_KEY")
-if not SECRET_KEY:
-    if not DEBUG and env_bool("REQUIRE_SECRET_KEY", default=False):
-        raise EnvError("SECRET_KEY", "is required when REQUIRE_SECRET_KEY is set")
-    # Development default; production sets SECRET_KEY (and REQUIRE_SECRET_KEY=true).
-    SECRET_KEY = "botflow-insecure-development-key-change-me"  # noqa: S105
+ALLOWED_HOSTS = env_list(
+    "ALLOWED_HOSTS", [] if PRODUCTION else ["127.0.0.1", "localhost", "[::1]", "testserver"]
+)
+if PRODUCTION:
+    if DEBUG:
+        raise EnvError(
+            "DEBUG", "must be false in production; set BOTFLOW_ENV=development to debug locally"
+        )
+    if not SECRET_KEY:
+        raise EnvError("SECRET_KEY", "is required in production: 50 or more random characters")
+    if SECRET_KEY == DEVELOPMENT_SECRET_KEY or SECRET_KEY.startswith("django-insecure-"):
+        raise EnvError("SECRET_KEY", "is a public development key; set a random one in production")
+    if len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5:
+        raise EnvError(
+            "SECRET_KEY", f"is too weak ({len(SECRET_KEY)} characters); use 50 or more random ones"
+        )
+    if not ALLOWED_HOSTS:
+        raise EnvError(
+            "ALLOWED_HOSTS", "is required in production: the host names served, comma-separated"
+        )
+elif not SECRET_KEY:
+    SECRET_KEY = DEVELOPMENT_SECRET_KEY
 
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
-embedded.ensure_environment()
+# The embedded PostgreSQL and Redis start only when asked for (the launcher asks when no URL is
+# set): a production box missing DATABASE_URL must not come up "healthy" on an empty local database.
+if env_bool("BOTFLOW_EMBEDDED", default=False):
+    embedded.ensure_environment()
+for _required in ("DATABASE_URL", "REDIS_URL"):
+    if not env_str(_required):
+        raise EnvError(_required, "is required (BOTFLOW_EMBEDDED=1 starts an embedded one instead)")
 DATABASES = {"default": parse_database_url("DATABASE_URL", env_str("DATABASE_URL"))}
 if env_bool("DB_POOL", default=True):
     # Under ASGI every request runs in a thread of its own, so per-thread persistent connections
@@ -274,3 +305,69 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "BotFlow Alerts <alerts@local
 # --- team invitations (issue 11): links in emails start with SITE_URL (else the request's host)
 SITE_URL = env_str("SITE_URL", "").rstrip("/")
 INVITATION_TTL_DAYS = env_int("INVITATION_TTL_DAYS", 7, minimum=1)
+
+# --- security headers, HTTPS, cookies and sign-in throttling (issue 11)
+# Over HTTPS (the production default): HSTS, redirect to https, cookies sent only over TLS.
+# BOTFLOW_HTTPS=false for a site really served over plain HTTP (check --deploy then warns).
+BOTFLOW_HTTPS = env_bool("BOTFLOW_HTTPS", default=PRODUCTION)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", default=BOTFLOW_HTTPS)
+# Load-balancer probes and the Prometheus scraper talk plain HTTP inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000 if BOTFLOW_HTTPS else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", default=True)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = BOTFLOW_HTTPS
+# Only when every request passes a proxy that overwrites X-Forwarded-Proto (else anyone could
+# claim https); the proxy-header middleware is the usual way (it trusts listed proxies only).
+if env_bool("TRUST_X_FORWARDED_PROTO", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+
+# A strict Content-Security-Policy (django-csp): no inline script or style anywhere; only the
+# Swagger UI at /api/docs/ adds 'unsafe-inline' styles (config/urls.py).
+INSTALLED_APPS += ["csp", "axes"]
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+    "csp.middleware.CSPMiddleware",
+)
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.contrib.auth.middleware.AuthenticationMiddleware") + 1,
+    "config.security.SecurityHeadersMiddleware",
+)
+# Turns a refused sign-in into the lockout page; before WhiteNoise, which stays innermost.
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("whitenoise.middleware.WhiteNoiseMiddleware"), "axes.middleware.AxesMiddleware"
+)
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],  # includes same-origin ws:/wss:
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+
+# Failed sign-ins (/accounts/login/ and /admin/login/): 5 per username or per client address
+# lock that username / address out for 15 minutes; staff unlock in admin (Access attempts).
+AUTHENTICATION_BACKENDS = [
+    "config.security.SignInThrottleBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("SIGN_IN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("SIGN_IN_LOCKOUT_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_CLIENT_IP_CALLABLE = "config.security.client_ip"
+AXES_LOCKOUT_CALLABLE = "config.security.locked_out"
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False
+
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
+    "AlertStateEnum": "analytics.models.AlertRule.State",
+}

@@ -31,6 +31,10 @@
       Plotly.react(holder, figure.data, layout, { displayModeBar: false, responsive: true });
     });
   }
+  // A picker marked data-submit-on-change submits its form at once (no inline handler: CSP).
+  document.querySelectorAll("[data-submit-on-change]").forEach(function (el) {
+    el.addEventListener("change", function () { el.form.submit(); });
+  });
   document.addEventListener("botflow:theme", draw);
   window.matchMedia("(prefers-color-scheme: dark)").addEventListener("change", draw);
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", draw);

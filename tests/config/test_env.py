@@ -42,7 +42,13 @@ def test_it_refuses_a_malformed_database_url_with_one_line():
 
 
 def test_it_starts_with_good_values():
-    result = run_manage({"DEBUG": "false"}, "check")
+    production = {
+        "BOTFLOW_ENV": "production",
+        "DEBUG": "false",
+        "SECRET_KEY": "k3y-" + "0123456789abcdef" * 4,
+        "ALLOWED_HOSTS": "botflow.example.com",
+    }
+    result = run_manage(production, "check")
     assert result.returncode == 0, result.stderr
     assert "no issues" in result.stdout
 

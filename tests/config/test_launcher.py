@@ -45,7 +45,8 @@ def test_it_runs_a_command_on_the_embedded_services_when_nothing_is_configured(t
         "c = psycopg.connect(dbname=d['NAME'], user=d['USER'], host=d['HOST']); "
         "print(c.execute('select percentile_cont(0.5) within group (order by x) "
         "from generate_series(1, 9) x').fetchone()[0]); "
-        "print(redis.Redis.from_url(os.environ['REDIS_URL']).ping())"
+        "print(redis.Redis.from_url(os.environ['REDIS_URL']).ping()); "
+        "print(os.environ['BOTFLOW_EMBEDDED'])"
     )
     result = launcher(
         {"BOTFLOW_DATA_DIR": str(tmp_path)},
@@ -57,5 +58,22 @@ def test_it_runs_a_command_on_the_embedded_services_when_nothing_is_configured(t
         unset=("DATABASE_URL", "REDIS_URL"),
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["5.0", "True"]
+    assert result.stdout.split() == ["5.0", "True", "1"]
     assert (tmp_path / "pg" / "PG_VERSION").exists()
+
+
+def test_it_runs_its_children_with_development_settings_on_the_configured_services():
+    probe = "import os; print(os.environ['BOTFLOW_ENV'], os.environ.get('BOTFLOW_EMBEDDED', '-'))"
+
+    result = launcher({}, "run", "--", sys.executable, "-c", probe, unset=("BOTFLOW_ENV",))
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["development", "-"]  # the URLs are set: nothing embedded
+
+
+def test_it_keeps_an_environment_the_operator_chose():
+    probe = "import os; print(os.environ['BOTFLOW_ENV'])"
+
+    result = launcher({"BOTFLOW_ENV": "production"}, "run", "--", sys.executable, "-c", probe)
+
+    assert result.stdout.split() == ["production"]

@@ -1,5 +1,6 @@
 """Browser tests: system Chromium driven by pytest-playwright against pytest-django's live_server."""
 
+import time
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,19 @@ def servers():
     s.start()
     yield s
     s.stop()
+
+
+def wait_for_js(page: Page, expression: str, timeout: float = 5_000) -> object:
+    """Poll `expression` with page.evaluate until it is truthy, and return its value.
+
+    page.wait_for_function compiles its predicate with eval inside the page, which the site's
+    Content-Security-Policy (no 'unsafe-eval') forbids; page.evaluate is not subject to it.
+    """
+    deadline = time.monotonic() + timeout / 1000
+    while True:
+        value = page.evaluate(expression)
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still falsy after {timeout:.0f} ms: {expression}")
+        page.wait_for_timeout(50)

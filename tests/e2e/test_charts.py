@@ -13,6 +13,7 @@ from playwright.sync_api import Page, expect
 from analytics import sketch
 from analytics.models import Bot
 from analytics.services.ingest import events_ingest
+from tests.e2e.conftest import wait_for_js
 from tests.e2e.test_accessibility import serious
 from tests.factories import BotFactory, BotHourlyRollupFactory, CampaignFactory
 
@@ -86,7 +87,7 @@ def test_7d_redraws_the_charts_in_place_and_changes_the_tables(
     expect(page.locator("#period-24h")).to_have_attribute("aria-pressed", "false")
     expect(volume_rows).to_have_count(56)
     expect(page.locator("#chart-period-note")).to_contain_text("Last 7 days")
-    page.wait_for_function("document.getElementById('chart-response').data[0].x.length === 56")
+    wait_for_js(page, "document.getElementById('chart-response').data[0].x.length === 56")
     assert drawn_points(page, "chart-volume") == 56
     assert page.evaluate("document.getElementById('chart-response').__mark") == "chart-response"
     assert page.evaluate("document.getElementById('chart-volume').__mark") == "chart-volume"
@@ -98,7 +99,7 @@ def test_7d_redraws_the_charts_in_place_and_changes_the_tables(
 
     page.get_by_role("button", name="30d").click()
     expect(volume_rows).to_have_count(30)
-    page.wait_for_function("document.getElementById('chart-volume').data[0].x.length === 30")
+    wait_for_js(page, "document.getElementById('chart-volume').data[0].x.length === 30")
     assert page.evaluate("document.getElementById('chart-volume').__mark") == "chart-volume"
     # The day without traffic is a gap in the lines, not a zero.
     gaps = page.evaluate(
@@ -158,7 +159,8 @@ def test_the_donut_updates_in_place_when_the_campaign_panel_is_refreshed(
         ]  # fmt: skip
     assert events_ingest(org=org, events=events).accepted == len(events)
     # No socket under the test server: the page polls the same fragments every 2 s.
-    page.wait_for_function(
+    wait_for_js(
+        page,
         "document.getElementById('campaign-pie-winter').data[0].values.join() === '5,2,1,1,3'",
         timeout=10_000,
     )

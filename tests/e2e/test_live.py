@@ -3,6 +3,7 @@
 from playwright.sync_api import Page, expect
 
 from analytics.services.api_keys import api_key_create
+from tests.e2e.conftest import wait_for_js
 from tests.e2e.live_servers import ingest, sign_in_at
 
 
@@ -44,6 +45,6 @@ def test_the_activity_chart_draws_and_grows_in_place(page: Page, servers, alice,
         "6", timeout=2_000
     )
     bars = "document.querySelectorAll('#chart-activity .bars .point').length"
-    page.wait_for_function(f"{bars} >= 1", timeout=2_000)
+    wait_for_js(page, f"{bars} >= 1", timeout=2_000)
     # updated with Plotly.react on the same element, not by replacing the chart's DOM
     assert page.evaluate("document.getElementById('chart-activity').dataset.marker") == "same-node"
