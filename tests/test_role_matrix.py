@@ -12,14 +12,16 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import pytest
 from django.contrib import admin
 from django.http import HttpResponse
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, include, path, reverse
+from django.utils import timezone
 
-from analytics.models import AlertEvent, Membership, Organization, Role, TenantModel
+from analytics.models import AlertEvent, Invitation, Membership, Organization, Role, TenantModel
 from analytics.roles import PERMISSIONS, RANK, matrix_rows, role_allows
 from analytics.services.export import ExportJob, _job_save
 from tests import factories as f
@@ -67,6 +69,16 @@ PAGES: dict[str, Rule] = {
         post="alerts.manage", body=lambda ctx: {"action": "disable"}
     ),
     "dashboard:alert_event_ack": Rule(post="alerts.ack", body=lambda ctx: {}),
+    "dashboard:team": Rule(
+        get="members.manage", post="members.manage",
+        body=lambda ctx: {"email": f"new-{ctx.user.pk}-{uuid.uuid4().hex[:6]}@example.com",
+                          "role": "viewer"},
+    ),  # fmt: skip
+    "dashboard:team_member": Rule(
+        post="members.manage", body=lambda ctx: {"action": "role", "role": "analyst"}
+    ),
+    "dashboard:team_invitation_revoke": Rule(post="members.manage", body=lambda ctx: {}),
+    "dashboard:audit": Rule(get="audit.view"),
 }
 
 
@@ -236,7 +248,7 @@ def _new_page(request, org_slug):
 
 
 urlpatterns = [
-    path("o/<slug:org_slug>/team/", _new_page, name="team"),
+    path("o/<slug:org_slug>/reports/", _new_page, name="reports"),
     path("o/<slug:org_slug>/", include("dashboard.urls")),
 ]
 
@@ -245,7 +257,7 @@ urlpatterns = [
 def test_it_fails_loudly_for_a_route_nobody_declared():
     problems = undeclared_org_routes()
     assert problems == [
-        f"team (o/<slug:org_slug>/team/) has no rule: add it to PAGES in {WHERE} with the "
+        f"reports (o/<slug:org_slug>/reports/) has no rule: add it to PAGES in {WHERE} with the "
         f"permission each method needs (analytics/roles.py), and wrap the view in "
         f"org_view(perm=...)"
     ]
@@ -306,6 +318,15 @@ def _values(world, user, route, tmp_path, settings) -> dict[str, str]:
     org = world["org"]
     rule = f.AlertRuleFactory(organization=org)
     event = f.AlertEventFactory(rule=rule)
+    if "team/members/" in route:  # a fresh viewer, whom admins and owners may promote
+        pk = f.MembershipFactory(organization=org, role=Role.VIEWER).pk
+    elif "team/invitations/" in route:
+        pk = Invitation.objects.create(
+            organization=org, email=f"{uuid.uuid4().hex[:8]}@example.com",
+            token_hash=uuid.uuid4().hex, expires_at=timezone.now() + timedelta(days=7),
+        ).pk  # fmt: skip
+    else:
+        pk = event.pk if "events/" in route else rule.pk
     return {
         "org_slug": org.slug,
         "bot_slug": world["bot"].slug,
@@ -313,7 +334,7 @@ def _values(world, user, route, tmp_path, settings) -> dict[str, str]:
         "campaign_slug": world["campaign"].slug,
         "conversation_id": world["conversation"].pk,
         "job_id": _ready_export(org, user, tmp_path, settings),
-        "pk": event.pk if "events/" in route else rule.pk,
+        "pk": pk,
     }
 
 
