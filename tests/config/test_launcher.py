@@ -65,7 +65,9 @@ def test_it_runs_a_command_on_the_embedded_services_when_nothing_is_configured(t
 def test_it_runs_its_children_with_development_settings_on_the_configured_services():
     probe = "import os; print(os.environ['BOTFLOW_ENV'], os.environ.get('BOTFLOW_EMBEDDED', '-'))"
 
-    result = launcher({}, "run", "--", sys.executable, "-c", probe, unset=("BOTFLOW_ENV",))
+    result = launcher(
+        {}, "run", "--", sys.executable, "-c", probe, unset=("BOTFLOW_ENV", "BOTFLOW_EMBEDDED")
+    )
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["development", "-"]  # the URLs are set: nothing embedded
