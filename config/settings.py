@@ -294,6 +294,7 @@ CELERY_IMPORTS = [*CELERY_IMPORTS, "analytics.alert_tasks"]
 ALERT_WEBHOOK_TIMEOUT = env_int("ALERT_WEBHOOK_TIMEOUT", 5, minimum=1)  # seconds per attempt
 ALERT_NOTIFY_MAX_ATTEMPTS = env_int("ALERT_NOTIFY_MAX_ATTEMPTS", 5, minimum=1)
 ALERT_NOTIFY_BACKOFF = env_int("ALERT_NOTIFY_BACKOFF", 10, minimum=1)  # seconds, then x3 per try
+ALERT_MAX_RECIPIENTS = env_int("ALERT_MAX_RECIPIENTS", 50, minimum=1)  # email addresses per rule
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
