@@ -274,6 +274,12 @@ try:
     METRICS_ALLOWED_NETWORKS = [ipaddress.ip_network(n, strict=False) for n in METRICS_ALLOWED_IPS]
 except ValueError as exc:
     raise EnvError("METRICS_ALLOWED_IPS", f"must be IP addresses or networks: {exc}") from exc
+# Reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (config/proxy.py).
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])
+try:
+    TRUSTED_PROXY_NETWORKS = [ipaddress.ip_network(n, strict=False) for n in TRUSTED_PROXIES]
+except ValueError as exc:
+    raise EnvError("TRUSTED_PROXIES", f"must be IP addresses or networks: {exc}") from exc
 
 # --- exports (issue 6): larger ones run as a Celery job writing to EXPORT_DIR (shared with web)
 EXPORT_ASYNC_ROWS = env_int("EXPORT_ASYNC_ROWS", 200_000, minimum=1)
