@@ -106,6 +106,22 @@ def webhook_target(url: str, *, resolve: bool = True):
     return parts, port, addresses[0]
 
 
+def webhook_url_masked(url: str) -> str:
+    """`scheme://host/***`: where a webhook goes, without the path or query that often hold its
+    secret (shown in full only to keys with the `alerts` scope and to org admins)."""
+    if not url:
+        return url
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "***"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}{port}/***"
+
+
 def _resolve(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return list(dict.fromkeys(ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos))
