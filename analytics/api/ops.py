@@ -17,11 +17,14 @@ from analytics.api.errors import error_response
 
 
 class IsPlatformStaff(permissions.BasePermission):
-    """Staff sessions only; everyone else gets the 404 of a route that is not there."""
+    """Staff sessions only: signed-in non-staff get the 404 of a route that is not there (as an
+    org they are not in), anonymous clients the 403 of every API route without credentials."""
 
     def has_permission(self, request, view) -> bool:
         user = request.user
-        if not (user and user.is_authenticated and user.is_staff):
+        if not (user and user.is_authenticated):
+            return False
+        if not user.is_staff:
             raise exceptions.NotFound("Not found.")
         return True
 
@@ -40,7 +43,8 @@ class OpsQueuesApi(APIView):
         operation_id="ops_queues",
         responses={
             200: OpenApiResponse(OpenApiTypes.OBJECT, description="queues, active, recent, totals"),
-            404: OpenApiResponse(description="not signed in as platform staff"),
+            403: OpenApiResponse(description="not signed in"),
+            404: OpenApiResponse(description="signed in, but not platform staff"),
             503: OpenApiResponse(description="Redis or the broker is unreachable"),
         },
     )
