@@ -495,7 +495,14 @@ class AlertEventAdmin(ReadOnlyOrgAdmin):
 
 @admin.register(AlertNotification)
 class AlertNotificationAdmin(ReadOnlyOrgAdmin):
-    list_display = ("created_at", "organization", "channel", "kind", "target", "status",
+    list_display = ("created_at", "organization", "channel", "kind", "target_masked", "status",
                     "attempts", "last_error")  # fmt: skip
     list_filter = ("channel", "status", "kind")
     raw_id_fields = ("event",)
+
+    @admin.display(description="target")
+    def target_masked(self, obj):
+        """A webhook URL often holds a secret: the list shows only where it goes."""
+        if obj.channel == AlertNotification.Channel.WEBHOOK:
+            return alert_services.webhook_url_masked(obj.target)
+        return obj.target

@@ -2,7 +2,9 @@
 process, plus the product's own figures for every process (read from Redis, analytics.services.ops).
 
 Not public: a request needs `Authorization: Bearer <METRICS_TOKEN>` or a client address in
-`METRICS_ALLOWED_IPS` (loopback by default).
+`METRICS_ALLOWED_IPS` (loopback by default). The address is the real peer's, or behind a proxy
+listed in TRUSTED_PROXIES the client's it reports (config/proxy.py); a request relayed by any
+other proxy needs the token.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from django.views.decorators.http import require_GET
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from config.proxy import request_is_direct
 
 
 class ProductCollector:
@@ -100,6 +104,8 @@ def _allowed(request) -> bool:
     header = request.headers.get("Authorization", "")
     if token and hmac.compare_digest(header.encode(), f"Bearer {token}".encode()):
         return True
+    if not request_is_direct(request):
+        return False  # relayed by a proxy not in TRUSTED_PROXIES: the real client is unknown
     try:
         address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
     except ValueError:

@@ -274,6 +274,12 @@ try:
     METRICS_ALLOWED_NETWORKS = [ipaddress.ip_network(n, strict=False) for n in METRICS_ALLOWED_IPS]
 except ValueError as exc:
     raise EnvError("METRICS_ALLOWED_IPS", f"must be IP addresses or networks: {exc}") from exc
+# Reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (config/proxy.py).
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])
+try:
+    TRUSTED_PROXY_NETWORKS = [ipaddress.ip_network(n, strict=False) for n in TRUSTED_PROXIES]
+except ValueError as exc:
+    raise EnvError("TRUSTED_PROXIES", f"must be IP addresses or networks: {exc}") from exc
 
 # --- exports (issue 6): larger ones run as a Celery job writing to EXPORT_DIR (shared with web)
 EXPORT_ASYNC_ROWS = env_int("EXPORT_ASYNC_ROWS", 200_000, minimum=1)
@@ -294,6 +300,7 @@ CELERY_IMPORTS = [*CELERY_IMPORTS, "analytics.alert_tasks"]
 ALERT_WEBHOOK_TIMEOUT = env_int("ALERT_WEBHOOK_TIMEOUT", 5, minimum=1)  # seconds per attempt
 ALERT_NOTIFY_MAX_ATTEMPTS = env_int("ALERT_NOTIFY_MAX_ATTEMPTS", 5, minimum=1)
 ALERT_NOTIFY_BACKOFF = env_int("ALERT_NOTIFY_BACKOFF", 10, minimum=1)  # seconds, then x3 per try
+ALERT_MAX_RECIPIENTS = env_int("ALERT_MAX_RECIPIENTS", 50, minimum=1)  # email addresses per rule
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)

@@ -148,6 +148,12 @@ def _alerts_context(org, user, form=None) -> dict:
         AlertNotification.objects.for_org(org).select_related("event").order_by("-created_at")[:30]
     )
     can_manage_rules = user_can(user, org, "alerts.manage")
+    for n in notifications:  # a webhook URL often holds a secret: in full for admins only
+        n.target_shown = (
+            n.target
+            if can_manage_rules or n.channel != AlertNotification.Channel.WEBHOOK
+            else alert_services.webhook_url_masked(n.target)
+        )
     return {
         "org": org, "rules": rules, "events": events, "notifications": notifications,
         "can_manage_rules": can_manage_rules, "form": form if form is not None else (

@@ -293,8 +293,6 @@ class CampaignView:
 
 @dataclass(frozen=True)
 class Health:
-    cpu_percent: float
-    memory_percent: float
     answer_rate: float | None
     active_campaigns: int
     messages_per_minute: int
@@ -302,9 +300,8 @@ class Health:
 
 
 def system_health(org, campaigns: list) -> Health:
-    """The health panel: this machine's load (where pulse runs), calls answered, traffic, viewers."""
-    import psutil
-
+    """The health panel: calls answered, traffic, viewers. The host's CPU and memory are the
+    platform's, not the tenant's: staff read them from /api/v1/ops/queues."""
     from dashboard.presence import connected_viewers
 
     done = sum(sum(c.outcomes.values()) for c in campaigns)
@@ -312,8 +309,6 @@ def system_health(org, campaigns: list) -> Health:
         c.outcomes.get("answered", 0) + c.outcomes.get("converted", 0) for c in campaigns
     )
     return Health(
-        cpu_percent=psutil.cpu_percent(interval=None),
-        memory_percent=psutil.virtual_memory().percent,
         answer_rate=100.0 * answered / done if done else None,
         active_campaigns=sum(1 for c in campaigns if c.campaign.status == "active"),
         messages_per_minute=ingest_rate_per_minute(org=org),

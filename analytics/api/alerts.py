@@ -99,11 +99,14 @@ class _AlertApi(APIView):
             self.session_can_manage = user_can(request.user, self.org, "alerts.manage")
 
     def rule_data(self, data: dict) -> dict:
-        # A webhook URL often carries a secret: signed-in members who cannot manage rules
-        # see that there is one, not what it is.
-        session = not isinstance(self.request.auth, ApiKey)
-        if session and not self.session_can_manage and data.get("webhook_url"):
-            data["webhook_url"] = "(hidden)"
+        # A webhook URL often carries a secret: whoever may not change rules (a key without the
+        # `alerts` scope, a member below admin) sees where it goes, `scheme://host/***`.
+        api_key = self.request.auth
+        whole = (
+            api_key.has_scope("alerts") if isinstance(api_key, ApiKey) else self.session_can_manage
+        )
+        if not whole and data.get("webhook_url"):
+            data["webhook_url"] = alert_services.webhook_url_masked(data["webhook_url"])
         return data
 
     def get_serializer_context(self):

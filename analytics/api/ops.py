@@ -1,4 +1,5 @@
-"""`GET /api/v1/ops/queues`: Celery queues and recent task outcomes, for org admins and staff."""
+"""`GET /api/v1/ops/queues`: Celery queues, recent task outcomes and the host's load, for platform
+staff only: the figures are every org's, so to anyone else the route does not exist (404)."""
 
 from __future__ import annotations
 
@@ -8,20 +9,24 @@ from datetime import UTC, datetime
 import redis
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import authentication, permissions
+from rest_framework import authentication, exceptions, permissions
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from analytics.api.errors import error_response
-from analytics.tenancy import admin_org_ids
 
 
-class IsStaffOrOrgAdmin(permissions.BasePermission):
-    message = "Only platform staff and organization owners or admins may see the task queues."
+class IsPlatformStaff(permissions.BasePermission):
+    """Staff sessions only: signed-in non-staff get the 404 of a route that is not there (as an
+    org they are not in), anonymous clients the 403 of every API route without credentials."""
 
     def has_permission(self, request, view) -> bool:
         user = request.user
-        return bool(user and user.is_authenticated and (user.is_staff or admin_org_ids(user)))
+        if not (user and user.is_authenticated):
+            return False
+        if not user.is_staff:
+            raise exceptions.NotFound("Not found.")
+        return True
 
 
 def _when(epoch: float) -> str:
@@ -32,18 +37,19 @@ class OpsQueuesApi(APIView):
     """Tasks waiting per queue, running now, and the latest outcomes (no task arguments)."""
 
     authentication_classes = [authentication.SessionAuthentication]
-    permission_classes = [IsStaffOrOrgAdmin]
+    permission_classes = [IsPlatformStaff]
 
     @extend_schema(
         operation_id="ops_queues",
         responses={
             200: OpenApiResponse(OpenApiTypes.OBJECT, description="queues, active, recent, totals"),
-            403: OpenApiResponse(description="not signed in, or neither staff nor an org admin"),
+            403: OpenApiResponse(description="not signed in"),
+            404: OpenApiResponse(description="signed in, but not platform staff"),
             503: OpenApiResponse(description="Redis or the broker is unreachable"),
         },
     )
     def get(self, request):
-        from analytics.services.ops import ops_snapshot
+        from analytics.services.ops import host_load, ops_snapshot
 
         try:
             snapshot = ops_snapshot()
@@ -67,6 +73,7 @@ class OpsQueuesApi(APIView):
                     }
                     for r in snapshot.recent_tasks
                 ],  # fmt: skip
+                "host": host_load(),
                 "totals": {
                     "waiting": sum(snapshot.queues.values()),
                     "active": len(snapshot.active_tasks),

@@ -65,31 +65,61 @@ MUTE_CHOICES = {"1h": timedelta(hours=1), "4h": timedelta(hours=4), "24h": timed
 
 
 def webhook_url_check(url: str, *, resolve: bool = True) -> list[str]:
-    """Why a webhook URL is refused (empty: accepted): not http(s), or a host that resolves to
-    loopback, link-local, private or otherwise internal addresses the operator has not allowed."""
+    """Why a webhook URL is refused (empty: accepted): not http(s), credentials in it, or a host
+    with any resolved address that is not globally routable (unless the operator allowed it)."""
+    try:
+        webhook_target(url, resolve=resolve)
+    except ValueError as exc:
+        return [str(exc)]
+    return []
+
+
+def webhook_target(url: str, *, resolve: bool = True):
+    """(url parts, port, the address to connect to) for a webhook URL; ValueError says why not.
+
+    Every address the host resolves to must pass `address_allowed`: one internal answer among
+    public ones is refused, since the connection could be steered to it (DNS rebinding)."""
     try:
         parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
-        return ["Enter a valid URL."]
+        raise ValueError("Enter a valid URL.") from None
     if parts.scheme not in ("http", "https"):
-        return ["The webhook URL must start with http:// or https://."]
+        raise ValueError("The webhook URL must start with http:// or https://.")
     if not parts.hostname:
-        return ["The webhook URL has no host."]
+        raise ValueError("The webhook URL has no host.")
     if parts.username or parts.password:
-        return ["The webhook URL must not contain credentials; use the signing secret."]
+        raise ValueError("The webhook URL must not contain credentials; use the signing secret.")
     if not resolve:
-        return []
+        return parts, port, None
     try:
-        addresses = _resolve(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
-    except OSError:
-        return [f"The host {parts.hostname!r} does not resolve."]
+        addresses = _resolve(parts.hostname, port)
+    except (OSError, UnicodeError, ValueError):
+        raise ValueError(f"The host {parts.hostname!r} does not resolve.") from None
     refused = [str(a) for a in addresses if not address_allowed(a)]
-    if refused:
-        return [
-            f"The webhook URL points to an internal address ({', '.join(refused)}); "
-            "ask the operator to allow it (ALERT_WEBHOOK_ALLOWED_NETWORKS)."
-        ]
-    return []
+    if refused or not addresses:
+        raise ValueError(
+            f"The webhook URL points to an address that is not public ({', '.join(refused)}); "
+            "webhooks reach only globally routable addresses "
+            "(an operator may allow a network with ALERT_WEBHOOK_ALLOWED_NETWORKS)."
+        )
+    return parts, port, addresses[0]
+
+
+def webhook_url_masked(url: str) -> str:
+    """`scheme://host/***`: where a webhook goes, without the path or query that often hold its
+    secret (shown in full only to keys with the `alerts` scope and to org admins)."""
+    if not url:
+        return url
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "***"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}{port}/***"
 
 
 def _resolve(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
@@ -97,15 +127,58 @@ def _resolve(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv
     return list(dict.fromkeys(ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos))
 
 
-def address_allowed(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if any(address in net for net in settings.ALERT_WEBHOOK_ALLOWED_NETWORKS):
-        return True
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
-    return not (
-        address.is_loopback or address.is_link_local or address.is_private
-        or address.is_multicast or address.is_reserved or address.is_unspecified
+# Not reachable on the public internet, whatever `is_global` of this Python says about them.
+_NOT_PUBLIC = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+        "172.16.0.0/12", "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16",
+        "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
+        "::/128", "::1/128", "::ffff:0:0/96", "64:ff9b:1::/48", "100::/64", "2001::/23",
+        "2001:db8::/32", "fc00::/7", "fe80::/10", "fec0::/10", "ff00::/8",
+    )
+)  # fmt: skip
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries (mapped, IPv4-compatible, 6to4, Teredo, NAT64):
+    a packet to it may end up at them."""
+    found = []
+    if address.ipv4_mapped:
+        found.append(address.ipv4_mapped)
+    if address.sixtofour:
+        found.append(address.sixtofour)
+    if address.teredo:
+        found.extend(address.teredo)  # (server, client)
+    if address in _NAT64 or address in _IPV4_COMPATIBLE:
+        found.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    return found
+
+
+def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    return address.is_global and not (
+        address.is_multicast or address.is_reserved or address.is_unspecified
+        or address.is_loopback or address.is_link_local or address.is_private
+        or any(address in net for net in _NOT_PUBLIC if net.version == address.version)
     )  # fmt: skip
+
+
+def address_allowed(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """A webhook may reach `address`: an operator-allowed network, or globally routable with
+    every IPv4 address it carries globally routable too (an allow-list, not a deny-list)."""
+    inner = embedded_ipv4(address) if address.version == 6 else []
+    allowed = settings.ALERT_WEBHOOK_ALLOWED_NETWORKS
+    if any(a in net for a in (address, *inner) for net in allowed if net.version == a.version):
+        return True
+    if inner:
+        # mapped, IPv4-compatible and NAT64 forms are the IPv4 address itself; 6to4 and Teredo
+        # are judged both as IPv6 (a relay prefix) and by what they carry
+        if address.ipv4_mapped or address in _IPV4_COMPATIBLE or address in _NAT64:
+            return all(_public(a) for a in inner)
+        return all(_public(a) for a in inner) and _public(address)
+    return _public(address)
 
 
 def email_recipients(raw: str) -> list[str]:
@@ -143,7 +216,14 @@ def alert_rule_clean(rule: AlertRule) -> None:
         errors["campaign"].append("Choose a bot or a campaign, not both.")
     if not rule.window_minutes:
         errors["window_minutes"].append("The window must be at least 1 minute.")
-    for address in email_recipients(rule.email_recipients):
+    recipients = email_recipients(rule.email_recipients)
+    if len(recipients) > settings.ALERT_MAX_RECIPIENTS:
+        errors["email_recipients"].append(
+            f"At most {settings.ALERT_MAX_RECIPIENTS} email addresses per rule "
+            f"({len(recipients)} given); use a mailing list for more."
+        )
+        recipients = []  # not worth checking one by one
+    for address in recipients:
         try:
             validate_email(address)
         except ValidationError:
@@ -616,17 +696,12 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
 
 
 def webhook_post(url: str, body: bytes, headers: dict, *, timeout: float) -> int:
-    """POST `body` to a checked address of `url`; returns the status (redirects not followed)."""
-    problems = webhook_url_check(url, resolve=False)
-    if problems:
-        raise ValueError(problems[0])
-    parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    allowed = [a for a in _resolve(parts.hostname, port) if address_allowed(a)]
-    if not allowed:
-        raise ValueError("the webhook host resolves to internal addresses only")
+    """POST `body` to `url`, checked again now (DNS may have changed since the rule was saved) and
+    connected to the very address that was checked; returns the status (redirects not followed:
+    a 3xx is an answer like any other)."""
+    parts, port, address = webhook_target(url)
     cls = _PinnedHTTPSConnection if parts.scheme == "https" else _PinnedHTTPConnection
-    conn = cls(parts.hostname, port, allowed[0], timeout=timeout)
+    conn = cls(parts.hostname, port, address, timeout=timeout)
     try:
         path = parts.path or "/"
         conn.request("POST", path + (f"?{parts.query}" if parts.query else ""), body=body,

@@ -140,3 +140,13 @@ def broker_ping(timeout: float = 2.0) -> str:
     except Exception as exc:  # noqa: BLE001 - any failure means "down", and says which
         return f"error: {exc.__class__.__name__}"
     return "ok"
+
+
+def host_load() -> dict[str, float]:
+    """This machine's CPU and memory use (percent): for platform staff, never for a tenant."""
+    import psutil
+
+    return {
+        "cpu_percent": psutil.cpu_percent(interval=None),
+        "memory_percent": psutil.virtual_memory().percent,
+    }

@@ -220,7 +220,10 @@ def test_the_session_api_follows_the_role_matrix(client, bob, dave, erin, org):
     mute = f"/api/v1/alerts/rules/{rule.pk}/mute?org=acme"
     client.force_login(bob)
     rules = client.get("/api/v1/alerts/rules?org=acme")
-    assert rules.status_code == 200 and rules.json()[0]["webhook_url"] == "(hidden)"
+    assert (
+        rules.status_code == 200
+        and rules.json()[0]["webhook_url"] == "https://hooks.example.com/***"
+    )
     response = client.post(ack)
     assert response.status_code == 403
     assert response.json() == {"detail": "Your role (viewer) does not allow this."}
@@ -234,3 +237,67 @@ def test_the_session_api_follows_the_role_matrix(client, bob, dave, erin, org):
     assert client.post(mute, {"minutes": 60}).status_code == 200
     assert client.delete(f"/api/v1/alerts/rules/{rule.pk}?org=acme").status_code == 204
     assert client.get("/api/v1/alerts/rules?org=globex").status_code == 404
+
+
+# --- webhook URLs are secrets; recipients are capped (issue 11) --------------------------------
+
+HOOK = "https://hooks.example.com/services/T000/B111/s3cretP4th?token=abc"
+
+
+def test_a_read_key_sees_a_webhook_url_masked_and_an_alerts_key_in_full(client, org):
+    rule = f.AlertRuleFactory(organization=org, webhook_url=HOOK)
+    for scopes, shown in ((["read"], "https://hooks.example.com/***"), (["alerts"], HOOK),
+                          (["read", "alerts"], HOOK)):  # fmt: skip
+        auth = _key(org, scopes)
+        listed = client.get(reverse("api:alert-rules"), **auth)
+        detail = client.get(reverse("api:alert-rule", args=[rule.pk]), **auth)
+        assert listed.json()[0]["webhook_url"] == shown, scopes
+        assert detail.json()["webhook_url"] == shown, scopes
+        if shown != HOOK:
+            assert "s3cret" not in listed.content.decode() + detail.content.decode()
+
+
+def test_the_page_masks_webhook_urls_below_admin_and_the_admin_list_masks_them(
+    client, alice, bob, org
+):
+    f.AlertNotificationFactory(
+        event=f.AlertEventFactory(rule=f.AlertRuleFactory(organization=org, webhook_url=HOOK)),
+        channel="webhook", target=HOOK,
+    )  # fmt: skip
+    url = reverse("dashboard:alerts", args=[org.slug])
+    client.force_login(bob)  # a viewer
+    page = client.get(url).content.decode()
+    assert "https://hooks.example.com/***" in page and "s3cret" not in page
+    analyst = f.UserFactory(username="ann")
+    f.MembershipFactory(organization=org, user=analyst, role="analyst")
+    client.force_login(analyst)
+    assert "s3cret" not in client.get(url).content.decode()
+    client.force_login(alice)  # the owner
+    assert "https://hooks.example.com/services/T000" in client.get(url).content.decode()
+    client.force_login(f.UserFactory(username="root", is_staff=True, is_superuser=True))
+    listing = client.get("/admin/analytics/alertnotification/").content.decode()
+    assert "https://hooks.example.com/***" in listing and "s3cret" not in listing
+
+
+def test_a_rule_with_too_many_recipients_is_refused_on_the_page_and_the_api(
+    client, alice, org, settings
+):
+    settings.ALERT_MAX_RECIPIENTS = 50
+    many = ", ".join(f"ops{i}@example.com" for i in range(2000))
+    client.force_login(alice)
+    response = client.post(reverse("dashboard:alerts", args=[org.slug]),
+                           _rule_form(email_recipients=many))  # fmt: skip
+    assert response.status_code == 400
+    assert response.context["form"].errors["email_recipients"] == [
+        "At most 50 email addresses per rule (2000 given); use a mailing list for more."
+    ]
+    body = {"name": "Volume", "metric": "volume", "warning_threshold": 5,
+            "critical_threshold": 20, "window_minutes": 10, "email_recipients": many}  # fmt: skip
+    response = client.post(reverse("api:alert-rules"), body, content_type="application/json",
+                           **_key(org, ["alerts"]))  # fmt: skip
+    assert response.status_code == 400 and "At most 50" in response.json()["email_recipients"][0]
+    assert not AlertRule.objects.exists()
+    fifty = ", ".join(f"ops{i}@example.com" for i in range(50))
+    response = client.post(reverse("api:alert-rules"), {**body, "email_recipients": fifty},
+                           content_type="application/json", **_key(org, ["alerts"]))  # fmt: skip
+    assert response.status_code == 201

@@ -213,6 +213,7 @@ def test_the_campaign_panel_shows_todays_calls_outcomes_and_queue(client, bob, o
     health = response.context["health"]
     assert (health.answer_rate, health.active_campaigns) == (50.0, 1)
     assert 'id="system-health"' in page
+    assert "<dt>CPU</dt>" not in page and "<dt>Memory</dt>" not in page  # the host's, not ours
 
 
 def test_the_live_part_can_be_narrowed_to_a_bot_or_a_campaign(client, bob, org, bot, other_org):

@@ -313,3 +313,110 @@ def test_it_pushes_the_banner_and_a_stream_event_when_an_alert_fires(org):
     event = json.loads(frames[stream_group(org.pk)])
     assert event["type"] == "alert" and event["data"]["change"] == "firing"
     pubsub.close()
+
+
+# --- webhook targets: an allow-list of globally routable addresses (issue 11) -----------------
+
+NOT_PUBLIC = [
+    "http://169.254.169.254/latest/meta-data/",  # cloud metadata
+    "http://[::ffff:169.254.169.254]/",  # IPv4-mapped
+    "http://[::ffff:a9fe:a9fe]/",  # IPv4-mapped, hex
+    "http://[::a9fe:a9fe]/",  # IPv4-compatible
+    "http://[64:ff9b::a9fe:a9fe]/",  # NAT64
+    "http://[2002:a9fe:a9fe::1]/",  # 6to4 around the metadata address
+    "http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/",  # Teredo
+    "http://2130706433/",  # 127.0.0.1 as one decimal number
+    "http://0x7f.1/",  # 127.0.0.1 in hex, short form
+    "http://017700000001/",  # octal
+    "http://100.64.0.1/",  # carrier-grade NAT
+    "http://0.0.0.0:8000/",
+    "http://192.0.0.8/",
+    "http://198.18.0.1/",  # benchmarking
+    "http://224.0.0.1/",  # multicast
+    "http://240.0.0.1/",  # reserved
+    "http://[fd00::1]/",  # unique local
+    "http://[fe80::1]/",
+    "http://localhost:8000/",  # a name that resolves to loopback
+]
+PUBLIC = ["http://93.184.215.14/hook", "https://[2606:4700:4700::1111]/x",
+          "http://[::ffff:8.8.8.8]/", "http://[64:ff9b::808:808]/"]  # fmt: skip
+
+
+@pytest.mark.parametrize("url", NOT_PUBLIC)
+def test_it_refuses_a_webhook_that_is_not_globally_routable_on_save_and_on_send(url, org, settings):
+    settings.ALERT_WEBHOOK_ALLOWED_NETWORKS = []
+    rule = f.AlertRuleFactory.build(organization=org, webhook_url=url)
+    with pytest.raises(ValidationError) as exc:
+        rule.full_clean()
+    # (Django's URL check already refuses some spellings, such as a decimal host)
+    assert exc.value.message_dict["webhook_url"][0] in (
+        "Enter a valid URL.",
+        svc.webhook_url_check(url)[0],
+    )
+    assert "not public" in svc.webhook_url_check(url)[0]
+    with pytest.raises(ValueError, match="not public"):
+        svc.webhook_post(url, b"{}", {}, timeout=1)
+
+
+@pytest.mark.parametrize("url", PUBLIC)
+def test_it_accepts_a_webhook_on_a_public_address(url, org, settings):
+    settings.ALERT_WEBHOOK_ALLOWED_NETWORKS = []
+    f.AlertRuleFactory.build(organization=org, webhook_url=url).full_clean()
+
+
+def test_it_checks_the_address_again_at_delivery_and_sends_nothing_to_a_private_one(org, settings):
+    """Saved while public, then the host's answer changed (rebinding): nothing reaches it."""
+    settings.ALERT_WEBHOOK_ALLOWED_NETWORKS = []
+    handler = type("Receiver", (_Receiver,), {"received": [], "status": 200})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        rule = svc.alert_rule_prepare(f.AlertRuleFactory.build(
+            organization=org, warning_threshold=10, critical_threshold=None,
+            webhook_url="http://93.184.215.14/hook"))  # fmt: skip
+        rule.full_clean()
+        rule.save()
+        AlertRule.objects.filter(pk=rule.pk).update(
+            webhook_url=f"http://localhost:{server.server_address[1]}/hook"
+        )
+        put_messages(org, 50)
+        svc.alert_rules_evaluate(org_ids=[org.pk])
+        deliver_all()
+    finally:
+        server.shutdown()
+        server.server_close()
+    n = AlertNotification.objects.for_org(org).get()
+    assert n.status == "failed" and "not public (127.0.0.1)" in n.last_error
+    assert handler.received == []
+
+
+def test_it_follows_no_redirect(org, webhook_server, settings):
+    receiver, url = webhook_server
+    receiver.status = 302  # Location-less here; a 3xx is the answer, whatever it points to
+    settings.ALERT_NOTIFY_MAX_ATTEMPTS = 1
+    f.AlertRuleFactory(organization=org, warning_threshold=10, critical_threshold=None,
+                       webhook_url=url, webhook_secret="s")  # fmt: skip
+    put_messages(org, 50)
+    svc.alert_rules_evaluate(org_ids=[org.pk])
+    deliver_all()
+    n = AlertNotification.objects.for_org(org).get()
+    assert (n.status, n.last_error, len(receiver.received)) == ("failed", "HTTP 302", 1)
+
+
+def test_it_sends_the_host_name_it_was_given_to_the_address_it_checked(org, webhook_server):
+    receiver, url = webhook_server
+    port = url.split(":")[2].split("/")[0]  # loopback is allowed by the fixture
+    assert svc.webhook_post(f"http://localhost:{port}/hook", b"{}", {}, timeout=2) == 200
+    assert receiver.received[0][0]["host"] == f"localhost:{port}"
+
+
+def test_it_caps_the_email_recipients_of_a_rule(org, settings):
+    settings.ALERT_MAX_RECIPIENTS = 50
+    fifty = ",".join(f"ops{i}@example.com" for i in range(50))
+    f.AlertRuleFactory.build(organization=org, email_recipients=fifty).full_clean()
+    thousands = "\n".join(f"ops{i}@example.com" for i in range(5000))
+    with pytest.raises(ValidationError) as exc:
+        f.AlertRuleFactory.build(organization=org, email_recipients=thousands).full_clean()
+    assert exc.value.message_dict["email_recipients"] == [
+        "At most 50 email addresses per rule (5000 given); use a mailing list for more."
+    ]
