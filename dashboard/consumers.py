@@ -13,6 +13,7 @@ import redis
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.utils.html import format_html
 
@@ -38,7 +39,7 @@ CLOSE_TRY_LATER = 1013  # live updates are unavailable (Redis is down); browsers
 def _org_for_user(user, slug: str):
     try:
         return get_org_for_user(user, slug)
-    except Http404:
+    except (Http404, PermissionDenied):  # an outsider, or a role without "org.view"
         return None
 
 
