@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
@@ -70,6 +71,19 @@ def access_end(
 
 
 def _send(group: str, message: dict) -> None:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        _send_now(group, message)
+        return
+    # Sync code on an event loop's thread (DJANGO_ALLOW_ASYNC_UNSAFE, a shell inside a loop):
+    # async_to_sync cannot run here, so the send gets a thread of its own.
+    sender = threading.Thread(target=_send_now, args=(group, message), daemon=True)
+    sender.start()
+    sender.join(5)
+
+
+def _send_now(group: str, message: dict) -> None:
     try:
         async_to_sync(get_channel_layer().group_send)(group, message)
     except (redis.RedisError, OSError) as exc:
