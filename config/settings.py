@@ -177,7 +177,14 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS.url], "capacity": 1500, "expiry": 10},
+        "CONFIG": {
+            # redis-py 8 reads with a 5 s socket timeout by default: exactly channels-redis'
+            # 5 s BZPOPMIN wait, so an idle receive() raised TimeoutError. Reads may take longer
+            # than the blocking wait; a dead server is still noticed within 15 s.
+            "hosts": [{"address": REDIS.url, "socket_timeout": 15, "socket_connect_timeout": 3}],
+            "capacity": 1500,
+            "expiry": 10,
+        },
     }
 }
 
@@ -378,3 +385,14 @@ AXES_VERBOSE = False
 SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
     "AlertStateEnum": "analytics.models.AlertRule.State",
 }
+
+
+# --- access ends when it should (issue 11): WebSocket origins
+# The dashboard socket is accepted from the page's own origin (scheme, host and port of the
+# request) and from these exact origins, e.g. "https://botflow.example.com" behind a TLS proxy.
+WS_ALLOWED_ORIGINS = env_list("WS_ALLOWED_ORIGINS", CSRF_TRUSTED_ORIGINS)
+for _origin in WS_ALLOWED_ORIGINS:
+    if not _origin.startswith(("http://", "https://")) or _origin.count("/") != 2:
+        raise EnvError(
+            "WS_ALLOWED_ORIGINS", f"must be origins like https://host[:port], got {_origin!r}"
+        )

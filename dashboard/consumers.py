@@ -4,18 +4,34 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from importlib import import_module
+from types import SimpleNamespace
 
 import orjson
+import redis
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.utils.html import format_html
 
 from analytics.tenancy import get_org_for_user
 from dashboard.broadcast import org_group, scoped_group, stream_group
 from dashboard.hub import Subscriber, WireWriter, get_hub
+from dashboard.revocation import (
+    CLOSE_AUTH_ENDED,
+    CLOSE_NOT_ALLOWED,
+    Watch,
+    api_key_group,
+    get_revoker,
+    session_tag,
+    user_group,
+)
 
 CLOSE_FORBIDDEN = 4403  # not signed in, or not a member of this org
+ACCESS_CHECKED_AT = "botflow.access_checked_at"  # scope key: monotonic time before auth ran
 CLOSE_TOO_SLOW = 4408  # the client fell too far behind
 CLOSE_TRY_LATER = 1013  # live updates are unavailable (Redis is down); browsers retry this code
 
@@ -23,7 +39,7 @@ CLOSE_TRY_LATER = 1013  # live updates are unavailable (Redis is down); browsers
 def _org_for_user(user, slug: str):
     try:
         return get_org_for_user(user, slug)
-    except Http404:
+    except (Http404, PermissionDenied):  # an outsider, or a role without "org.view"
         return None
 
 
@@ -34,25 +50,86 @@ def _org_for_user(user, slug: str):
 _resolve_org = database_sync_to_async(_org_for_user, thread_sensitive=False)
 
 
+def _session_access_now(session_key: str | None, user_id: int, org_slug: str) -> int | None:
+    """Re-checks a dashboard socket's access from the database: None while it holds, 4401 once
+    the session no longer signs in this user (signed out, deleted, password changed, user
+    deactivated), 4403 once the user may no longer see the org."""
+    from django.contrib import auth
+
+    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    user = auth.get_user(SimpleNamespace(session=store))
+    if user.pk != user_id:
+        return CLOSE_AUTH_ENDED
+    return None if _org_for_user(user, org_slug) is not None else CLOSE_NOT_ALLOWED
+
+
+_session_access = database_sync_to_async(_session_access_now, thread_sensitive=False)
+
+
+class StampAccessCheck:
+    """Outermost on a socket route: notes when its access check began, so a revocation that
+    arrives while the socket is being set up still applies to it (see Revoker.missed)."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        return await self.app({**scope, ACCESS_CHECKED_AT: time.monotonic()}, receive, send)
+
+
+async def _watch_access(consumer, watch: Watch) -> bool:
+    """Register a socket with the process's revoker before it is accepted; refuse it (and say
+    False) if its access ended meanwhile or the layer cannot be reached."""
+    revoker = get_revoker()
+    try:
+        await revoker.watch(watch)
+    except (redis.RedisError, OSError):
+        await consumer.close(code=CLOSE_TRY_LATER)
+        return False
+    asyncio.current_task().add_done_callback(lambda _: get_revoker().unwatch(watch))
+    missed = revoker.missed(watch)
+    code = missed["code"] if missed is not None and not missed.get("recheck") else None
+    if code is None and (missed is not None or revoker.needs_fresh_check(watch)):
+        code = await watch.recheck()  # a revocation may have been sent before the group join
+    if code is not None:
+        revoker.unwatch(watch)
+        await consumer.close(code=CLOSE_FORBIDDEN)
+        return False
+    return True
+
+
 class DashboardConsumer(AsyncWebsocketConsumer):
     """`/ws/o/<org>/live/`: pushes the org's rendered fragments (HTMX out-of-band swaps)."""
 
     group: str | None = None
+    ended = False  # access ended (logout, membership removed, ...): the socket is closing
     # No channel layer: frames come from the process's hub, so the socket needs no layer channel,
     # and no per-socket layer receive that could fail (e.g. a Redis read timeout under load) and
     # take the consumer down before disconnect() removes it from its group.
     channel_layer_alias = "no-channel-layer"
 
     async def connect(self):
-        org = await _resolve_org(
-            self.scope.get("user"), self.scope["url_route"]["kwargs"]["org_slug"]
-        )
+        user = self.scope.get("user")
+        slug = self.scope["url_route"]["kwargs"]["org_slug"]
+        org = await _resolve_org(user, slug)
         if org is None:
             await self.close(code=CLOSE_FORBIDDEN)
             return
         if not await get_hub().redis_ok():
             # Nothing would be pushed: refuse, and the page polls over HTTP until a retry succeeds.
             await self.close(code=CLOSE_TRY_LATER)
+            return
+        session = self.scope.get("session")
+        session_key = session.session_key if session is not None else None
+        watch = Watch(
+            group=user_group(user.pk),
+            close=self._access_ended,
+            session=session_tag(session_key),
+            org_id=org.pk,
+            recheck=lambda: _session_access(session_key, user.pk, slug),
+            started=self.scope.get(ACCESS_CHECKED_AT, time.monotonic()),
+        )
+        if not await _watch_access(self, watch):
             return
         await self.accept()
         self.org_id = org.pk
@@ -80,9 +157,19 @@ class DashboardConsumer(AsyncWebsocketConsumer):
     def _live_lost(self):
         asyncio.get_running_loop().create_task(self.close(code=CLOSE_TRY_LATER))
 
+    def _access_ended(self, code: int) -> None:
+        """The revoker's call: not one more frame (even one already on its way), then close."""
+        self.ended = True
+        if self.group is not None:
+            get_hub().leave(self.group, self.subscriber)
+            self.subscriber.close()
+        asyncio.get_running_loop().create_task(self.close(code=code))
+
     async def receive(self, text_data=None, bytes_data=None):
         """`{"action": "subscribe", "bot" | "campaign": "<slug>"}` narrows the socket to that bot
         or campaign of the org; `{"action": "unsubscribe"}` widens it to the whole org again."""
+        if self.ended:
+            return
         request = parse_subscription(text_data)
         if isinstance(request, str):
             await self._notice(request)
@@ -95,6 +182,8 @@ class DashboardConsumer(AsyncWebsocketConsumer):
                 await self._notice(f"No {kind} with slug {slug!r} in this organization.")
                 return
             group = scoped_group(self.org_id, **{f"{kind}_id": pk})
+        if self.ended:
+            return
         if group != self.group:
             hub = get_hub()
             hub.leave(self.group, self.subscriber)
@@ -126,6 +215,18 @@ def _stream_key(secret: str):
     if api_key is None or not api_key.has_scope("read"):
         return None
     return api_key
+
+
+@database_sync_to_async
+def _stream_key_access(secret: str) -> int | None:
+    """Re-checks a stream socket's key, uncached: None while it may read, 4401 once revoked or
+    deleted, 4403 once it lost the `read` scope."""
+    from analytics.services.api_keys import api_key_find
+
+    api_key = api_key_find(secret)
+    if api_key is None or not api_key.is_active:
+        return CLOSE_AUTH_ENDED
+    return None if api_key.has_scope("read") else CLOSE_NOT_ALLOWED
 
 
 @database_sync_to_async
@@ -173,13 +274,24 @@ class StreamConsumer(AsyncWebsocketConsumer):
     subprotocol `bearer.<key>`; JSON events for the whole org, or only the subscribed bots."""
 
     groups_joined: set[str]
+    writer: asyncio.Task | None = None
+    ended = False  # access ended (key revoked, ...): the socket is closing
 
     async def connect(self):
         self.groups_joined = set()
+        started = time.monotonic()
         secret, subprotocol = _secret_from_scope(self.scope)
         api_key = await _stream_key(secret) if secret else None
         if api_key is None:
             await self.close(code=CLOSE_FORBIDDEN)
+            return
+        watch = Watch(
+            group=api_key_group(api_key.pk),
+            close=self._access_ended,
+            recheck=lambda: _stream_key_access(secret),
+            started=started,
+        )
+        if not await _watch_access(self, watch):
             return
         await self.accept(subprotocol=subprotocol)
         self.org_id = api_key.organization_id
@@ -203,12 +315,23 @@ class StreamConsumer(AsyncWebsocketConsumer):
     def _too_slow(self):
         asyncio.get_running_loop().create_task(self.close(code=CLOSE_TOO_SLOW))
 
+    def _access_ended(self, code: int) -> None:
+        """The revoker's call: not one more event (queued ones are dropped), then close."""
+        self.ended = True
+        if self.writer is not None:
+            self._set_groups(set())
+            self.subscriber.close()
+            self.writer.cancel()
+        asyncio.get_running_loop().create_task(self.close(code=code))
+
     async def _error(self, message: str) -> None:
         await self.send(text_data=orjson.dumps({"type": "error", "error": message}).decode())
 
     async def receive(self, text_data=None, bytes_data=None):
         """Subscriptions add bots and campaigns (the stream then carries only theirs);
         unsubscribing the last one, or `{"action": "unsubscribe"}`, returns to the whole org."""
+        if self.ended:
+            return
         request = parse_subscription(text_data)
         if isinstance(request, str):
             await self._error(request)
@@ -224,6 +347,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
             self.targets.pop((kind, slug), None)
         else:
             self.targets.clear()
+        if self.ended:
+            return  # the key was revoked while the slug was looked up
         wanted = {
             stream_group(self.org_id, **{f"{k}_id": pk}) for (k, _), pk in self.targets.items()
         } or {stream_group(self.org_id)}

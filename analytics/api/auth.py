@@ -49,6 +49,13 @@ def session_org(request, perm: str):
         raise exceptions.PermissionDenied(str(exc)) from None
 
 
+def forget_api_key(api_key_id: int) -> None:
+    """Drop a key from this process's cache at once (it was just revoked)."""
+    for secret, (_, api_key) in list(_key_cache.items()):
+        if api_key is not None and api_key.pk == api_key_id:
+            _key_cache.pop(secret, None)
+
+
 class ApiKeyAuthentication(authentication.BaseAuthentication):
     """Authenticates a request by API key; `request.auth` is the ApiKey, with its organization."""
 

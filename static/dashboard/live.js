@@ -63,7 +63,7 @@
   });
 
   function startPolling() {
-    if (pollTimer) return;
+    if (pollTimer || ended) return;
     refresh();
     pollTimer = setInterval(refresh, POLL_MS);
   }
@@ -158,7 +158,31 @@
     if (scope()) subscribe();
     else refresh();
   });
-  document.body.addEventListener("htmx:wsClose", function () {
+  // The server ended this page's access (4401: signed out, session or user gone; 4403: no
+  // longer a member of this organization). Retrying cannot help: stop, say why, offer sign-in.
+  var ended = false;
+  var endedBox = document.getElementById("access-ended");
+  function accessEnded(code) {
+    if (ended) return;
+    ended = true;
+    socket = null;
+    stopPolling();
+    var text = endedBox && endedBox.getAttribute("data-message-" + code);
+    show("ended", code === 4403 ? "No access" : "Signed out");
+    if (endedBox && text) {
+      document.getElementById("access-ended-message").textContent = text;
+      endedBox.hidden = false;
+    }
+    live.removeAttribute("ws-connect");
+  }
+
+  document.body.addEventListener("htmx:wsClose", function (event) {
+    var code = event.detail && event.detail.event && event.detail.event.code;
+    if (code === 4401 || code === 4403) {
+      accessEnded(code);
+      return;
+    }
+    if (ended) return;
     socket = null;
     show("reconnecting", "Reconnecting…");
     startPolling();

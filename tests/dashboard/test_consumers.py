@@ -19,7 +19,7 @@ from dashboard.presence import connected_viewers
 def session_headers(user, origin=b"http://testserver"):
     client = Client()
     client.force_login(user)
-    headers = [(b"origin", origin)]
+    headers = [(b"host", b"testserver"), (b"origin", origin)]
     if user is not None:
         headers.append((b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode()))
     return headers
@@ -57,7 +57,7 @@ async def connect(path, headers):
 def test_it_refuses_a_socket_without_a_session(org):
     async def scenario():
         communicator, connected, code = await connect(
-            "/ws/o/acme/live/", [(b"origin", b"http://testserver")]
+            "/ws/o/acme/live/", [(b"host", b"testserver"), (b"origin", b"http://testserver")]
         )
         assert not connected and code == 4403
         await communicator.disconnect()
