@@ -70,9 +70,12 @@ PAGES: dict[str, Rule] = {
     ),
     "dashboard:alert_event_ack": Rule(post="alerts.ack", body=lambda ctx: {}),
     "dashboard:team": Rule(
-        get="members.manage", post="members.manage",
-        body=lambda ctx: {"email": f"new-{ctx.user.pk}-{uuid.uuid4().hex[:6]}@example.com",
-                          "role": "viewer"},
+        get="members.manage",
+        post="members.manage",
+        body=lambda ctx: {
+            "email": f"new-{ctx.user.pk}-{uuid.uuid4().hex[:6]}@example.com",
+            "role": "viewer",
+        },
     ),  # fmt: skip
     "dashboard:team_member": Rule(
         post="members.manage", body=lambda ctx: {"action": "role", "role": "analyst"}
@@ -368,7 +371,10 @@ def test_every_org_route_answers_each_role_as_the_matrix_says(world, tmp_path, s
     people = [*((role, user) for role, user in world["users"].items()),
               (None, world["outsider"])]  # fmt: skip
     for route, name in named_routes("o/<slug:org_slug>/"):
-        rule = PAGES[name]
+        rule = PAGES.get(name)
+        if rule is None:
+            failures.append(f"{name} ({route}) is not declared in PAGES in {WHERE}")
+            continue
         for method, perm in (("get", rule.get), ("post", rule.post)):
             if perm is None:
                 continue
@@ -391,6 +397,9 @@ def test_a_get_only_org_route_refuses_post(world, tmp_path, settings):
     client.force_login(world["users"][Role.OWNER])
     failures = []
     for route, name in named_routes("o/<slug:org_slug>/"):
+        if name not in PAGES:
+            failures.append(f"{name} ({route}) is not declared in PAGES in {WHERE}")
+            continue
         if PAGES[name].post is not None:
             continue
         url = _fill(route, _values(world, world["users"][Role.OWNER], route, tmp_path, settings))
@@ -409,7 +418,10 @@ def test_every_session_api_route_answers_each_role_as_the_matrix_says(world, tmp
     for route, name in named_routes("api/v1/"):
         if name in API_NOT_FOR_SESSIONS:
             continue
-        rule = API[name]
+        rule = API.get(name)
+        if rule is None:
+            failures.append(f"{name} ({route}) is not declared in API in {WHERE}")
+            continue
         cases = [(method, perm, "") for method, perm in rule.methods.items()]
         if name in API_CSV:
             cases.append(("GET", API_CSV[name], "&format=csv"))
@@ -513,6 +525,9 @@ def test_every_admin_operation_and_action_answers_each_role_as_the_matrix_says(w
     failures = []
     for model in admin_models():
         name = model._meta.model_name
+        if name not in ADMIN:
+            failures.append(f"admin model {name} is not declared in ADMIN in {WHERE}")
+            continue
         for operation, perm in ADMIN[name].items():
             for role, user in world["users"].items():
                 client.force_login(user)

@@ -30,8 +30,8 @@ def history(org, bot):
     insights_refresh(org_id=org.pk, now=now)
 
 
-def test_it_shows_forecasts_anomalies_and_drill_down_links(client, bob, org, bot, history):
-    client.force_login(bob)
+def test_it_shows_forecasts_anomalies_and_drill_down_links(client, dave, org, bot, history):
+    client.force_login(dave)
     response = client.get(reverse("dashboard:insights", args=[org.slug]))
     html = response.content.decode()
     assert response.status_code == 200
@@ -40,6 +40,13 @@ def test_it_shows_forecasts_anomalies_and_drill_down_links(client, bob, org, bot
     found = {(a["metric"], a["bot_slug"]) for a in response.context["anomalies"]}
     assert found == {("volume", ""), ("volume", "support-bot")}  # the org's and the bot's
     assert 'href="/o/acme/conversations/?bot=support-bot&amp;start=' in html
+    # a viewer sees the same insights without links into the explorer, which is an analyst's
+    viewer = f.MembershipFactory(organization=org, role="viewer").user
+    client.force_login(viewer)
+    as_viewer = client.get(reverse("dashboard:insights", args=[org.slug])).content.decode()
+    assert 'id="forecast-messages-figure"' in as_viewer
+    assert "/o/acme/conversations/" not in as_viewer
+    client.force_login(dave)
     # the bot's own page
     response = client.get(reverse("dashboard:insights", args=[org.slug]) + "?bot=support-bot")
     assert response.context["bot"] == bot and response.context["forecasts"]

@@ -257,3 +257,13 @@ def test_the_live_part_can_be_narrowed_to_a_bot_or_a_campaign(client, bob, org, 
     refused = client.get("/o/acme/?bot=claims-bot").content.decode()
     assert "No bot &#x27;claims-bot&#x27; in Acme; showing everything." in refused
     assert 'data-scope=""' in refused and "support q" in refused
+
+
+def test_a_role_without_the_permission_gets_the_sites_403_page(client, bob, org):
+    client.force_login(bob)
+    response = client.get(reverse("dashboard:conversations", args=[org.slug]))
+    assert response.status_code == 403
+    html = response.content.decode()
+    assert "Your role (Viewer) does not allow this." in html
+    assert "Ask an owner or admin of Acme for a role that does." in html
+    assert 'class="topbar"' in html and 'href="/o/acme/"' in html  # the site's frame and nav
