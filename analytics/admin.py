@@ -250,9 +250,18 @@ class MembershipAdmin(OrgScopedAdmin):
     def save_model(self, request, obj, form, change):
         if change and "role" in form.changed_data:
             current = Membership.objects.get(pk=obj.pk)
+            before = current.role
             member_services.membership_set_role(actor=request.user, membership=current,
                                                 role=obj.role)  # fmt: skip
+            self._audit(request, obj, "member.role_changed", {"from": before, "to": obj.role})
         super().save_model(request, obj, form, change)
+        if not change:
+            self._audit(request, obj, "member.added", {"role": obj.role})
+
+    def _audit(self, request, obj, action, details):
+        audit_record(org=obj.organization_id, actor=request.user, action=action,
+                     target=obj.user.get_username(), details=details,
+                     ip=request_ip(request))  # fmt: skip
 
     def get_deleted_objects(self, objs, request):
         deleted, model_count, perms_needed, protected = super().get_deleted_objects(objs, request)
@@ -267,6 +276,7 @@ class MembershipAdmin(OrgScopedAdmin):
             member_services.membership_remove(actor=request.user, membership=obj)
         except ValidationError as exc:
             raise PermissionDenied(" ".join(exc.messages)) from None
+        self._audit(request, obj, "member.removed", {"role": obj.role})
 
     def delete_queryset(self, request, queryset):
         for membership in queryset.select_related("user", "organization"):

@@ -16,6 +16,7 @@ ACTIONS: dict[str, str] = {
     "member.invited": "Member invited",
     "invitation.revoked": "Invitation revoked",
     "member.joined": "Member joined",
+    "member.added": "Member added (admin)",
     "member.role_changed": "Role changed",
     "member.removed": "Member removed",
     "apikey.created": "API key created",

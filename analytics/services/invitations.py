@@ -120,7 +120,8 @@ def invitation_problem(invitation: Invitation | None) -> str:
     if invitation.revoked_at is not None:
         return "This invitation was withdrawn. Ask an admin of the organization for a new one."
     if invitation.expires_at <= timezone.now():
-        return "This invitation has expired (links work for 7 days). Ask for a new one."
+        days = settings.INVITATION_TTL_DAYS
+        return f"This invitation has expired (links work for {days} days). Ask for a new one."
     return ""
 
 

@@ -1,16 +1,8 @@
-"""Template helpers of the team pages: the role matrix for links and buttons (views enforce it)."""
+"""Template helpers of the team and audit pages."""
 
 from django import template
 
-from analytics.roles import role_allows
-
 register = template.Library()
-
-
-@register.filter
-def can(role: str | None, perm: str) -> bool:
-    """`{% if request.membership.role|can:"members.manage" %}`"""
-    return role_allows(role, perm)
 
 
 @register.filter

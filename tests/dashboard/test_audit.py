@@ -241,3 +241,24 @@ def test_it_pages_newest_first(client, org, alice):
     page = client.get(f"/o/{org.slug}/audit/?page=2").content.decode()
     assert "Page 2 of 2 · 55 events" in page
     assert client.get(f"/o/{org.slug}/audit/?page=999999999999999999999").status_code == 200
+
+
+def test_it_records_member_changes_made_in_django_admin(client, org, alice, erin):
+    bob = member(org, Role.VIEWER, "bob")
+    client.force_login(erin.user)
+    client.post(reverse("admin:analytics_membership_change", args=[bob.pk]),
+                {"role": "analyst", "created_at_0": "2026-11-01", "created_at_1": "10:00:00"},
+                REMOTE_ADDR=IP)  # fmt: skip
+    client.post(reverse("admin:analytics_membership_changelist"),
+                {"action": "delete_selected", "_selected_action": [bob.pk], "post": "yes"},
+                REMOTE_ADDR=IP)  # fmt: skip
+    assert not Membership.objects.filter(pk=bob.pk).exists()
+
+    client.force_login(alice)
+    rows = audit_rows(client, org)
+
+    assert [(r["Who"], r["What"].split()[0], r["Target"], r["From"]) for r in rows] == [
+        ("erin", "member.removed", "bob", IP),
+        ("erin", "member.role_changed", "bob", IP),
+    ]
+    assert "to: analyst" in rows[1]["Details"]

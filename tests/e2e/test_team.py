@@ -84,3 +84,33 @@ def test_the_team_audit_and_invite_pages_have_no_serious_violations(
     for path in ("/o/acme/team/", "/o/acme/audit/"):
         page.goto(f"{live_server.url}{path}")
         assert serious(page) == [], path
+
+
+def test_the_team_audit_and_invite_pages_keep_the_strict_csp(
+    page: Page, live_server, alice, bob, org, mailoutbox
+):
+    from tests.e2e.conftest import PASSWORD
+    from tests.e2e.test_csp import RECORD_VIOLATIONS
+
+    errors: list[str] = []
+    page.add_init_script(RECORD_VIOLATIONS)
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    sent = invitation_create(org=org, actor=alice, email="dana@example.com", role=Role.VIEWER)
+
+    def check(response, url):
+        assert response.status == 200, url
+        assert "unsafe-inline" not in response.headers["content-security-policy"], url
+        page.wait_for_timeout(200)
+        assert page.evaluate("window.__cspViolations") == [], url
+        assert errors == [], url
+
+    invite_url = sent.url.replace("http://localhost:8000", live_server.url)
+    check(page.goto(invite_url), invite_url)
+    # sign in straight to the team page (the live dashboard's socket needs daphne, not this server)
+    page.goto(f"{live_server.url}/accounts/login/?next=/o/acme/team/")
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url("**/o/acme/team/")
+    for path in ("/o/acme/team/", "/o/acme/audit/"):
+        check(page.goto(live_server.url + path), path)
