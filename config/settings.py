@@ -379,7 +379,8 @@ AXES_COOLOFF_TIME = timedelta(minutes=env_int("SIGN_IN_LOCKOUT_MINUTES", 15, min
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_CLIENT_IP_CALLABLE = "config.security.client_ip"
 AXES_LOCKOUT_CALLABLE = "config.security.locked_out"
-AXES_RESET_ON_SUCCESS = True
+# Not reset by a success: that would let a guesser's own account wipe its address's count.
+AXES_RESET_ON_SUCCESS = False
 AXES_VERBOSE = False
 
 SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {

@@ -48,6 +48,18 @@ def test_it_locks_the_username_from_any_address_and_the_address_for_any_username
     assert sign_in(client, "erin", PASSWORD, ip="192.0.2.99").status_code == 429
 
 
+def test_it_does_not_forget_the_guesses_when_the_guesser_signs_in_to_its_own_account(client, alice):
+    UserFactory(username="mallory")
+    for _ in range(4):
+        sign_in(client, "alice", "wrong", ip="203.0.113.66")
+    assert sign_in(client, "mallory", PASSWORD, ip="203.0.113.66").status_code == 302
+    client.logout()
+
+    sign_in(client, "alice", "wrong", ip="203.0.113.66")
+
+    assert sign_in(client, "alice", PASSWORD, ip="192.0.2.1").status_code == 429
+
+
 def test_it_leaves_another_user_from_another_address_unaffected(client, alice):
     UserFactory(username="erin")
     for _ in range(5):
