@@ -396,3 +396,6 @@ for _origin in WS_ALLOWED_ORIGINS:
         raise EnvError(
             "WS_ALLOWED_ORIGINS", f"must be origins like https://host[:port], got {_origin!r}"
         )
+
+# --- hostile input (issue 11): a NUL in the URL is answered before any view (404 / 400)
+MIDDLEWARE.insert(1, "config.input_guard.InputGuardMiddleware")

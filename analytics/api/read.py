@@ -11,7 +11,8 @@ import dataclasses
 from datetime import datetime, time, timedelta
 
 import redis
-from django.db import DatabaseError, connection
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import DatabaseError, DataError, connection
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django_filters.rest_framework import DjangoFilterBackend
@@ -374,6 +375,24 @@ class ConversationCursor(CursorPagination):
     max_page_size = 500
     page_size_query_param = "page_size"
     ordering = ("-started_at", "-id")
+
+    def paginate_queryset(self, queryset, request, view=None):
+        # A cursor is opaque to clients: one they made up (bad base64, or a position that is no
+        # time) is their error, a 400 naming the parameter, never a 404 or a 500.
+        try:
+            return super().paginate_queryset(queryset, request, view)
+        except (exceptions.NotFound, DjangoValidationError, ValueError, OverflowError, DataError):
+            raise exceptions.ValidationError({"cursor": ["Invalid cursor."]}) from None
+
+    def get_page_size(self, request):
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None:
+            return self.page_size
+        if not (raw.isdigit() and len(raw) <= 6 and 1 <= int(raw) <= self.max_page_size):
+            raise exceptions.ValidationError(
+                {"page_size": [f"Must be an integer from 1 to {self.max_page_size}."]}
+            )
+        return int(raw)
 
 
 class ConversationListApi(ReadApi, generics.ListAPIView):

@@ -7,7 +7,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
-from rest_framework import serializers
+from rest_framework import exceptions, serializers
 
 from analytics.models import Bot, Campaign
 from analytics.selectors import PERIODS
@@ -31,8 +31,8 @@ class PeriodBotQuery(PeriodQuery):
     def validate_bot(self, value):
         org = self.context["org"]
         bot = Bot.objects.for_org(org).filter(slug=value).first()
-        if bot is None:
-            raise serializers.ValidationError(f"Unknown bot: {value}.")
+        if bot is None:  # a slug names a resource: an unknown one is "not found", as in a path
+            raise exceptions.NotFound(f"No bot {value!r} in this organization.")
         return bot
 
 

@@ -154,8 +154,10 @@ def test_percentiles_and_series(client, read_key, data):
     assert sum(p["responses"] for p in rt.json()["points"]) == 10
     volume = get(client, "/api/v1/analytics/message-volume?period=7d", read_key).json()
     assert sum(p["inbound"] for p in volume["points"]) == 10
-    bad = get(client, "/api/v1/analytics/response-times?period=1y&bot=nope", read_key)
-    assert bad.status_code == 400 and set(bad.json()) == {"period", "bot"}
+    bad = get(client, "/api/v1/analytics/response-times?period=1y&bot=support-bot", read_key)
+    assert bad.status_code == 400 and set(bad.json()) == {"period"}
+    unknown = get(client, "/api/v1/analytics/response-times?period=24h&bot=nope", read_key)
+    assert unknown.status_code == 404  # an unknown slug names nothing, as in a path (issue 11)
 
 
 def test_campaign_metrics_realtime_health_and_lists(client, read_key, data):
