@@ -13,6 +13,7 @@ from datetime import datetime, time, timedelta
 import redis
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DatabaseError, DataError, connection
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django_filters.rest_framework import DjangoFilterBackend
@@ -111,6 +112,19 @@ class ReadApi(APIView):
     org = None
     #: what a signed-in user's role must allow (analytics/roles.py); a CSV answer is an export
     session_perm = "org.view"
+
+    def perform_content_negotiation(self, request, force=False):
+        # DRF answers an unknown ?format= with a 404; it is a bad parameter value (the schema's
+        # enum), so a 400 naming it.
+        try:
+            return super().perform_content_negotiation(request, force)
+        except Http404:
+            if force:
+                raise
+            formats = sorted(r.format for r in self.get_renderers())
+            raise exceptions.ValidationError(
+                {"format": [f"Must be one of: {', '.join(formats)}."]}
+            ) from None
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
