@@ -113,6 +113,24 @@ class ReadApi(APIView):
     #: what a signed-in user's role must allow (analytics/roles.py); a CSV answer is an export
     session_perm = "org.view"
 
+    def initial(self, request, *args, **kwargs):
+        # `?period=` or `?format=` with nothing after it is no value the schema allows (every
+        # parameter is an enum, a date, a number or a non-empty string): a 400 naming it, not
+        # a silent default.
+        empty = sorted(name for name, value in request.query_params.items() if value == "")
+        super().initial(request, *args, **kwargs)  # authentication and permissions first
+        if empty and hasattr(self, request.method.lower()):  # an unknown method stays a 405
+            raise exceptions.ValidationError({name: ["Must not be empty."] for name in empty})
+        self.org = self._resolve_org(request)
+        request.org = self.org
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        # Errors are JSON ({field: [message]} or {detail}), even under ?format=csv.
+        if response.status_code >= 400 and hasattr(request, "accepted_renderer"):
+            request.accepted_renderer = renderers.JSONRenderer()
+            request.accepted_media_type = "application/json"
+        return super().finalize_response(request, response, *args, **kwargs)
+
     def perform_content_negotiation(self, request, force=False):
         # DRF answers an unknown ?format= with a 404; it is a bad parameter value (the schema's
         # enum), so a 400 naming it.
@@ -125,19 +143,6 @@ class ReadApi(APIView):
             raise exceptions.ValidationError(
                 {"format": [f"Must be one of: {', '.join(formats)}."]}
             ) from None
-
-    def initial(self, request, *args, **kwargs):
-        super().initial(request, *args, **kwargs)
-        self.org = self._resolve_org(request)
-        request.org = self.org
-
-    def handle_exception(self, exc):
-        # An error is {"detail": ...} as JSON, also when the client asked for CSV.
-        response = super().handle_exception(exc)
-        if getattr(self.request, "accepted_renderer", None) is not None and self.wants_csv():
-            self.request.accepted_renderer = renderers.JSONRenderer()
-            self.request.accepted_media_type = "application/json"
-        return response
 
     def _resolve_org(self, request):
         if isinstance(request.auth, ApiKey):
@@ -436,6 +441,10 @@ class ConversationListApi(ReadApi, generics.ListAPIView):
         },
     )
     def get(self, request, *args, **kwargs):
+        # django-filter reads any other handoff value as "either"; the schema says boolean.
+        for value in request.query_params.getlist("handoff"):
+            if value not in ("true", "false"):
+                raise exceptions.ValidationError({"handoff": ["Must be true or false."]})
         if self.wants_csv():
             filterset = ConversationFilter(request.query_params, request=request, org=self.org)
             if not filterset.is_valid():

@@ -49,16 +49,17 @@ class DateRangeQuery(serializers.Serializer):
         if end > today:
             end = today
             notices.append(f"end_date was clamped to today ({today}).")
-        start = attrs.get("start_date") or max(end - timedelta(days=6), oldest)
+        # Only end_date given: the seven days up to it (a lone valid date is never an error).
+        start = attrs.get("start_date") or end - timedelta(days=6)
         if end < start:
             raise serializers.ValidationError(
                 {"end_date": ["The end date is before the start date."]}
             )
+        if end < oldest:
+            raise serializers.ValidationError({"end_date": ["The range is past retention."]})
         if start < oldest:
             start = oldest
             notices.append(f"start_date was clamped to the retention limit ({oldest}).")
-            if end < start:
-                raise serializers.ValidationError({"end_date": ["The range is past retention."]})
         return {"start_date": start, "end_date": end, "notices": notices}
 
 

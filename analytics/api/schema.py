@@ -33,6 +33,15 @@ def document_errors(result, generator, request, public):
         if not path.startswith("/api/v1/"):
             continue
         for operation in operations.values():
+            for parameter in operation.get("parameters", []):
+                schema = parameter.get("schema", {})
+                if schema.get("type") in ("integer", "number") and "enum" in schema:
+                    # django-filter's ChoiceFilter lists numeric choices as strings ("5").
+                    schema["enum"] = [int(v) if str(v).isdigit() else v for v in schema["enum"]]
+                if parameter.get("in") == "query" and schema.get("type") == "string":
+                    schema.setdefault("minLength", 1)  # an empty value is a 400 (ReadApi)
+                    if "enum" not in schema and "format" not in schema:
+                        schema.setdefault("pattern", "^[^\\x00]*$")  # a NUL is a 400 (input_guard)
             responses = operation.setdefault("responses", {})
             for status, description in COMMON.items():
                 responses.setdefault(

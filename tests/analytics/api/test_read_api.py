@@ -85,8 +85,10 @@ def test_it_lists_conversations_newest_first_with_cursor_pages(client, read_key,
 
 
 def test_it_filters_and_searches_like_the_page(client, read_key, data):
-    body = get(client, "/api/v1/conversations/?q=refund&campaign=", read_key).json()
+    body = get(client, "/api/v1/conversations/?q=refund", read_key).json()
     assert [c["id"] for c in body["results"]] == [data["convs"][3].pk]
+    empty = get(client, "/api/v1/conversations/?q=refund&campaign=", read_key)
+    assert empty.status_code == 400 and empty.json() == {"campaign": ["Must not be empty."]}
     body = get(client, "/api/v1/conversations/?campaign=winter&call_outcome=answered", read_key)
     assert [c["id"] for c in body.json()["results"]] == [data["convs"][i].pk for i in (0, 2, 4)]
 
