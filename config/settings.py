@@ -397,3 +397,10 @@ for _origin in WS_ALLOWED_ORIGINS:
         raise EnvError(
             "WS_ALLOWED_ORIGINS", f"must be origins like https://host[:port], got {_origin!r}"
         )
+
+# --- hostile input (issue 11): a NUL in the URL is answered before any view (404 / 400)
+MIDDLEWARE.insert(1, "config.input_guard.InputGuardMiddleware")
+SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
+    "drf_spectacular.hooks.postprocess_schema_enums",
+    "analytics.api.schema.document_errors",  # every 4xx/503 a route can answer is in the schema
+]

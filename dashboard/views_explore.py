@@ -61,6 +61,9 @@ TRANSCRIPT_LIMIT = 2_000
 # --- the explorer ------------------------------------------------------------------------------
 
 
+MAX_PAGE = 1_000_000
+
+
 def _page_number(raw: str | None) -> tuple[int, str]:
     if raw in (None, ""):
         return 1, ""
@@ -70,6 +73,8 @@ def _page_number(raw: str | None) -> tuple[int, str]:
         return 1, f"“{raw[:20]}” is not a page number; showing the first page."
     if page < 1:
         return 1, "Pages start at 1; showing the first page."
+    if page > MAX_PAGE:  # its offset would not even fit the database's integers
+        return 1, f"There is no page {raw[:20]}; showing the first page."
     return page, ""
 
 

@@ -11,7 +11,9 @@ import dataclasses
 from datetime import datetime, time, timedelta
 
 import redis
-from django.db import DatabaseError, connection
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import DatabaseError, DataError, connection
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django_filters.rest_framework import DjangoFilterBackend
@@ -112,17 +114,35 @@ class ReadApi(APIView):
     session_perm = "org.view"
 
     def initial(self, request, *args, **kwargs):
-        super().initial(request, *args, **kwargs)
+        # `?period=` or `?format=` with nothing after it is no value the schema allows (every
+        # parameter is an enum, a date, a number or a non-empty string): a 400 naming it, not
+        # a silent default.
+        empty = sorted(name for name, value in request.query_params.items() if value == "")
+        super().initial(request, *args, **kwargs)  # authentication and permissions first
+        if empty and hasattr(self, request.method.lower()):  # an unknown method stays a 405
+            raise exceptions.ValidationError({name: ["Must not be empty."] for name in empty})
         self.org = self._resolve_org(request)
         request.org = self.org
 
-    def handle_exception(self, exc):
-        # An error is {"detail": ...} as JSON, also when the client asked for CSV.
-        response = super().handle_exception(exc)
-        if getattr(self.request, "accepted_renderer", None) is not None and self.wants_csv():
-            self.request.accepted_renderer = renderers.JSONRenderer()
-            self.request.accepted_media_type = "application/json"
-        return response
+    def finalize_response(self, request, response, *args, **kwargs):
+        # Errors are JSON ({field: [message]} or {detail}), even under ?format=csv.
+        if response.status_code >= 400 and hasattr(request, "accepted_renderer"):
+            request.accepted_renderer = renderers.JSONRenderer()
+            request.accepted_media_type = "application/json"
+        return super().finalize_response(request, response, *args, **kwargs)
+
+    def perform_content_negotiation(self, request, force=False):
+        # DRF answers an unknown ?format= with a 404; it is a bad parameter value (the schema's
+        # enum), so a 400 naming it.
+        try:
+            return super().perform_content_negotiation(request, force)
+        except Http404:
+            if force:
+                raise
+            formats = sorted(r.format for r in self.get_renderers())
+            raise exceptions.ValidationError(
+                {"format": [f"Must be one of: {', '.join(formats)}."]}
+            ) from None
 
     def _resolve_org(self, request):
         if isinstance(request.auth, ApiKey):
@@ -375,6 +395,24 @@ class ConversationCursor(CursorPagination):
     page_size_query_param = "page_size"
     ordering = ("-started_at", "-id")
 
+    def paginate_queryset(self, queryset, request, view=None):
+        # A cursor is opaque to clients: one they made up (bad base64, or a position that is no
+        # time) is their error, a 400 naming the parameter, never a 404 or a 500.
+        try:
+            return super().paginate_queryset(queryset, request, view)
+        except (exceptions.NotFound, DjangoValidationError, ValueError, OverflowError, DataError):
+            raise exceptions.ValidationError({"cursor": ["Invalid cursor."]}) from None
+
+    def get_page_size(self, request):
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None:
+            return self.page_size
+        if not (raw.isdigit() and len(raw) <= 6 and 1 <= int(raw) <= self.max_page_size):
+            raise exceptions.ValidationError(
+                {"page_size": [f"Must be an integer from 1 to {self.max_page_size}."]}
+            )
+        return int(raw)
+
 
 class ConversationListApi(ReadApi, generics.ListAPIView):
     """Conversations, filtered and searched like the explorer; newest first, cursor pages."""
@@ -403,6 +441,10 @@ class ConversationListApi(ReadApi, generics.ListAPIView):
         },
     )
     def get(self, request, *args, **kwargs):
+        # django-filter reads any other handoff value as "either"; the schema says boolean.
+        for value in request.query_params.getlist("handoff"):
+            if value not in ("true", "false"):
+                raise exceptions.ValidationError({"handoff": ["Must be true or false."]})
         if self.wants_csv():
             filterset = ConversationFilter(request.query_params, request=request, org=self.org)
             if not filterset.is_valid():

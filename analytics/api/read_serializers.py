@@ -7,7 +7,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
-from rest_framework import serializers
+from rest_framework import exceptions, serializers
 
 from analytics.models import Bot, Campaign
 from analytics.selectors import PERIODS
@@ -31,8 +31,8 @@ class PeriodBotQuery(PeriodQuery):
     def validate_bot(self, value):
         org = self.context["org"]
         bot = Bot.objects.for_org(org).filter(slug=value).first()
-        if bot is None:
-            raise serializers.ValidationError(f"Unknown bot: {value}.")
+        if bot is None:  # a slug names a resource: an unknown one is "not found", as in a path
+            raise exceptions.NotFound(f"No bot {value!r} in this organization.")
         return bot
 
 
@@ -49,16 +49,17 @@ class DateRangeQuery(serializers.Serializer):
         if end > today:
             end = today
             notices.append(f"end_date was clamped to today ({today}).")
-        start = attrs.get("start_date") or max(end - timedelta(days=6), oldest)
+        # Only end_date given: the seven days up to it (a lone valid date is never an error).
+        start = attrs.get("start_date") or end - timedelta(days=6)
         if end < start:
             raise serializers.ValidationError(
                 {"end_date": ["The end date is before the start date."]}
             )
+        if end < oldest:
+            raise serializers.ValidationError({"end_date": ["The range is past retention."]})
         if start < oldest:
             start = oldest
             notices.append(f"start_date was clamped to the retention limit ({oldest}).")
-            if end < start:
-                raise serializers.ValidationError({"end_date": ["The range is past retention."]})
         return {"start_date": start, "end_date": end, "notices": notices}
 
 

@@ -12,6 +12,7 @@ writes the file under `settings.EXPORT_DIR`; the job's state lives in Redis for 
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from pathlib import Path
 import orjson
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.core.exceptions import EmptyResultSet
 from django.db import connection
 from django.db.models import Case, F, Func, QuerySet, TextField, Value, When
 from django.db.models.functions import Cast
@@ -34,6 +36,10 @@ from analytics.tenancy import user_can
 
 CHUNK_BYTES = 64 * 1024
 JOB_TTL_SECONDS = 24 * 3600
+# The last line of a download that failed after its first bytes were sent (the status was 200).
+INTERRUPTED_LINE = b"export interrupted by a server error: this file is incomplete, try again\n"
+
+logger = logging.getLogger(__name__)
 
 
 class Neutralised(Func):
@@ -137,8 +143,19 @@ def _copy_sql(queryset: QuerySet, columns) -> tuple[str, tuple]:
 
 
 def csv_chunks(queryset: QuerySet, columns) -> Iterator[bytes]:
-    """The CSV of the queryset, header first, in chunks of about 64 KB as PostgreSQL sends them."""
-    sql, params = _copy_sql(queryset, columns)
+    """The CSV of the queryset, header first, in chunks of about 64 KB as PostgreSQL sends them.
+
+    A queryset Django knows to be empty (`pk__in=[]`) has no SQL at all: its CSV is the header
+    alone, built here at once rather than failing inside a response that has already started.
+    """
+    try:
+        sql, params = _copy_sql(queryset, columns)
+    except EmptyResultSet:
+        return iter([",".join(name for name, _expr in columns).encode() + b"\n"])
+    return _copy_chunks(sql, params)
+
+
+def _copy_chunks(sql: str, params) -> Iterator[bytes]:
     buffer, size = [], 0
     with connection.cursor() as cursor, cursor.cursor.copy(sql, params) as copy:
         for data in copy:
@@ -198,10 +215,33 @@ class CsvStreamingResponse(StreamingHttpResponse):
         iterator = iter(self.streaming_content)
         sentinel = object()
         while True:
-            part = await sync_to_async(next, thread_sensitive=True)(iterator, sentinel)
+            try:
+                part = await sync_to_async(next, thread_sensitive=True)(iterator, sentinel)
+            except Exception:
+                # The status line is gone: the best left is to say so in the file, give the
+                # database connection back and end the response (an exception raised here would
+                # leave the response open and the connection checked out for good).
+                logger.exception("CSV export %s failed while streaming", self.filename)
+                await sync_to_async(_release, thread_sensitive=True)(iterator)
+                yield INTERRUPTED_LINE
+                return
             if part is sentinel:
                 return
             yield part
+
+    @property
+    def filename(self) -> str:
+        return self["Content-Disposition"].split('"')[1]
+
+
+def _release(iterator) -> None:
+    """(In the request's thread.) Close a failed stream and its database connection."""
+    close = getattr(iterator, "close", None)
+    if close is not None:
+        close()
+    if connection.in_atomic_block:
+        return  # a caller's transaction (tests): it ends it
+    connection.close()  # back to the pool (a broken one is replaced)
 
 
 # --- large exports as a Celery job ----------------------------------------------------------

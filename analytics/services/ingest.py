@@ -100,6 +100,9 @@ def _text(
     if not isinstance(value, str):
         errors[name] = "Must be a string."
         return default
+    if "\x00" in value:  # PostgreSQL text cannot hold it (it would fail the whole batch)
+        errors[name] = "Must not contain NUL (\\u0000) characters."
+        return default
     if required and not value.strip():
         errors[name] = "Must not be blank."
     elif len(value) > max_length:
@@ -113,7 +116,7 @@ def _choice(data: dict, name: str, choices: frozenset, errors: dict, *, required
         if required:
             errors[name] = "This field is required."
         return ""
-    if value not in choices:
+    if not isinstance(value, str) or value not in choices:  # a list or object is no choice
         errors[name] = f"Must be one of: {', '.join(sorted(choices))}."
         return ""
     return value

@@ -85,8 +85,10 @@ def test_it_lists_conversations_newest_first_with_cursor_pages(client, read_key,
 
 
 def test_it_filters_and_searches_like_the_page(client, read_key, data):
-    body = get(client, "/api/v1/conversations/?q=refund&campaign=", read_key).json()
+    body = get(client, "/api/v1/conversations/?q=refund", read_key).json()
     assert [c["id"] for c in body["results"]] == [data["convs"][3].pk]
+    empty = get(client, "/api/v1/conversations/?q=refund&campaign=", read_key)
+    assert empty.status_code == 400 and empty.json() == {"campaign": ["Must not be empty."]}
     body = get(client, "/api/v1/conversations/?campaign=winter&call_outcome=answered", read_key)
     assert [c["id"] for c in body.json()["results"]] == [data["convs"][i].pk for i in (0, 2, 4)]
 
@@ -154,8 +156,10 @@ def test_percentiles_and_series(client, read_key, data):
     assert sum(p["responses"] for p in rt.json()["points"]) == 10
     volume = get(client, "/api/v1/analytics/message-volume?period=7d", read_key).json()
     assert sum(p["inbound"] for p in volume["points"]) == 10
-    bad = get(client, "/api/v1/analytics/response-times?period=1y&bot=nope", read_key)
-    assert bad.status_code == 400 and set(bad.json()) == {"period", "bot"}
+    bad = get(client, "/api/v1/analytics/response-times?period=1y&bot=support-bot", read_key)
+    assert bad.status_code == 400 and set(bad.json()) == {"period"}
+    unknown = get(client, "/api/v1/analytics/response-times?period=24h&bot=nope", read_key)
+    assert unknown.status_code == 404  # an unknown slug names nothing, as in a path (issue 11)
 
 
 def test_campaign_metrics_realtime_health_and_lists(client, read_key, data):

@@ -17,14 +17,7 @@ from django.utils import timezone
 from analytics.services.api_keys import api_key_create
 from tests import factories as f
 
-CHECKS = ",".join(
-    [
-        "not_a_server_error",
-        "status_code_conformance",
-        "content_type_conformance",
-        "response_schema_conformance",
-    ]
-)
+CHECKS = "all"  # status codes, content types, response schemas, negative and positive data
 
 
 @pytest.fixture
@@ -49,6 +42,12 @@ def test_the_read_api_matches_its_schema_under_fuzzing(live_server, fuzz_data, t
         str(schemathesis), "run", f"{live_server.url}/api/schema/",
         "--header", f"Authorization: Bearer {fuzz_data}",
         "--checks", CHECKS,
+        # Every check but one. positive_data_acceptance generates requests OpenAPI cannot rule
+        # out yet the API rightly refuses: an end_date before the start_date (a cross-field rule
+        # a schema cannot state), and conversation filters whose django-filter schema is looser
+        # than the filter (csat as a number, start/end as free strings, unknown bot/campaign
+        # slugs). Those answer a 400 naming the field, which is the behaviour we want.
+        "--exclude-checks", "positive_data_acceptance",
         "--include-method", "GET",
         # The read API (issue 6): ops/ and alerts/ belong to other features with their own tests,
         # and the schema endpoint itself is drf-spectacular's.
