@@ -191,6 +191,10 @@ def test_ai_employee_cards_count_todays_work_and_show_status(org, now):
     )
     BotFactory(organization=org, slug="flora", name="Flora", kind="ai_employee")
     BotFactory(organization=org, slug="support-bot", kind="chatbot")  # not an employee
+    if (now + timedelta(minutes=31)).date() != now.date():
+        now -= timedelta(
+            hours=1
+        )  # "30 minutes later" must still be today (the run is near midnight)
 
     def act(kind, minutes_ago, value=None, text="did it"):
         return {
