@@ -191,10 +191,8 @@ def test_ai_employee_cards_count_todays_work_and_show_status(org, now):
     )
     BotFactory(organization=org, slug="flora", name="Flora", kind="ai_employee")
     BotFactory(organization=org, slug="support-bot", kind="chatbot")  # not an employee
-    if (now + timedelta(minutes=31)).date() != now.date():
-        now -= timedelta(
-            hours=1
-        )  # "30 minutes later" must still be today (the run is near midnight)
+    if not 1 <= now.hour <= 22:  # "30 minutes ago" and "30 minutes later" must both be today
+        now = (now - timedelta(hours=3)).replace(hour=12)
 
     def act(kind, minutes_ago, value=None, text="did it"):
         return {
