@@ -83,3 +83,31 @@ def test_it_renders_the_sign_in_pages_without_inline_script_or_style(client, db)
         html = client.get(url).content.decode()
         assert not INLINE_SCRIPT.search(html), url
         assert not INLINE_STYLE.search(html), url
+
+
+def test_it_renders_every_admin_change_list_without_inline_script_or_style(
+    client, alice, erin, monkeypatch
+):
+    """Django's change list styles itself inline when it shows no action bar; ours links the
+    same rule (one model is switched to that layout here, as an admin class may be)."""
+    from django.contrib import admin
+    from django.contrib.auth.models import Group
+
+    from tests.factories import UserFactory
+
+    monkeypatch.setattr(admin.site._registry[Group], "actions_on_top", False)
+    monkeypatch.setattr(admin.site._registry[Group], "actions_on_bottom", False)
+    staff = UserFactory(username="root", is_staff=True, is_superuser=True)
+    for user in (staff, alice, erin):
+        client.force_login(user)
+        for model in admin.site._registry:
+            url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
+            response = client.get(url)
+            if response.status_code != 200:
+                continue
+            html = response.content.decode()
+            assert not INLINE_STYLE.search(html), (user, url)
+            assert not INLINE_SCRIPT.search(html), (user, url)
+    client.force_login(staff)
+    html = client.get(reverse("admin:auth_group_changelist")).content.decode()
+    assert "dashboard/admin-changelist.css" in html and "<style" not in html
