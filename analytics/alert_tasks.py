@@ -7,13 +7,14 @@ evaluation and notification delivery), so neither waits behind rollups or export
 from __future__ import annotations
 
 from celery import shared_task
-from django.db import InterfaceError, OperationalError
+
+from config.outage import TRANSIENT
 
 _RETRY = {
     "bind": True,
     "acks_late": True,
     "reject_on_worker_lost": True,
-    "autoretry_for": (OperationalError, InterfaceError),
+    "autoretry_for": TRANSIENT,  # PostgreSQL or Redis unreachable: try again later
     "max_retries": 3,
     "retry_backoff": 5,
     "retry_backoff_max": 300,
@@ -42,7 +43,7 @@ def insights_refresh_dispatch(self) -> int:
 
 @shared_task(
     bind=True, acks_late=True, expires=55, soft_time_limit=50, time_limit=55,
-    autoretry_for=(OperationalError, InterfaceError), max_retries=1,
+    autoretry_for=TRANSIENT, max_retries=1,
 )  # fmt: skip
 def alert_rules_evaluate_task(self) -> dict:
     """Beat, every minute: evaluate every enabled alert rule (expires before the next cycle)."""

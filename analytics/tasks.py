@@ -1,9 +1,10 @@
 """Celery tasks: thin wrappers that take ids and ISO times and delegate to the rollup services.
 
-Every task retries transient database errors 3 times with exponential backoff, is acknowledged
-only after it ran (`acks_late`; a task whose worker dies is delivered again), expires so a backlog
-does not pile up duplicate runs (the dirty marks make the next run redo anything skipped), and is
-rate-limited per worker. Queues: `rollups` for rollups, `followups` for work right after ingestion.
+Every task retries a PostgreSQL or Redis outage (config.outage.TRANSIENT) 3 times with exponential
+backoff, is acknowledged only after it ran (`acks_late`; a task whose worker dies is delivered
+again), expires so a backlog does not pile up duplicate runs (the dirty marks make the next run
+redo anything skipped), and is rate-limited per worker. Queues: `rollups` for rollups,
+`followups` for work right after ingestion.
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from celery import shared_task
-from django.db import InterfaceError, OperationalError
+
+from config.outage import TRANSIENT
 
 _RETRY = {
     "bind": True,
     "acks_late": True,
     "reject_on_worker_lost": True,
-    "autoretry_for": (OperationalError, InterfaceError),
+    "autoretry_for": TRANSIENT,  # PostgreSQL or Redis unreachable: try again later
     "max_retries": 3,
     "retry_backoff": 5,  # 5 s, 10 s, 20 s (with jitter)
     "retry_backoff_max": 300,

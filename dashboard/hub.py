@@ -20,6 +20,7 @@ import redis
 import redis.asyncio as aioredis
 from django.conf import settings
 
+from config.outage import Outage
 from dashboard import presence
 
 log = logging.getLogger(__name__)
@@ -271,6 +272,7 @@ class Hub:
 
     async def _listen(self) -> None:
         prefix = channel_prefix()
+        outage = Outage("live hub", logger=log)
         while self.groups:
             client = aioredis.Redis.from_url(settings.REDIS_URL)
             try:
@@ -278,6 +280,7 @@ class Hub:
                     await pubsub.psubscribe(prefix + "*")
                     self.ready.set()
                     self.down = False
+                    outage.ok()
                     next_report = 0.0
                     while self.groups:
                         message = await pubsub.get_message(
@@ -292,11 +295,10 @@ class Hub:
                             await self._report_viewers(client)
                     # The last socket left: say so now, not when the last report expires.
                     await self._report_viewers(client)
-            except (redis.RedisError, OSError) as exc:
+            except (redis.RedisError, OSError) as exc:  # any Redis failure: the sockets resync
                 self.ready.clear()
-                log.warning("live hub lost Redis (%s); retrying in 1 s", exc)
                 self._lost()
-                await asyncio.sleep(1)
+                await outage.asleep(exc)
             finally:
                 await client.aclose()
 

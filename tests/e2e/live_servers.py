@@ -5,6 +5,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
@@ -33,34 +34,53 @@ def database_url_of_tests() -> str:
 
 
 class Servers:
-    """daphne and pulse as real processes on the test database and this run's Redis prefix."""
+    """daphne and pulse as real processes on the test database and this run's Redis prefix, or on
+    the servers given (the fault suite's private ones); with `logs`, each process's output goes
+    to `<logs>/<name>.log` instead of nowhere."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, database_url: str | None = None, redis_url: str | None = None,
+                 logs: Path | None = None) -> None:  # fmt: skip
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
             **os.environ,
-            "DATABASE_URL": database_url_of_tests(),
+            "DATABASE_URL": database_url or database_url_of_tests(),
             "LIVE_KEY_PREFIX": settings.LIVE_KEY_PREFIX,
             "STATIC_MANIFEST": "false",
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
         }
+        if redis_url:
+            self.env["REDIS_URL"] = redis_url
+            self.env.pop("BOTFLOW_EMBEDDED", None)  # both servers are given: start no embedded one
+        self.logs = logs
         self.web = self.pulse = None
+
+    def _output(self, name: str):
+        if self.logs is None:
+            return subprocess.DEVNULL
+        return (self.logs / f"{name}.log").open("ab")
+
+    def _spawn(self, name: str, command: list[str]) -> subprocess.Popen:
+        output = self._output(name)
+        try:
+            return subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=output,
+                                    stderr=subprocess.STDOUT)  # fmt: skip
+        finally:
+            if output is not subprocess.DEVNULL:
+                output.close()  # the child holds its own copy
 
     def start_web(self) -> None:
         daphne = str(Path(sys.executable).parent / "daphne")
-        self.web = subprocess.Popen(
-            [daphne, "-b", "127.0.0.1", "-p", str(self.port), "config.asgi:application"],
-            cwd=ROOT,
-            env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+        self.web = self._spawn(
+            "web", [daphne, "-b", "127.0.0.1", "-p", str(self.port), "config.asgi:application"]
         )
         deadline = time.time() + 30
         while time.time() < deadline:
             try:
                 with urllib.request.urlopen(f"{self.url}/healthz", timeout=2):
                     return
+            except urllib.error.HTTPError:
+                return  # it answers (a dependency may be degraded)
             except OSError:
                 time.sleep(0.2)
         raise RuntimeError("daphne did not start")
@@ -68,15 +88,12 @@ class Servers:
     def stop_web(self) -> None:
         _stop(self.web)
 
+    def start_pulse(self) -> None:
+        self.pulse = self._spawn("pulse", [sys.executable, "manage.py", "pulse"])
+
     def start(self) -> None:
         self.start_web()
-        self.pulse = subprocess.Popen(
-            [sys.executable, "manage.py", "pulse"],
-            cwd=ROOT,
-            env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        self.start_pulse()
 
     def stop(self) -> None:
         for proc in (self.web, self.pulse):

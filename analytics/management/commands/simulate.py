@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 import math
 import os
 import random
@@ -32,6 +33,9 @@ from analytics.services.demo import (
     LAST,
 )
 from analytics.synthetic import pick_weighted
+from config.outage import TRANSIENT, Outage, describe
+
+log = logging.getLogger("botflow.simulate")
 
 EVENTS_PER_CONVERSATION = 7.0  # start + ~2.5 exchanges + end, on average
 
@@ -236,6 +240,8 @@ class Command(BaseCommand):
             )
             key = temporary.secret
         sim = Simulator(bots, campaigns, rate, random.Random(seed))
+        self.outage = Outage(f"simulator -> {url}", logger=log)
+        self.deadline = time.time() + duration if duration else math.inf
         signal.signal(
             signal.SIGTERM, _interrupt
         )  # stop at once, even mid-retry; the key is revoked
@@ -247,7 +253,8 @@ class Command(BaseCommand):
             while not duration or time.time() - started < duration:
                 time.sleep(0.5)
                 now = time.time()
-                events = sim.tick(now, now - last)
+                # After a wait on the API, go on at the usual rate instead of a catch-up burst.
+                events = sim.tick(now, min(now - last, 2.0))
                 last = now
                 if events:
                     self._send(endpoint, key, events, totals)
@@ -261,7 +268,11 @@ class Command(BaseCommand):
             pass
         finally:
             if temporary is not None:
-                api_key_revoke(api_key=temporary.api_key)
+                try:
+                    api_key_revoke(api_key=temporary.api_key)
+                except TRANSIENT as exc:
+                    self.stderr.write(f"the temporary key {temporary.api_key.prefix} was not "
+                                      f"revoked ({describe(exc)}); revoke it in admin")  # fmt: skip
         self.stdout.write(f"done: sent {totals['sent']:,}, accepted {totals['accepted']:,}")
 
     def _send(self, endpoint: str, key: str, events: list[dict], totals: dict) -> None:
@@ -272,20 +283,26 @@ class Command(BaseCommand):
             method="POST",
             headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
         )
-        for attempt in range(6):  # the same ids on retry: the API dedupes them
+        # Retried until the API takes the batch (the same ids on retry: the API dedupes them):
+        # an outage of the web process or its database delays events, it never drops them.
+        while True:
             try:
                 with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - our own URL
                     result = orjson.loads(response.read())
                 totals["sent"] += len(events)
                 totals["accepted"] += result["accepted"]
                 totals["rejected"] += len(result["rejected"])
+                self.outage.ok()
                 return
             except urllib.error.HTTPError as exc:
                 if exc.code not in (429, 503):
                     self.stderr.write(f"the API answered {exc.code}: {exc.read()[:300]!r}")
-                    break
+                    totals["failed_requests"] += 1
+                    return
+                failure = exc
             except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
-                if attempt == 0:
-                    self.stderr.write(f"cannot reach {endpoint} ({exc}); retrying")
-            time.sleep(min(8, 0.5 * 2**attempt))
-        totals["failed_requests"] += 1
+                failure = exc
+            if time.time() >= self.deadline:  # --duration ran out while the API was unreachable
+                totals["failed_requests"] += 1
+                return
+            self.outage.sleep(failure)

@@ -4,18 +4,24 @@ Ticks are at least `--interval` apart (150 ms), which caps the frames a viewer r
 however busy the org is. An idle pulse does not wait for its next tick: new data (ingestion
 publishes on the wake channel) is rendered at once, so a quiet dashboard updates within
 milliseconds and a busy one within a tick.
+
+An outage of PostgreSQL or Redis does not end it: it logs one warning, retries with backoff
+(config.outage) and, once both answer again, renders every watched org in full at once.
 """
 
+import logging
 import time
 
-import redis
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
 from analytics.redis import get_redis
 from analytics.services.live import dirty_key, wake_channel
 from analytics.services.ops import ops_pulse_tick
-from dashboard.broadcast import pulse_tick
+from config.outage import TRANSIENT, Outage
+from dashboard.broadcast import forget_published, pulse_tick
+
+log = logging.getLogger("botflow.pulse")
 
 
 class Command(BaseCommand):
@@ -32,6 +38,7 @@ class Command(BaseCommand):
     def handle(self, *args, interval, **options):
         self.stdout.write(f"pulse: at most every {interval * 1000:.0f} ms, at once when idle")
         wake = None
+        outage = Outage("pulse", logger=log)
         last_busy = float("-inf")  # when the last tick with new data started
         try:
             while True:
@@ -54,11 +61,15 @@ class Command(BaseCommand):
                         interval=interval,
                     )
                     close_old_connections()
-                except redis.RedisError as exc:
-                    self.stderr.write(f"pulse: Redis unavailable ({exc}); retrying in 1 s")
+                    outage.ok()
+                except TRANSIENT as exc:
+                    if wake is not None:
+                        wake.close()
                     wake = None
-                    close_old_connections()
-                    time.sleep(1)
+                    # What was published during the outage may never have reached a socket (a
+                    # hub that lost Redis closes its sockets): send every fragment again.
+                    forget_published()
+                    outage.sleep(exc)
         except KeyboardInterrupt:
             self.stdout.write("pulse: stopped")
 
