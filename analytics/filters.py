@@ -16,11 +16,14 @@ from datetime import date, datetime, time, timedelta
 import django_filters
 from django import forms
 from django.conf import settings
+from django.core.validators import slug_re
 from django.db import connection
 from django.db.models import BooleanField, Exists, F, OuterRef, QuerySet
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
+from django_filters.fields import ModelChoiceField
+from drf_spectacular.utils import extend_schema_field
 
 from analytics.models import (
     Bot,
@@ -81,8 +84,8 @@ def _parse_moment(raw: str, org: Organization, *, is_end: bool) -> datetime | No
             return None
         if day is None:
             return None
-        if is_end and day == date.max:
-            return None
+        if is_end and day == date.max:  # through the last day there is
+            return datetime.max.replace(tzinfo=org.tz)
         return datetime.combine(day + timedelta(days=int(is_end)), time.min, tzinfo=org.tz)
     try:
         moment = parse_datetime(raw.replace(" ", "+") if "T" in raw else raw)
@@ -91,8 +94,18 @@ def _parse_moment(raw: str, org: Organization, *, is_end: bool) -> datetime | No
     if moment is None:
         return None
     if timezone.is_naive(moment):
-        moment = moment.replace(tzinfo=org.tz)
-    return moment
+        return moment.replace(tzinfo=org.tz)
+    return _in_zone(moment, org)
+
+
+def _in_zone(moment: datetime, org: Organization) -> datetime:
+    """The same instant in the org's time zone: PostgreSQL refuses offsets beyond 15:59 that
+    RFC 3339 allows (up to 23:59). An instant past the years Python holds is clamped to them."""
+    try:
+        return moment.astimezone(org.tz)
+    except OverflowError:  # 0001-01-01T00:00+05:00 or 9999-12-31T23:00-05:00
+        edge = datetime.max if moment.year == datetime.max.year else datetime.min
+        return edge.replace(tzinfo=org.tz)
 
 
 class ConversationFilterForm(forms.Form):
@@ -130,7 +143,10 @@ class ConversationFilterForm(forms.Form):
             if (raw_start and start is None) or (raw_end and end is None):
                 return
             if start is None:
-                start = end - PERIOD_DELTAS[DEFAULT_PERIOD]
+                try:
+                    start = end - PERIOD_DELTAS[DEFAULT_PERIOD]
+                except OverflowError:  # an end in the first days of year 1: long past retention
+                    start = datetime.min.replace(tzinfo=end.tzinfo)
             if end <= start:
                 self.add_error("end", "The end must be after the start.")
                 return
@@ -158,8 +174,26 @@ def _campaigns(request):
     return Campaign.objects.for_org(request.org)
 
 
+class SlugField(ModelChoiceField):
+    """A slug among the queryset's: a malformed one is refused before any lookup."""
+
+    def __init__(self, *args, noun: str, **kwargs):
+        self.noun = noun
+        super().__init__(*args, **kwargs)
+
+    def to_python(self, value):
+        if value not in self.empty_values and not slug_re.match(str(value)):
+            raise forms.ValidationError(
+                f"Enter a valid {self.noun} slug: letters, digits, - and _.", code="invalid"
+            )
+        return super().to_python(value)
+
+
 class SlugChoiceFilter(django_filters.ModelChoiceFilter):
-    """A bot or campaign by slug, among the org's only: a foreign slug reads as unknown."""
+    """A bot or campaign by slug, among the org's only: a foreign slug reads as unknown
+    (error code `invalid_choice`; the API answers it 404, as it does the slug in a path)."""
+
+    field_class = SlugField
 
     def __init__(self, *args, noun: str, **kwargs):
         kwargs.setdefault("to_field_name", "slug")
@@ -167,7 +201,38 @@ class SlugChoiceFilter(django_filters.ModelChoiceFilter):
             "error_messages",
             {"invalid_choice": f"Unknown {noun}: %(value)s (not in this organization)."},
         )
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, noun=noun, **kwargs)
+
+
+# What the API's OpenAPI schema states about the filters (drf-spectacular reads neither a
+# filter's max_length nor its validators, nor that start/end are dates): each is documented from
+# the same constants the filter checks, so a schema-valid request is one the filter accepts.
+MOMENT_MAX_CHARS = 40
+SLUG_SCHEMA = {
+    "type": "string",
+    "pattern": "^[-a-zA-Z0-9_]+$",
+    "maxLength": Bot._meta.get_field("slug").max_length,
+}
+_SEARCH_CLASS = "".join("\\" + c if c in "\\]^-" else c for c in sorted(SEARCH_FORBIDDEN))
+
+
+MOMENT_SCHEMA = {
+    "anyOf": [
+        {"type": "string", "format": "date"},
+        {"type": "string", "format": "date-time", "maxLength": MOMENT_MAX_CHARS},
+    ]
+}
+RANGE_RULES = (
+    " A date-time without offset is read in the org time zone. A start before the retention limit"
+    " is moved to it (the answer says so); an end at or before the start, or a whole range before"
+    " the retention limit, is a 400 naming `end`."
+)
+
+
+def _documented(schema: dict, filter_: django_filters.Filter, *, rules: str = ""):
+    """The filter with its query parameter's schema; the description is its help_text."""
+    description = filter_.extra["help_text"] + rules
+    return extend_schema_field({**schema, "description": description})(filter_)
 
 
 class ConversationFilter(django_filters.FilterSet):
@@ -177,18 +242,34 @@ class ConversationFilter(django_filters.FilterSet):
         empty_label=None,
         help_text="Preset range ending now; ignored when start or end is given. Default 7d.",
     )
-    start = django_filters.CharFilter(
-        method="filter_noop",
-        max_length=40,
-        help_text="Range start: YYYY-MM-DD (that day, org time zone) or an ISO 8601 date-time.",
+    start = _documented(
+        MOMENT_SCHEMA,
+        django_filters.CharFilter(
+            method="filter_noop",
+            max_length=MOMENT_MAX_CHARS,
+            help_text="Range start: YYYY-MM-DD (that day, org time zone) or an ISO 8601 date-time.",
+        ),
+        rules=RANGE_RULES,
     )
-    end = django_filters.CharFilter(
-        method="filter_noop",
-        max_length=40,
-        help_text="Range end: YYYY-MM-DD (through that day) or an ISO 8601 date-time (exclusive).",
+    end = _documented(
+        MOMENT_SCHEMA,
+        django_filters.CharFilter(
+            method="filter_noop",
+            max_length=MOMENT_MAX_CHARS,
+            help_text="Range end: YYYY-MM-DD (through that day) or an ISO 8601 date-time (exclusive).",
+        ),
+        rules=RANGE_RULES,
     )
-    bot = SlugChoiceFilter(queryset=_bots, noun="bot", help_text="Bot slug.")
-    campaign = SlugChoiceFilter(queryset=_campaigns, noun="campaign", help_text="Campaign slug.")
+    bot = _documented(
+        SLUG_SCHEMA,
+        SlugChoiceFilter(queryset=_bots, noun="bot", help_text="Bot slug."),
+        rules=" An unknown one (or another org's) is a 404 naming `bot`.",
+    )
+    campaign = _documented(
+        SLUG_SCHEMA,
+        SlugChoiceFilter(queryset=_campaigns, noun="campaign", help_text="Campaign slug."),
+        rules=" An unknown one (or another org's) is a 404 naming `campaign`.",
+    )
     channel = django_filters.ChoiceFilter(choices=Channel.choices)
     status = django_filters.ChoiceFilter(choices=Conversation.Status.choices)
     handoff = django_filters.BooleanFilter(help_text="true: handed to a human; false: not.")
@@ -196,13 +277,23 @@ class ConversationFilter(django_filters.FilterSet):
         choices=[(str(n), f"{n} ★") for n in range(1, 6)], help_text="Exact CSAT score (1-5)."
     )
     call_outcome = django_filters.ChoiceFilter(choices=CallOutcome.choices)
-    customer = django_filters.CharFilter(
-        lookup_expr="icontains", max_length=200, help_text="Part of the customer's name or id."
+    customer = _documented(
+        {"type": "string", "maxLength": 200},
+        django_filters.CharFilter(
+            lookup_expr="icontains", max_length=200, help_text="Part of the customer's name or id."
+        ),
     )
-    q = django_filters.CharFilter(
-        method="filter_search",
-        max_length=SEARCH_MAX_CHARS,
-        help_text='Full-text search over message text: words, "a phrase", OR, -word.',
+    q = _documented(
+        {
+            "type": "string",
+            "maxLength": SEARCH_MAX_CHARS,
+            "pattern": f"^[^\\x00{_SEARCH_CLASS}]*$",
+        },
+        django_filters.CharFilter(
+            method="filter_search",
+            max_length=SEARCH_MAX_CHARS,
+            help_text='Full-text search over message text: words, "a phrase", OR, -word.',
+        ),
     )
     sort = django_filters.ChoiceFilter(
         choices=SORT_CHOICES, method="filter_noop", empty_label=None,

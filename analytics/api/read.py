@@ -382,11 +382,37 @@ class CampaignMetricsApi(ReadApi):
         )
 
 
+def filter_refusal(filterset) -> exceptions.APIException:
+    """Why the API refuses a filter set: an unknown bot or campaign slug names nothing, a 404 as
+    for the slug in /bots/<slug>/ (another org's reads the same); any other bad value a 400."""
+    errors = filterset.form.errors.get_json_data()
+    unknown = {
+        name: [error["message"] for error in errors[name]]
+        for name in ("bot", "campaign")
+        if any(error["code"] == "invalid_choice" for error in errors.get(name, ()))
+    }
+    if unknown:
+        return not_found(unknown)
+    return exceptions.ValidationError(filterset.errors)
+
+
+def not_found(errors: dict[str, list[str]]) -> exceptions.NotFound:
+    """A 404 as documented ({detail}) that also names the fields: {detail, field: [message]}."""
+    detail = " ".join(message for messages in errors.values() for message in messages)
+    return exceptions.NotFound({"detail": detail, **errors})
+
+
 class OrgFilterBackend(DjangoFilterBackend):
     """django-filter with the view's org (the FilterSet offers only that org's bots/campaigns)."""
 
     def get_filterset_kwargs(self, request, queryset, view):
         return {**super().get_filterset_kwargs(request, queryset, view), "org": view.org}
+
+    def filter_queryset(self, request, queryset, view):
+        filterset = self.get_filterset(request, queryset, view)
+        if not filterset.is_valid():
+            raise filter_refusal(filterset)
+        return filterset.qs
 
 
 class ConversationCursor(CursorPagination):
@@ -402,6 +428,16 @@ class ConversationCursor(CursorPagination):
             return super().paginate_queryset(queryset, request, view)
         except (exceptions.NotFound, DjangoValidationError, ValueError, OverflowError, DataError):
             raise exceptions.ValidationError({"cursor": ["Invalid cursor."]}) from None
+
+    def get_schema_operation_parameters(self, view):
+        cursor, page_size = super().get_schema_operation_parameters(view)
+        cursor["description"] = (
+            "The position of a page, from a `next` or `previous` link (opaque); one the API did"
+            " not issue is a 400 naming `cursor`."
+        )
+        page_size["schema"].update(minimum=1, maximum=self.max_page_size)
+        page_size["description"] = f"Rows per page, 1 to {self.max_page_size}; default 50."
+        return [cursor, page_size]
 
     def get_page_size(self, request):
         raw = request.query_params.get(self.page_size_query_param)
@@ -448,7 +484,7 @@ class ConversationListApi(ReadApi, generics.ListAPIView):
         if self.wants_csv():
             filterset = ConversationFilter(request.query_params, request=request, org=self.org)
             if not filterset.is_valid():
-                raise exceptions.ValidationError(filterset.errors)
+                raise filter_refusal(filterset)
             name = export_filename(self.org, "conversations", filterset.time_range.slug)
             audit_request(request, action="export.downloaded", target=name,
                           details=export_details(request.query_params, kind="conversations"))  # fmt: skip

@@ -26,19 +26,30 @@ class PeriodQuery(serializers.Serializer):
 
 
 class PeriodBotQuery(PeriodQuery):
-    bot = serializers.SlugField(required=False, help_text="Narrow to one bot (slug).")
+    bot = serializers.SlugField(
+        required=False, help_text="Narrow to one bot (slug); an unknown one is a 404 naming `bot`."
+    )
 
     def validate_bot(self, value):
         org = self.context["org"]
         bot = Bot.objects.for_org(org).filter(slug=value).first()
         if bot is None:  # a slug names a resource: an unknown one is "not found", as in a path
-            raise exceptions.NotFound(f"No bot {value!r} in this organization.")
+            message = f"Unknown bot: {value} (not in this organization)."
+            raise exceptions.NotFound({"detail": message, "bot": [message]})
         return bot
 
 
 class DateRangeQuery(serializers.Serializer):
-    start_date = serializers.DateField(required=False, help_text="First day (org time zone).")
-    end_date = serializers.DateField(required=False, help_text="Last day, included; default today.")
+    start_date = serializers.DateField(
+        required=False,
+        help_text="First day (org time zone); default six days before end_date. A day before the"
+        " retention limit is moved to it, with a notice.",
+    )
+    end_date = serializers.DateField(
+        required=False,
+        help_text="Last day, included; default today, and a later day is moved to today, with a"
+        " notice. Before start_date, or before the retention limit, is a 400 naming end_date.",
+    )
 
     def validate(self, attrs):
         org = self.context["org"]

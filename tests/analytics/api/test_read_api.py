@@ -98,17 +98,63 @@ def test_it_filters_and_searches_like_the_page(client, read_key, data):
     [
         ("start=not-a-date", "start"),
         ("start=2026-11-20&end=2026-11-01", "end"),
-        ("bot=globex-bot", "bot"),
-        ("campaign=globex-camp", "campaign"),
+        ("start=2026-02-30", "start"),
+        ("end=2026-11-20T25:00:00Z", "end"),
+        ("end=0001-01-03", "end"),  # the range before it lies before retention (was: overflow)
+        ("bot=not%20a%20slug", "bot"),
+        ("campaign=caf%C3%A9!", "campaign"),
         ("q=" + "y" * 5000, "q"),
         ("q=a %26 b", "q"),
+        ("customer=" + "c" * 201, "customer"),
         ("channel=fax", "channel"),
+        ("csat=6", "csat"),
+        ("page_size=501", "page_size"),
+        ("cursor=forged", "cursor"),
     ],
 )
 def test_it_answers_bad_filters_with_400_and_field_errors(client, read_key, data, query, field):
     response = get(client, f"/api/v1/conversations/?{query}", read_key)
     assert response.status_code == 400
     assert field in response.json()
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [("bot=nope", "bot"), ("bot=globex-bot", "bot"), ("campaign=globex-camp", "campaign")],
+)
+def test_an_unknown_or_foreign_slug_filter_is_a_404_naming_the_field(
+    client, read_key, data, query, field
+):
+    # A well-formed slug that names nothing in the org: "not found", as /bots/<slug>/ answers,
+    # in JSON and CSV alike; another org's slug reads the same as one that does not exist.
+    for url in (f"/api/v1/conversations/?{query}", f"/api/v1/conversations/?{query}&format=csv"):
+        response = get(client, url, read_key)
+        assert response.status_code == 404, url
+        body = response.json()
+        assert body[field] == [
+            f"Unknown {field}: {query.split('=')[1]} (not in this organization)."
+        ]
+        assert body["detail"] == body[field][0]
+    series = get(client, "/api/v1/analytics/response-times?bot=globex-bot", read_key)
+    assert series.status_code == 404 and series.json()["bot"] == [
+        "Unknown bot: globex-bot (not in this organization)."
+    ]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        # RFC 3339 allows offsets up to 23:59, PostgreSQL only up to 15:59 (was a 400 "cursor")
+        "start=2000-01-01T00:00:00%2B23:59&end=2100-01-01T00:00:00-23:59",
+        "start=2000-01-01&end=9999-12-31",  # through the last day (was a 400 "Enter a valid date")
+        "start=0001-01-01T00:00:00%2B05:00",  # before Python's year 1 in UTC: clamped, a notice
+        "start=2000-01-01&end=9999-12-31T23:59:59.123456-23:59",  # past Python's last year in UTC
+    ],
+)
+def test_it_accepts_every_date_and_date_time_the_schema_allows(client, read_key, data, query):
+    response = get(client, f"/api/v1/conversations/?{query}", read_key)
+    assert response.status_code == 200, response.content
+    assert {c["id"] for c in response.json()["results"]} == {c.pk for c in data["convs"]}
 
 
 def test_it_exports_the_filtered_list_as_csv(client, read_key, data):
