@@ -40,6 +40,7 @@ import os
 import platform
 import random
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -254,6 +255,19 @@ class Processes:
                 found.append(f"{name} (pid {proc.pid}) is not the process started")
         return found
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time used so far by each process and its children (the worker's pool)."""
+        used = {}
+        for name, proc in self.procs.items():
+            try:
+                parent = psutil.Process(proc.pid)
+                used[name] = sum(
+                    sum(p.cpu_times()[:2]) for p in [parent, *parent.children(recursive=True)]
+                )
+            except psutil.NoSuchProcess:
+                used[name] = 0.0
+        return used
+
     def stop(self) -> None:
         stop(*self.procs.values())
 
@@ -293,7 +307,7 @@ def run_locust(args, ports: list[int], data_path: Path, env: dict) -> tuple[int,
     return code, prefix
 
 
-def report(args, prefix: Path, ingest_totals: dict, problems: list[str]) -> bool:
+def report(args, prefix: Path, ingest_totals: dict, problems: list[str], cpu: str) -> bool:
     rows = list(csv.DictReader(open(f"{prefix}_stats.csv")))  # noqa: SIM115 - read whole at once
     print(f"\n{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} cores, "
           f"{args.users} users, {args.duration} s, {args.rate:g} events/s ingested, "
@@ -302,13 +316,12 @@ def report(args, prefix: Path, ingest_totals: dict, problems: list[str]) -> bool
     print("|---|---:|---:|---:|---:|---:|---:|---|")
     passed = True
     for row in rows:
-        name = row["Name"] if row["Type"] else row["Name"]
         count, failures = int(row["Request Count"]), int(row["Failure Count"])
         p50, p95, p99 = (row[k] for k in ("50%", "95%", "99%"))
         ok = failures == 0 and count > 0 and float(p95 if p95 != "N/A" else 0) <= TARGET_P95_MS
         total = row["Name"] == "Aggregated"
         passed &= ok or total
-        label = "**all requests**" if total else f"{row['Type']} {name}"
+        label = "**all requests**" if total else f"{row['Type']} {row['Name']}"
         print(f"| {label} | {count:,} | {failures:,} | {p50} | {p95} | {p99} | "
               f"{float(row['Max Response Time']):.0f} | {'PASS' if ok else 'FAIL'} |")  # fmt: skip
     failures = list(csv.DictReader(open(f"{prefix}_failures.csv")))  # noqa: SIM115
@@ -325,6 +338,7 @@ def report(args, prefix: Path, ingest_totals: dict, problems: list[str]) -> bool
     print("processes: " + ("; ".join(problems) + ": FAIL" if problems else
                            "web x2, pulse, worker and beat ran throughout (same pids): PASS"))  # fmt: skip
     passed &= not problems
+    print(cpu + " (the rest of the machine: PostgreSQL, Redis and whatever else runs)")
     print(
         f"\n{'PASS' if passed else 'FAIL'}: p95 <= {TARGET_P95_MS} ms per request type, "
         "no failed request, no process restart"
@@ -385,8 +399,19 @@ def main() -> None:
         ingest_out: list[bytes] = []
         reader = threading.Thread(target=lambda: ingest_out.append(ingester.stdout.read()))
         reader.start()
+        before, machine = procs.cpu_seconds(), psutil.cpu_times()
+        started = time.perf_counter()
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
         code, prefix = run_locust(args, ports, data_path, env)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        usage = {name: cpu - before[name] for name, cpu in procs.cpu_seconds().items()}
+        usage["locust"] = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
+        machine_now = psutil.cpu_times()
+        elapsed = time.perf_counter() - started
+        busy = sum(machine_now[:3]) - sum(machine[:3])  # user, nice, system
         ingester.wait(timeout=60)
+        done = resource.getrusage(resource.RUSAGE_CHILDREN)
+        usage["ingestion"] = done.ru_utime + done.ru_stime - after.ru_utime - after.ru_stime
         reader.join()
         problems = procs.problems()
     finally:
@@ -400,7 +425,10 @@ def main() -> None:
         raise SystemExit(f"locust exited with {code}; its log: {OUT / 'locust.log'}")
     lines = b"".join(ingest_out).decode().strip().splitlines()
     ingest_totals = json.loads(lines[-1]) if lines else {}
-    passed = report(args, prefix, ingest_totals, problems)
+    cores = os.cpu_count() or 1
+    cpu = (f"CPU over the run ({elapsed:.0f} s, in cores): machine {busy / elapsed:.2f} of {cores}; "
+           + ", ".join(f"{name} {cpu / elapsed:.2f}" for name, cpu in usage.items()))  # fmt: skip
+    passed = report(args, prefix, ingest_totals, problems, cpu)
     if args.strict and not passed:
         raise SystemExit(1)
 
