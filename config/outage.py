@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 
 import psycopg
@@ -52,6 +53,7 @@ class Outage:
         self.since: float | None = None  # monotonic time of the first failure, while down
         self.wait = first
         self.failures = 0
+        self.lock = threading.Lock()  # a web process notes failures from many request threads
 
     @property
     def down(self) -> bool:
@@ -61,25 +63,29 @@ class Outage:
         """Note a failure; returns the seconds to wait before retrying (0.5, 1, 2, 4, 5, 5 …)."""
         if isinstance(exc, DATABASE_ERRORS):
             drop_database_connections()
-        self.failures += 1
-        if self.since is None:
-            self.since = time.monotonic()
-            self.wait = self.first
-            self.log.warning("%s: %s; retrying with backoff up to %g s", self.name,
-                             describe(exc), self.cap)  # fmt: skip
-        else:
-            self.wait = min(self.cap, self.wait * 2)
-        return self.wait
+        with self.lock:
+            self.failures += 1
+            if self.since is None:
+                self.since = time.monotonic()
+                self.wait = self.first
+                self.log.warning("%s: %s; retrying with backoff up to %g s", self.name,
+                                 describe(exc), self.cap)  # fmt: skip
+            else:
+                self.wait = min(self.cap, self.wait * 2)
+            return self.wait
 
     def ok(self) -> bool:
         """Note a success; True when it ends an outage (logged once, with its duration)."""
         if self.since is None:
             return False
-        seconds = time.monotonic() - self.since
-        self.log.info("%s: recovered after %.1f s (%d failed attempts)", self.name, seconds,
-                      self.failures)  # fmt: skip
-        self.since, self.wait, self.failures = None, self.first, 0
-        return True
+        with self.lock:
+            if self.since is None:
+                return False  # another thread noted it first
+            seconds = time.monotonic() - self.since
+            self.log.info("%s: recovered after %.1f s (%d failed attempts)", self.name, seconds,
+                          self.failures)  # fmt: skip
+            self.since, self.wait, self.failures = None, self.first, 0
+            return True
 
     def sleep(self, exc: BaseException) -> None:
         time.sleep(self.failed(exc))

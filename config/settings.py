@@ -402,6 +402,12 @@ for _origin in WS_ALLOWED_ORIGINS:
 
 # --- hostile input (issue 11): a NUL in the URL is answered before any view (404 / 400)
 MIDDLEWARE.insert(1, "config.input_guard.InputGuardMiddleware")
+
+# --- keeps working through faults (issue 12): a database outage is a 503 that retries, not a 500
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+    "config.unavailable.DatabaseUnavailableMiddleware",
+)
 SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
     "drf_spectacular.hooks.postprocess_schema_enums",
     "analytics.api.schema.document_errors",  # every 4xx/503 a route can answer is in the schema

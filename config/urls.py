@@ -37,3 +37,5 @@ urlpatterns = [
 
 # A member whose role lacks a permission sees the site's 403 page, naming their role.
 handler403 = "dashboard.views.permission_denied"
+# A database outage is a 503 "temporarily unavailable, retrying" page, not a 500 (config.unavailable).
+handler500 = "config.unavailable.server_error"

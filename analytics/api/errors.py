@@ -1,10 +1,10 @@
 """API errors: one shape, {"detail": "..."}; an unreachable database is a 503 the client may retry."""
 
-from django.db import InterfaceError, OperationalError
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
-DB_DOWN = "The database is unavailable; nothing was stored. Retry later with the same event ids."
+from config.outage import DATABASE_ERRORS
+from config.unavailable import DB_DOWN, RETRY_AFTER, web_outage
 
 
 def error_response(message: str, status: int, retry_after: int | None = None) -> Response:
@@ -15,6 +15,9 @@ def error_response(message: str, status: int, retry_after: int | None = None) ->
 
 
 def api_exception_handler(exc, context):
-    if isinstance(exc, OperationalError | InterfaceError):
-        return error_response(DB_DOWN, 503, retry_after=5)
+    if isinstance(exc, DATABASE_ERRORS):
+        web_outage.failed(exc)  # one warning per outage, not a log line per request
+        response = error_response(DB_DOWN, 503, retry_after=RETRY_AFTER)
+        response._has_been_logged = True
+        return response
     return exception_handler(exc, context)

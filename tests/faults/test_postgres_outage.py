@@ -2,6 +2,8 @@
 accepted is lost or doubled, and the dashboard moves again by itself soon after the restart."""
 
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -20,7 +22,9 @@ def test_it_survives_a_postgres_restart_during_ingestion(product):
     try:
         wait_until(lambda: socket.connects, 15, message="the dashboard socket did not connect")
         ingest.start()
-        wait_until(lambda: socket.last_messages_hour(), 15, message="no live frame before the outage")
+        wait_until(
+            lambda: socket.last_messages_hour(), 15, message="no live frame before the outage"
+        )
 
         product.pg.stop("fast")
         stopped = time.monotonic()
@@ -52,3 +56,39 @@ def test_it_survives_a_postgres_restart_during_ingestion(product):
     assert pulse_log.count("WARNING botflow.pulse: pulse: PostgreSQL unavailable") == 1, pulse_log
     assert pulse_log.count("pulse: recovered after") == 1, pulse_log
     assert "Traceback" not in pulse_log
+
+
+def _get(product, path: str, **headers) -> tuple[int, dict, bytes]:
+    request = urllib.request.Request(
+        product.servers.url + path, headers={"Cookie": f"sessionid={product.session}", **headers}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=15) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+def test_it_answers_pages_and_the_api_with_retry_later_while_postgres_is_down(product):
+    dashboard = f"/o/{product.slug}/"
+    assert _get(product, dashboard)[0] == 200
+    product.pg.stop("fast")
+    try:
+        status, headers, body = _get(product, dashboard)
+        assert status == 503  # not a 500 with a traceback
+        assert b"Data temporarily unavailable, retrying" in body
+        assert headers["Retry-After"] == "5"
+        status, headers, body = _get(product, "/api/v1/analytics/realtime",
+                                     Authorization=f"Bearer {product.key}")  # fmt: skip
+        assert status == 503 and headers["Retry-After"] == "5"
+        assert b"database is unavailable" in body
+    finally:
+        product.pg.start()
+    # The pool's connections died with the server: the first requests after the restart get
+    # fresh ones (a pool handing out a dead connection would answer them 503).
+    for _ in range(4):
+        assert _get(product, dashboard)[0] == 200
+    web_log = product.log("web")
+    assert web_log.count("WARNING config.outage: web: PostgreSQL unavailable") == 1, web_log
+    assert web_log.count("web: recovered after") == 1, web_log
+    assert "Traceback" not in web_log
