@@ -68,8 +68,7 @@ class Servers:
     def stop_web(self) -> None:
         _stop(self.web)
 
-    def start(self) -> None:
-        self.start_web()
+    def start_pulse(self) -> None:
         self.pulse = subprocess.Popen(
             [sys.executable, "manage.py", "pulse"],
             cwd=ROOT,
@@ -77,6 +76,15 @@ class Servers:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+
+    def stop_pulse(self) -> None:
+        """SIGKILL, as a crash would: no frame and no heartbeat from here on."""
+        self.pulse.kill()
+        self.pulse.wait()
+
+    def start(self) -> None:
+        self.start_web()
+        self.start_pulse()
 
     def stop(self) -> None:
         for proc in (self.web, self.pulse):
