@@ -21,6 +21,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from analytics.services.ops import ROLLUP_KINDS
 from config.proxy import request_is_direct
 
 
@@ -28,12 +29,12 @@ class ProductCollector:
     """The figures every process writes to Redis, as Prometheus metric families."""
 
     def collect(self):
-        from analytics.services.ops import ops_snapshot
+        from analytics.services.ops import ops_liveness, ops_snapshot
         from dashboard.presence import group_members
 
         up = GaugeMetricFamily("botflow_live_state_up", "1 when the live Redis answers")
         try:
-            snapshot, members = ops_snapshot(), group_members()
+            snapshot, members, liveness = ops_snapshot(), group_members(), ops_liveness()
         except (redis.RedisError, OSError):
             up.add_metric([], 0)
             yield up
@@ -69,6 +70,8 @@ class ProductCollector:
                 gauge.add_metric([], snapshot.pulse[field])
             yield gauge
 
+        yield from _liveness(liveness)
+
         runs = CounterMetricFamily(
             "botflow_task_runs", "Celery task runs by outcome", labels=["task", "state"]
         )
@@ -93,6 +96,42 @@ class ProductCollector:
         for queue, n in snapshot.queues.items():
             queues.add_metric([queue], n)
         yield queues
+
+
+def _liveness(liveness):
+    """Ages of the background processes' last signs of life, ready for an alert rule (no sample
+    while never seen: alert on `absent()` too)."""
+    for name, age, text in (
+        ("botflow_pulse_last_tick_age_seconds", liveness.pulse_age,
+         "Seconds since pulse last ticked (it ticks at least every ~1 s)"),
+        ("botflow_worker_last_heartbeat_age_seconds", liveness.worker_age,
+         "Seconds since the freshest Celery worker's heartbeat (every 2 s)"),
+    ):  # fmt: skip
+        gauge = GaugeMetricFamily(name, text)
+        if age is not None:
+            gauge.add_metric([], age)
+        yield gauge
+    alive = GaugeMetricFamily(
+        "botflow_workers_alive", "Celery workers with a heartbeat in the last minute"
+    )
+    alive.add_metric([], liveness.workers_alive)
+    yield alive
+    at = GaugeMetricFamily(
+        "botflow_rollup_last_success_timestamp_seconds",
+        "When rollups of each kind were last up to date (a build committed, or nothing was due)",
+        labels=["kind"],
+    )
+    age = GaugeMetricFamily(
+        "botflow_rollup_last_success_age_seconds",
+        "Seconds since rollups of each kind were last up to date",
+        labels=["kind"],
+    )
+    for kind in ROLLUP_KINDS:
+        if kind in liveness.rollups_at:
+            at.add_metric([kind], liveness.rollups_at[kind])
+            age.add_metric([kind], liveness.age(liveness.rollups_at[kind]))
+    yield at
+    yield age
 
 
 _product = CollectorRegistry(auto_describe=False)

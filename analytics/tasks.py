@@ -5,6 +5,10 @@ backoff, is acknowledged only after it ran (`acks_late`; a task whose worker die
 again), expires so a backlog does not pile up duplicate runs (the dirty marks make the next run
 redo anything skipped), and is rate-limited per worker. Queues: `rollups` for rollups,
 `followups` for work right after ingestion.
+
+Each rollup kind stamps its last success (analytics.services.ops, exported by /metrics) when a
+build commits or its dispatcher finds nothing due, so an alert fires when a kind stops keeping up
+but not when an idle product has nothing to roll up.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from datetime import date, datetime
 
 from celery import shared_task
 
+from analytics.services.ops import ops_rollup_succeeded
 from config.outage import TRANSIENT
 
 _RETRY = {
@@ -36,6 +41,7 @@ def rollup_build_hourly_task(self, org_id: int, hour: str, backfill_id: int | No
     result = rollup_build_hourly(org_id=org_id, hour=datetime.fromisoformat(hour))
     if backfill_id is not None:
         backfill_unit_done(backfill_id=backfill_id, unit=f"h:{hour}")
+    ops_rollup_succeeded(kind="hourly")
     return {"bots": result.bots, "written": result.written, "removed": result.removed}
 
 
@@ -48,6 +54,7 @@ def rollup_build_daily_task(self, org_id: int, day: str, backfill_id: int | None
     result = rollup_build_daily(org_id=org_id, date=date.fromisoformat(day))
     if backfill_id is not None:
         backfill_unit_done(backfill_id=backfill_id, unit=f"d:{day}")
+    ops_rollup_succeeded(kind="daily")
     return {"bots": result.bots, "written": result.written, "hours": result.hours}
 
 
@@ -59,6 +66,8 @@ def rollup_hourly_dispatch(self) -> int:
     due = rollup_due_hours()
     for org_id, hour in due:
         rollup_build_hourly_task.apply_async(args=[org_id, hour.isoformat()])
+    if not due:
+        ops_rollup_succeeded(kind="hourly")
     return len(due)
 
 
@@ -71,6 +80,8 @@ def rollup_daily_dispatch(self) -> int:
     due = rollup_due_days()
     for org_id, day in due:
         rollup_build_daily_task.apply_async(args=[org_id, day.isoformat()])
+    if not due:
+        ops_rollup_succeeded(kind="daily")
     return len(due)
 
 
@@ -79,7 +90,9 @@ def conversation_metrics_on_end(self, org_id: int, conversation_ids: list[int]) 
     """Queued by ingestion after a batch that ended conversations (or touched ended ones)."""
     from analytics.services.rollup import conversation_metrics_build_many
 
-    return conversation_metrics_build_many(org_id=org_id, conversation_ids=conversation_ids)
+    written = conversation_metrics_build_many(org_id=org_id, conversation_ids=conversation_ids)
+    ops_rollup_succeeded(kind="conversation_metrics")
+    return written
 
 
 @shared_task(**_RETRY, expires=3600, rate_limit="5/s", soft_time_limit=1800, time_limit=1900)
@@ -93,6 +106,7 @@ def conversation_metrics_build_task(
     written = conversation_metrics_build_many(org_id=org_id, conversation_ids=conversation_ids)
     if backfill_id is not None and unit:
         backfill_unit_done(backfill_id=backfill_id, unit=unit)
+    ops_rollup_succeeded(kind="conversation_metrics")
     return written
 
 
@@ -102,4 +116,6 @@ def conversation_metrics_sweep(self) -> int:
     and of long-running conversations that are still active."""
     from analytics.services.rollup import conversation_metrics_sweep as sweep
 
-    return sweep()
+    written = sweep()
+    ops_rollup_succeeded(kind="conversation_metrics")
+    return written

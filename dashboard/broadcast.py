@@ -118,13 +118,13 @@ def _pulse_org(org, members, *, heartbeat: bool) -> None:
 
     context = {**live_context(org), "oob": True}
     frame = _changed_fragments(org_group(org.pk), context, render_to_string)
-    if frame:
-        publish(org_group(org.pk), frame)
+    if frame or heartbeat:
+        publish(org_group(org.pk), frame or _heartbeat_frame(context, render_to_string))
     for group, scope in _watched_scopes(org, members, prefix=org_group(org.pk) + "."):
         scoped = {**live_context(org, scope), "oob": True}
         frame = _changed_fragments(group, scoped, render_to_string)
-        if frame:
-            publish(group, frame)
+        if frame or heartbeat:
+            publish(group, frame or _heartbeat_frame(scoped, render_to_string))
     StreamPublisher(org, context, members).publish(heartbeat=heartbeat)
 
 
@@ -178,6 +178,17 @@ def _changed_fragments(group: str, context: dict, render) -> str:
                 html = html.replace(f'data-as-of="{_AS_OF_MARK}"', f'data-as-of="{as_of}"', 1)
             parts.append(html)
     return "".join(parts)
+
+
+LIVE_HEARTBEAT = "dashboard/partials/_live_heartbeat.html"
+
+
+def _heartbeat_frame(context: dict, render) -> str:
+    """What a watched group gets at a heartbeat when none of its fragments changed: the page's
+    staleness watchdog (static/dashboard/live.js) learns that pulse is alive and that what it
+    shows is still current as of the snapshot's time. Without it an idle dashboard would hear
+    nothing and could not tell quiet figures from frozen ones."""
+    return render(LIVE_HEARTBEAT, context)
 
 
 class StreamPublisher:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 
+import redis
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError, connection
@@ -12,7 +13,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from analytics.redis import redis_ping
+from analytics.redis import get_redis_probe
 from analytics.roles import role_allows, role_perms
 from analytics.selectors import bot_today_list, org_day_start
 from analytics.tenancy import get_membership, orgs_for_user
@@ -126,9 +127,16 @@ def period_charts(request, org):
 @never_cache
 @require_GET
 def healthz(request):
-    """Health of PostgreSQL, Redis and Celery's broker: 200 when all answer, 503 naming the
-    one that does not."""
-    from analytics.services.ops import broker_ping
+    """Health of what this web process needs (PostgreSQL, Redis, Celery's broker) and the last
+    signs of life of the background processes (pulse's tick, the freshest worker heartbeat).
+
+    503 names a service that does not answer: the process cannot serve, take it out of rotation.
+    A late or never-seen pulse or worker makes the status "degraded" but keeps 200: the site still
+    serves (figures from PostgreSQL, a dashboard that says Stale), and a load balancer must not
+    drop every web process because one background process died — alert on the ages instead
+    (also in /metrics). Each check has a short timeout, and a failing one is reported, never
+    raised."""
+    from analytics.services.ops import broker_ping, ops_liveness
 
     checks = {}
     try:
@@ -137,9 +145,33 @@ def healthz(request):
         checks["database"] = "ok"
     except DatabaseError as exc:
         checks["database"] = f"error: {exc.__class__.__name__}"
-    checks["redis"] = redis_ping()
+    liveness = None
+    try:
+        client = get_redis_probe()
+        client.ping()
+        checks["redis"] = "ok"
+        liveness = ops_liveness(client)
+    except (redis.RedisError, OSError) as exc:
+        checks.setdefault("redis", f"error: {exc.__class__.__name__}")
     checks["broker"] = broker_ping()
-    healthy = all(v == "ok" for v in checks.values())
+    serving = all(v == "ok" for v in checks.values())
+    background = {
+        "pulse": {
+            "status": liveness.pulse_status if liveness else "unknown",
+            "last_tick_age_seconds": _seconds(liveness and liveness.pulse_age),
+        },
+        "worker": {
+            "status": liveness.worker_status if liveness else "unknown",
+            "last_heartbeat_age_seconds": _seconds(liveness and liveness.worker_age),
+            "alive": liveness.workers_alive if liveness else None,
+        },
+    }
+    healthy = serving and all(b["status"] == "ok" for b in background.values())
     return JsonResponse(
-        {"status": "ok" if healthy else "degraded", **checks}, status=200 if healthy else 503
+        {"status": "ok" if healthy else "degraded", **checks, **background},
+        status=200 if serving else 503,
     )
+
+
+def _seconds(age: float | None) -> float | None:
+    return None if age is None else round(age, 1)

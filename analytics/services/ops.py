@@ -1,13 +1,15 @@
 """Operating figures shared by every process: counted in Redis, read by /metrics and the ops API.
 
-Web processes count ingested events, Celery workers count their tasks (signals connected in
-config/celery.py), pulse stamps each tick; any web process can then answer for all of them, on
-one machine or many. Like the rest of Redis's contents these are rebuildable figures: losing
+Web processes count ingested events, Celery workers count their tasks and stamp a heartbeat
+(signals connected in config/celery.py), pulse stamps each tick, rollups stamp each success; any
+web process can then answer for all of them, on one machine or many (times are each machine's
+wall clock: keep them in NTP sync). Like the rest of Redis's contents these are rebuildable figures: losing
 Redis resets counters (Prometheus handles counter resets), never data.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 
@@ -48,6 +50,92 @@ def ops_pulse_tick(*, started: float, seconds: float, orgs: int, interval: float
     get_redis().hset(
         _key("pulse"),
         mapping={"at": started, "seconds": seconds, "lag": lag, "orgs": orgs},
+    )
+
+
+def ops_worker_heartbeat(*, worker: str, at: float, client: redis.Redis | None = None) -> None:
+    """A Celery worker is alive: its consumer loop (the one that takes tasks) ran at `at`."""
+    (client or get_redis()).hset(_key("workers"), worker, at)
+
+
+def ops_workers_forget(*, older_than: float, client: redis.Redis | None = None) -> int:
+    """Drop the heartbeats of workers gone for `older_than` seconds (renamed or retired hosts),
+    so the hash does not grow with every worker name ever used; returns how many."""
+    client = client or get_redis()
+    cutoff = time.time() - older_than
+    gone = [w for w, at in client.hgetall(_key("workers")).items() if float(at) < cutoff]
+    return client.hdel(_key("workers"), *gone) if gone else 0
+
+
+ROLLUP_KINDS = ("hourly", "daily", "conversation_metrics")
+
+
+def ops_rollup_succeeded(*, kind: str) -> None:
+    """Rollups of `kind` are up to date as of now: a build of that kind committed, or its
+    dispatcher found nothing due. Best effort: the rollup is in PostgreSQL whatever Redis says."""
+    with contextlib.suppress(redis.RedisError):
+        get_redis().hset(_key("rollups"), kind, time.time())
+
+
+PULSE_STALE_SECONDS = 30.0  # pulse ticks at least every ~1 s, even idle
+WORKER_STALE_SECONDS = 60.0  # a worker's heartbeat comes every 2 s; a broker reconnect may pause it
+
+
+@dataclass(frozen=True)
+class Liveness:
+    """The background processes' last signs of life: wall-clock times (None: not seen since
+    Redis was last emptied) and the moment they were read."""
+
+    now: float
+    pulse_at: float | None
+    worker_beats: dict[str, float]  # worker name -> its last heartbeat
+    rollups_at: dict[str, float]  # rollup kind -> its last success
+
+    def age(self, at: float | None) -> float | None:
+        """Seconds since `at` (never negative: clocks of two machines may differ a little)."""
+        return None if at is None else max(0.0, self.now - at)
+
+    @property
+    def pulse_age(self) -> float | None:
+        return self.age(self.pulse_at)
+
+    @property
+    def worker_age(self) -> float | None:
+        """The freshest worker's: one worker alive is enough to run the tasks."""
+        return self.age(max(self.worker_beats.values(), default=None))
+
+    @property
+    def workers_alive(self) -> int:
+        return sum(self.age(at) <= WORKER_STALE_SECONDS for at in self.worker_beats.values())
+
+    @property
+    def pulse_status(self) -> str:
+        return _status(self.pulse_age, PULSE_STALE_SECONDS)
+
+    @property
+    def worker_status(self) -> str:
+        return _status(self.worker_age, WORKER_STALE_SECONDS)
+
+
+def _status(age: float | None, limit: float) -> str:
+    if age is None:
+        return "unknown"
+    return "ok" if age <= limit else "stale"
+
+
+def ops_liveness(client: redis.Redis | None = None) -> Liveness:
+    """pulse's last tick, the workers' heartbeats and the rollups' last successes, in one round
+    trip (raises RedisError)."""
+    pipe = (client or get_redis()).pipeline(transaction=False)
+    pipe.hget(_key("pulse"), "at")
+    pipe.hgetall(_key("workers"))
+    pipe.hgetall(_key("rollups"))
+    pulse_at, workers, rollups = pipe.execute()
+    return Liveness(
+        now=time.time(),
+        pulse_at=float(pulse_at) if pulse_at is not None else None,
+        worker_beats={k.decode(): float(v) for k, v in workers.items()},
+        rollups_at={k.decode(): float(v) for k, v in rollups.items()},
     )
 
 

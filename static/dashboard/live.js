@@ -1,6 +1,6 @@
-/* Live dashboard glue: connection indicator, 2 s polling fallback while the socket is down,
-   and a fresh snapshot on every (re)connect. The socket itself is htmx's ws extension, which
-   reconnects with exponential backoff and full jitter. */
+/* Live dashboard glue: connection indicator with a staleness watchdog, 2 s polling fallback
+   while the socket is down, and a fresh snapshot on every (re)connect. The socket itself is
+   htmx's ws extension, which reconnects with exponential backoff and full jitter. */
 (function () {
   "use strict";
   var POLL_MS = 2000;
@@ -11,6 +11,7 @@
   var scopeSelect = document.getElementById("live-scope");
   var pollTimer = null;
   var socket = null; // htmx ws extension's socket wrapper, while open
+  var announcer = document.getElementById("connection-announce");
 
   // The scope ("", "bot:<slug>" or "campaign:<slug>") picks which fragments the page shows.
   function scope() {
@@ -30,10 +31,90 @@
     socket.send(JSON.stringify(message), scopeSelect || live);
   }
 
+  // The indicator. `connection` is what the socket and the polling say (connecting, live,
+  // polling, reconnecting, ended); the watchdog below turns live or polling into "stale" when
+  // the figures stop coming. The visible text may change every second (the age); screen readers
+  // hear only a change of state, through the separate polite live region.
+  var connection = "connecting";
+  var labels = {
+    connecting: "Connecting…", live: "Live", polling: "Polling", reconnecting: "Reconnecting…",
+  };
+  var shown = "connecting";
+
   function show(state, text) {
-    status.className = "conn conn-" + state;
-    status.textContent = text;
+    connection = state;
+    if (text) labels[state] = text;
+    watch();
   }
+
+  function display(state, text, spoken) {
+    if (status.textContent !== text) status.textContent = text;
+    if (state === shown) return;
+    shown = state;
+    status.className = "conn conn-" + state;
+    if (announcer) announcer.textContent = spoken || text;
+  }
+
+  // Staleness watchdog. pulse sends every watched group a frame at least every 5 s (only a
+  // heartbeat, #live-heartbeat, when nothing changed), and every snapshot carries the server
+  // time its data was read (data-as-of, µs on Redis's clock). Stale: the socket is open but
+  // nothing came for SILENT_MS, or the newest data on the page is older than OLD_MS (the same
+  // for the polling fallback, whose polls may be failing). Back to Live as soon as data flows.
+  var SILENT_MS = 10000;
+  var OLD_MS = 15000;
+  var now = function () { return performance.now(); }; // monotonic: immune to clock changes
+  var heardAt = now(); // the last message on the socket or successful poll
+  var newestAsOf = 0; // µs on the server's clock
+  var offset = Infinity; // our clock minus the server's (ms), least seen: transit excluded
+  var plainAt = -Infinity; // the last data without a stamp (live state down: figures from PG)
+
+  function heard(html) {
+    var t = now();
+    heardAt = t;
+    var stamps = /data-as-of="(\d+)"/g;
+    var match;
+    var stamped = false;
+    while ((match = stamps.exec(html || ""))) {
+      var micros = Number(match[1]);
+      if (!micros) continue;
+      stamped = true;
+      offset = Math.min(offset, t - micros / 1000);
+      newestAsOf = Math.max(newestAsOf, micros);
+    }
+    return stamped;
+  }
+
+  function dataAge() {
+    var at = newestAsOf ? newestAsOf / 1000 + offset : -Infinity;
+    return now() - Math.max(at, plainAt);
+  }
+
+  function ago(ms) {
+    var seconds = Math.max(0, Math.round(ms / 1000));
+    return seconds < 120 ? seconds + " s" : Math.round(seconds / 60) + " min";
+  }
+
+  function watch() {
+    if (connection !== "live" && connection !== "polling") {
+      display(connection, labels[connection] || connection);
+      return;
+    }
+    var age = dataAge();
+    var silent = connection === "live" && now() - heardAt > SILENT_MS;
+    if (silent || age > OLD_MS) {
+      var seconds = Math.max(0, Math.round(age / 1000));
+      display("stale", "Stale · updated " + ago(age) + " ago",
+        "Stale: figures last updated " + seconds + " seconds ago");
+    } else {
+      display(connection, labels[connection]);
+    }
+  }
+
+  // The page's own snapshot counts as the first data.
+  var initial = Array.prototype.map.call(document.querySelectorAll("#live [data-as-of]"),
+    function (el) { return 'data-as-of="' + el.getAttribute("data-as-of") + '"'; }).join(" ");
+  if (!heard(initial)) plainAt = now();
+  setInterval(watch, 1000);
 
   // Every live fragment of the snapshot is out-of-band, so each one passes the check below.
   function refresh() {
@@ -57,9 +138,15 @@
   // While the socket is down: "Reconnecting…" until a poll gets through, then "Polling".
   document.body.addEventListener("htmx:afterRequest", function (event) {
     var path = event.detail.pathInfo && event.detail.pathInfo.requestPath;
-    if (!socket && pollTimer && event.detail.successful && path && path.indexOf(pollBase) === 0) {
-      show("polling", "Polling");
-    }
+    if (!event.detail.successful || !path || path.indexOf(pollBase) !== 0) return;
+    var xhr = event.detail.xhr;
+    if (!heard(xhr && xhr.responseText)) plainAt = now();
+    if (!socket && pollTimer) show("polling");
+    else watch();
+  });
+  document.body.addEventListener("htmx:wsBeforeMessage", function (event) {
+    heard(event.detail && event.detail.message);
+    watch();
   });
 
   function startPolling() {
@@ -153,7 +240,8 @@
   document.body.addEventListener("htmx:wsOpen", function (event) {
     socket = event.detail.socketWrapper;
     stopPolling();
-    show("live", "Live");
+    heardAt = now(); // SILENT_MS counts from the opening; the snapshot below follows at once
+    show("live");
     // Resynchronise from a fresh snapshot after any gap (after the scope is re-subscribed).
     if (scope()) subscribe();
     else refresh();
@@ -184,7 +272,7 @@
     }
     if (ended) return;
     socket = null;
-    show("reconnecting", "Reconnecting…");
+    show("reconnecting");
     startPolling();
   });
   document.body.addEventListener("htmx:oobAfterSwap", function (event) {
@@ -208,6 +296,6 @@
   });
   // No socket within 5 s (blocked proxy, server without WebSockets): poll meanwhile.
   setTimeout(function () {
-    if (status.classList.contains("conn-connecting")) startPolling();
+    if (connection === "connecting") startPolling();
   }, 5000);
 })();

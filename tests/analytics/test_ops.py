@@ -59,9 +59,8 @@ def test_metrics_are_not_public(client, settings, db):
 
 
 def test_healthz_names_the_broker_when_it_is_down(client, db):
-    assert client.get("/healthz").json() == {
-        "status": "ok", "database": "ok", "redis": "ok", "broker": "ok"
-    }  # fmt: skip
+    ok = client.get("/healthz").json()
+    assert (ok["database"], ok["redis"], ok["broker"]) == ("ok", "ok", "ok")
     original = celery_app.conf.broker_url
     celery_app.conf.broker_url = "redis://127.0.0.1:1/0"  # nothing listens there
     try:

@@ -91,6 +91,11 @@ class Servers:
     def start_pulse(self) -> None:
         self.pulse = self._spawn("pulse", [sys.executable, "manage.py", "pulse"])
 
+    def stop_pulse(self) -> None:
+        """SIGKILL, as a crash would: no frame and no heartbeat from here on."""
+        self.pulse.kill()
+        self.pulse.wait()
+
     def start(self) -> None:
         self.start_web()
         self.start_pulse()
