@@ -83,11 +83,12 @@ def celery_worker(**kwargs):
         worker.stop()
 
 
-def wait_for(condition, timeout: float = 60, every: float = 0.2):
+def wait_for(condition, timeout: float = 60, every: float = 0.2, message: str = ""):
+    """Poll `condition` until it returns something truthy (returned); fail with `message`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()
         if value:
             return value
         time.sleep(every)
-    raise AssertionError(f"condition not met within {timeout} s")
+    raise AssertionError(message or f"condition not met within {timeout} s")

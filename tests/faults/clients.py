@@ -16,6 +16,8 @@ import orjson
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
+from tests.celery_worker import wait_for
+
 MESSAGES_HOUR = re.compile(
     r'id="metric-messages-hour">\s*<span class="label">[^<]*</span>\s*<span class="value">([\d,]+)<'
 )
@@ -137,10 +139,5 @@ class LiveSocket(threading.Thread):
 
 
 def wait_until(condition, timeout: float, every: float = 0.1, message: str = ""):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(message or f"condition not met within {timeout} s")
+    """tests.celery_worker.wait_for, polling faster: the fault tests time recoveries in seconds."""
+    return wait_for(condition, timeout, every, message)
