@@ -58,7 +58,12 @@ def test_it_answers_a_body_that_is_not_an_object_with_a_json_400(client, key, bo
 
 
 json_junk = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    # NaN and Infinity are not JSON: a body holding them is refused whole (400), as it should be.
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
     lambda inner: (
         st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
     ),
