@@ -5,19 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from importlib import import_module
-from types import SimpleNamespace
+from collections.abc import Awaitable, Callable
 
 import orjson
 import redis
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
-from django.conf import settings
-from django.core.exceptions import PermissionDenied
-from django.http import Http404
 from django.utils.html import format_html
 
-from analytics.tenancy import get_org_for_user
+from dashboard.access import SessionUser, member_access, session_user
 from dashboard.broadcast import org_group, scoped_group, stream_group
 from dashboard.hub import Subscriber, WireWriter, get_hub
 from dashboard.revocation import (
@@ -31,55 +27,29 @@ from dashboard.revocation import (
 )
 
 CLOSE_FORBIDDEN = 4403  # not signed in, or not a member of this org
-ACCESS_CHECKED_AT = "botflow.access_checked_at"  # scope key: monotonic time before auth ran
 CLOSE_TOO_SLOW = 4408  # the client fell too far behind
 CLOSE_TRY_LATER = 1013  # live updates are unavailable (Redis is down); browsers retry this code
 
 
-def _org_for_user(user, slug: str):
-    try:
-        return get_org_for_user(user, slug)
-    except (Http404, PermissionDenied):  # an outsider, or a role without "org.view"
-        return None
-
-
 # Not thread-sensitive: by default every database_sync_to_async call of the process runs on one
-# shared thread, so in a burst of 1,000 connects each org lookup would wait behind every other
-# socket's session lookup, past daphne's 5 s handshake timeout. The lookup needs no thread
-# affinity; the executor's few threads share the connection pool.
-_resolve_org = database_sync_to_async(_org_for_user, thread_sensitive=False)
+# shared thread, so in a burst of 1,000 connects each check would wait behind every other
+# socket's, past daphne's 5 s handshake timeout. The checks need no thread affinity; the
+# executor's few threads share the connection pool.
+_session_user = database_sync_to_async(session_user, thread_sensitive=False)
+_member_access = database_sync_to_async(member_access, thread_sensitive=False)
 
 
-def _session_access_now(session_key: str | None, user_id: int, org_slug: str) -> int | None:
-    """Re-checks a dashboard socket's access from the database: None while it holds, 4401 once
-    the session no longer signs in this user (signed out, deleted, password changed, user
-    deactivated), 4403 once the user may no longer see the org."""
-    from django.contrib import auth
-
-    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
-    user = auth.get_user(SimpleNamespace(session=store))
-    if user.pk != user_id:
-        return CLOSE_AUTH_ENDED
-    return None if _org_for_user(user, org_slug) is not None else CLOSE_NOT_ALLOWED
+async def _member_access_code(who: SessionUser, slug: str) -> int | None:
+    """A dashboard socket's re-check: None while it holds, else 4401 / 4403."""
+    return (await _member_access(who, slug))[1]
 
 
-_session_access = database_sync_to_async(_session_access_now, thread_sensitive=False)
-
-
-class StampAccessCheck:
-    """Outermost on a socket route: notes when its access check began, so a revocation that
-    arrives while the socket is being set up still applies to it (see Revoker.missed)."""
-
-    def __init__(self, app) -> None:
-        self.app = app
-
-    async def __call__(self, scope, receive, send):
-        return await self.app({**scope, ACCESS_CHECKED_AT: time.monotonic()}, receive, send)
-
-
-async def _watch_access(consumer, watch: Watch) -> bool:
-    """Register a socket with the process's revoker before it is accepted; refuse it (and say
-    False) if its access ended meanwhile or the layer cannot be reached."""
+async def _admit(consumer, watch: Watch, check: Callable[[], Awaitable[int | None]]) -> bool:
+    """Register a socket with the process's revoker, which joins its user's or key's group, and
+    only then run `check` (None: access holds; else a close code). A revocation committed after
+    the check read the database is a message the revoker receives; one received while the
+    socket was being set up is applied here (Revoker.missed). Refuses the socket, and says
+    False, if its access does not hold or the layer cannot be reached."""
     revoker = get_revoker()
     try:
         await revoker.watch(watch)
@@ -87,10 +57,12 @@ async def _watch_access(consumer, watch: Watch) -> bool:
         await consumer.close(code=CLOSE_TRY_LATER)
         return False
     asyncio.current_task().add_done_callback(lambda _: get_revoker().unwatch(watch))
-    missed = revoker.missed(watch)
-    code = missed["code"] if missed is not None and not missed.get("recheck") else None
-    if code is None and (missed is not None or revoker.needs_fresh_check(watch)):
-        code = await watch.recheck()  # a revocation may have been sent before the group join
+    code = await check()
+    missed = revoker.missed(watch) if code is None else None
+    if missed is not None:
+        code = await watch.recheck() if missed.get("recheck") else missed["code"]
+    if consumer.ended:
+        return False  # the revoker already ended it while the check ran
     if code is not None:
         revoker.unwatch(watch)
         await consumer.close(code=CLOSE_FORBIDDEN)
@@ -109,31 +81,33 @@ class DashboardConsumer(AsyncWebsocketConsumer):
     channel_layer_alias = "no-channel-layer"
 
     async def connect(self):
-        user = self.scope.get("user")
         slug = self.scope["url_route"]["kwargs"]["org_slug"]
-        org = await _resolve_org(user, slug)
-        if org is None:
+        session = self.scope.get("session")
+        session_key = session.session_key if session is not None else None
+        who = await _session_user(session_key)
+        if who is None:
             await self.close(code=CLOSE_FORBIDDEN)
             return
         if not await get_hub().redis_ok():
             # Nothing would be pushed: refuse, and the page polls over HTTP until a retry succeeds.
             await self.close(code=CLOSE_TRY_LATER)
             return
-        session = self.scope.get("session")
-        session_key = session.session_key if session is not None else None
+
+        async def check() -> int | None:
+            self.org_id, code = await _member_access(who, slug)
+            watch.org_id = self.org_id  # from now on, a removal from this org applies to it
+            return code
+
         watch = Watch(
-            group=user_group(user.pk),
+            group=user_group(who.user_id),
             close=self._access_ended,
             session=session_tag(session_key),
-            org_id=org.pk,
-            recheck=lambda: _session_access(session_key, user.pk, slug),
-            started=self.scope.get(ACCESS_CHECKED_AT, time.monotonic()),
+            recheck=lambda: _member_access_code(who, slug),
         )
-        if not await _watch_access(self, watch):
+        if not await _admit(self, watch, check):
             return
         await self.accept()
-        self.org_id = org.pk
-        self.group = org_group(org.pk)
+        self.group = org_group(self.org_id)
         self.subscriber = Subscriber(
             on_overflow=self._too_slow,
             send=self._send_frame,
@@ -291,7 +265,14 @@ class StreamConsumer(AsyncWebsocketConsumer):
             recheck=lambda: _stream_key_access(secret),
             started=started,
         )
-        if not await _watch_access(self, watch):
+
+        async def check() -> int | None:
+            # The key came from the process's 2 s cache; that is fresh enough if the key's group
+            # was joined before the lookup (a revocation since then cleared the cache entry).
+            revoker = get_revoker()
+            return await watch.recheck() if revoker.needs_fresh_check(watch) else None
+
+        if not await _admit(self, watch, check):
             return
         await self.accept(subprotocol=subprotocol)
         self.org_id = api_key.organization_id

@@ -1,0 +1,111 @@
+"""A dashboard socket's access check (dashboard/access.py): two queries per connect, whatever
+the burst, and the same answers as Django's session auth plus the org's membership."""
+
+import asyncio
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.contrib.sessions.models import Session
+from django.db.backends import utils as db_utils
+
+from analytics.models import Membership, Role
+from config.asgi import application
+from dashboard import consumers
+from dashboard.access import member_access, session_user
+from tests.dashboard.test_consumers import run
+from tests.dashboard.test_revocation import open_page, page_headers, signed_in
+from tests.factories import MembershipFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def queries(monkeypatch):
+    """Every SQL statement any thread runs, counted where Django's cursors execute it."""
+    seen = []
+    real_execute = db_utils.CursorWrapper._execute
+
+    def counting_execute(self, sql, params, *ignored_wrappers):
+        seen.append(sql)
+        return real_execute(self, sql, params, *ignored_wrappers)
+
+    monkeypatch.setattr(db_utils.CursorWrapper, "_execute", counting_execute)
+    return seen
+
+
+def test_a_burst_of_sockets_costs_two_queries_each(org, alice, queries):
+    """Before: the session, the user and the membership were read to connect, then read again
+    when the user's group had been joined after the check (every socket of a burst): six."""
+    browser = signed_in(alice)
+
+    async def scenario():
+        queries.clear()
+        pages = await asyncio.gather(*(open_page(browser) for _ in range(20)))
+        count = len(queries)
+        for page in pages:
+            await page.disconnect()
+        return count
+
+    assert run(scenario) == 40
+
+
+def who_of(client):
+    return session_user(client.cookies["sessionid"].value)
+
+
+def test_it_answers_as_the_session_and_membership_say(org, other_org, alice, bob):
+    alice_browser = signed_in(alice)
+    who = who_of(alice_browser)
+    assert who.user_id == alice.pk
+    assert member_access(who, "acme") == (org.pk, None)
+    assert member_access(who, "globex") == (None, 4403)  # not a member there
+    assert member_access(who, "no-such-org") == (None, 4403)
+    MembershipFactory(organization=other_org, user=alice, role=Role.VIEWER)
+    assert member_access(who, "globex") == (other_org.pk, None)
+    assert member_access(who, "acme", perm="members.manage") == (org.pk, None)
+    assert member_access(who_of(signed_in(bob)), "acme", perm="members.manage") == (None, 4403)
+
+
+def test_it_refuses_a_session_that_no_longer_signs_the_user_in(org, alice, bob):
+    assert session_user(None) is None
+    assert session_user("not-a-session") is None
+    who = who_of(signed_in(alice))
+    alice.set_password("a-new-password-456")
+    alice.save()
+    assert member_access(who, "acme") == (None, 4401)  # the password changed elsewhere
+
+    bob_browser = signed_in(bob)
+    who = who_of(bob_browser)
+    # Signed out after the session was read but before the membership was: still refused.
+    Session.objects.filter(session_key=bob_browser.cookies["sessionid"].value).delete()
+    assert member_access(who, "acme") == (None, 4401)
+
+    carol = MembershipFactory(organization=org, role=Role.ANALYST).user
+    who = who_of(signed_in(carol))
+    carol.is_active = False
+    carol.save()
+    assert member_access(who, "acme") == (None, 4401)
+    carol.delete()
+    assert member_access(who, "acme") == (None, 4401)
+
+
+def test_a_removal_during_the_check_refuses_the_socket(org, alice, monkeypatch):
+    """The membership goes while the socket's check is in flight (after the user's group was
+    joined): the revocation that arrives meanwhile applies, and the socket is refused."""
+    browser = signed_in(alice)
+    real_access = consumers._member_access
+
+    async def access_then_removed(who, slug):
+        answer = await real_access(who, slug)  # still a member when the database was read
+        await sync_to_async(Membership.objects.filter(organization=org, user=alice).delete)()
+        await asyncio.sleep(0.5)  # the revoker has received the removal
+        return answer
+
+    monkeypatch.setattr(consumers, "_member_access", access_then_removed)
+
+    async def scenario():
+        page = WebsocketCommunicator(application, "/ws/o/acme/live/", page_headers(browser))
+        return await page.connect(timeout=5)
+
+    assert run(scenario) == (False, 4403)
