@@ -28,7 +28,10 @@ from dashboard.revocation import (
 
 CLOSE_FORBIDDEN = 4403  # not signed in, or not a member of this org
 CLOSE_TOO_SLOW = 4408  # the client fell too far behind
-CLOSE_TRY_LATER = 1013  # live updates are unavailable (Redis is down); browsers retry this code
+# Live updates are unavailable (Redis is down): try again shortly. Not the standard 1013, which
+# the server's WebSocket stack (autobahn) refuses to send — it allows only 1000 and 3000-4999 —
+# so a close with 1013 raised in the server and left the socket open and silent.
+CLOSE_TRY_LATER = 4013
 
 
 # Not thread-sensitive: by default every database_sync_to_async call of the process runs on one
@@ -277,7 +280,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         await self.accept(subprotocol=subprotocol)
         self.org_id = api_key.organization_id
         self.targets: dict[tuple[str, str], int] = {}  # (kind, slug) -> id
-        self.subscriber = Subscriber(on_overflow=self._too_slow)
+        self.subscriber = Subscriber(on_overflow=self._too_slow, on_lost=self._live_lost)
         self.writer = asyncio.get_running_loop().create_task(self._write())
         self._set_groups({stream_group(self.org_id)})
 
@@ -295,6 +298,9 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     def _too_slow(self):
         asyncio.get_running_loop().create_task(self.close(code=CLOSE_TOO_SLOW))
+
+    def _live_lost(self):
+        asyncio.get_running_loop().create_task(self.close(code=CLOSE_TRY_LATER))
 
     def _access_ended(self, code: int) -> None:
         """The revoker's call: not one more event (queued ones are dropped), then close."""

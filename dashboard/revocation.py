@@ -87,7 +87,7 @@ def _send_now(group: str, message: dict) -> None:
     try:
         async_to_sync(get_channel_layer().group_send)(group, message)
     except (redis.RedisError, OSError) as exc:
-        # Redis down: every hub closes its sockets (1013) and refuses new ones until it is back,
+        # Redis down: every hub closes its sockets (4013) and refuses new ones until it is back,
         # and a socket that connects again is authenticated afresh.
         log.warning("could not send force_disconnect to %s (%s)", group, exc)
 

@@ -12,6 +12,7 @@ Key layout (prefix = settings.LIVE_KEY_PREFIX):
   {p}:o:{org}:gauges       hash  "{campaign}:{name}" -> JSON {value, at}
   {p}:o:{org}:u:{hour}     hash  usage: ingest requests, events
   {p}:dirty                set   org ids with data not yet pushed to dashboards
+  {p}:kept                 str   set while Redis holds the live state (see live_recover)
 Counter fields: in, out, ok, fail, fb, tok, cost_u (micro-USD), rt_n, rt_sum, cs, ce, esc.
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -55,6 +57,12 @@ def bot_key(bot_id: int, *parts) -> str:
 
 def dirty_key() -> str:
     return f"{_p()}:dirty"
+
+
+def kept_key() -> str:
+    """Set while Redis holds the live state: gone means Redis restarted empty, was flushed or
+    failed over to an empty replica, and every org's live state must be rebuilt."""
+    return f"{_p()}:kept"
 
 
 def wake_channel() -> str:
@@ -281,10 +289,11 @@ def live_apply(*, org: Organization, events: list, conversation_ids: dict, now: 
         pipe.execute()
         return "ok"
     except redis.RedisError as exc:
-        log.warning("live state of org %s not updated (%s); it will be rebuilt", org.pk, exc)
-        Organization.objects.filter(pk=org.pk, live_stale_since__isnull=True).update(
+        marked = Organization.objects.filter(pk=org.pk, live_stale_since__isnull=True).update(
             live_stale_since=now
         )
+        if marked:  # once per outage and org, not once per batch
+            log.warning("live state of org %s not updated (%s); it will be rebuilt", org.pk, exc)
         org.live_stale_since = org.live_stale_since or now
         return "delayed"
 
@@ -295,16 +304,26 @@ def live_rebuild(*, org: Organization, now: datetime | None = None) -> None:
     since = now - REBUILD_WINDOW
     first_minute, last_minute = epoch_minute(since), epoch_minute(now)
     bot_ids = list(org_bot_ids(org))
-    r = get_redis()
-    pipe = r.pipeline(transaction=True)
-    for minute in range(first_minute, last_minute + 1):
-        pipe.delete(org_key(org.pk, "m", minute), org_key(org.pk, "h", minute))
-        for bot_id in bot_ids:
-            pipe.delete(bot_key(bot_id, "m", minute), bot_key(bot_id, "h", minute))
-    pipe.delete(org_key(org.pk, "active"), org_key(org.pk, "feed"), org_key(org.pk, "acts"))
     today = now.astimezone(org.tz).strftime("%Y%m%d")
-    for bot_id in bot_ids:
-        pipe.delete(bot_key(bot_id, "d", today))
+    counters = [bot_key(bot_id, "d", today) for bot_id in bot_ids]
+    for minute in range(first_minute, last_minute + 1):
+        counters += (org_key(org.pk, "m", minute), org_key(org.pk, "h", minute))
+        for bot_id in bot_ids:
+            counters += (bot_key(bot_id, "m", minute), bot_key(bot_id, "h", minute))
+    r = get_redis()
+    # The counters as they are just before PostgreSQL is read. The rebuild takes away these
+    # values rather than deleting the keys, so the increments of batches that land while it
+    # reads survive it (deleting lost them: a rebuild during ingestion undercounted for good).
+    held = r.pipeline(transaction=True)
+    for key in counters:
+        held.hgetall(key)
+    held = held.execute()
+    pipe = r.pipeline(transaction=True)
+    for key, fields in zip(counters, held, strict=True):
+        _hincr(
+            pipe, key, Counter({f.decode(): -int(v) for f, v in fields.items() if f != b"last_ts"})
+        )
+    pipe.delete(org_key(org.pk, "active"), org_key(org.pk, "feed"), org_key(org.pk, "acts"))
     for bot_id in bot_ids:
         pipe.delete(bot_key(bot_id, "active"))
 
@@ -359,6 +378,32 @@ def live_rebuild(*, org: Organization, now: datetime | None = None) -> None:
     pipe.execute()
     Organization.objects.filter(pk=org.pk).update(live_stale_since=None)
     org.live_stale_since = None
+
+
+STALE_CHECK_SECONDS = 2.0
+_next_stale_check = 0.0  # monotonic time of this process's next look for stale orgs
+
+
+def live_recover(*, now: datetime | None = None, limit: int = 20) -> int:
+    """Notice a Redis that lost the live state (every org is then marked stale) and rebuild up
+    to `limit` stale orgs from PostgreSQL; returns how many were rebuilt. Pulse calls it every
+    tick: one Redis round trip, and a look for stale orgs (ingestion marks an org stale when
+    Redis refused its batch) at most every STALE_CHECK_SECONDS."""
+    global _next_stale_check
+    now = now or timezone.now()
+    if get_redis().set(kept_key(), "1", nx=True):
+        marked = Organization.objects.filter(live_stale_since__isnull=True).update(
+            live_stale_since=now
+        )
+        log.warning("Redis holds no live state (restarted empty?): rebuilding %s orgs", marked)
+    elif time.monotonic() < _next_stale_check:
+        return 0
+    stale = list(Organization.objects.filter(live_stale_since__isnull=False)[:limit])
+    for org in stale:
+        live_rebuild(org=org, now=now)
+    # More than `limit` stale: the next tick takes the next ones.
+    _next_stale_check = 0.0 if len(stale) == limit else time.monotonic() + STALE_CHECK_SECONDS
+    return len(stale)
 
 
 def org_bot_ids(org: Organization) -> list[int]:

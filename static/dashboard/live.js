@@ -1,6 +1,7 @@
 /* Live dashboard glue: connection indicator with a staleness watchdog, 2 s polling fallback
    while the socket is down, and a fresh snapshot on every (re)connect. The socket itself is
-   htmx's ws extension, which reconnects with exponential backoff and full jitter. */
+   htmx's ws extension, which reconnects with exponential backoff and full jitter (capped at
+   5 s here); after a 4013 close (Redis down) this script asks it to. */
 (function () {
   "use strict";
   var POLL_MS = 2000;
@@ -237,8 +238,16 @@
   window.matchMedia("(prefers-color-scheme: dark)").addEventListener("change", scheduleDraw);
   drawCharts();
 
+  // Reconnect delays: full jitter over 0.5 s, 1 s, 2 s ... capped at 5 s, so the dashboards of a
+  // restarted server or Redis spread their reconnects and are all back within seconds.
+  function reconnectDelay(retry) {
+    return Math.random() * Math.min(5000, 500 * Math.pow(2, retry));
+  }
+  if (window.htmx) window.htmx.config.wsReconnectDelay = reconnectDelay;
+  var retries = 0; // reconnects after 4013 since the socket was last open
   document.body.addEventListener("htmx:wsOpen", function (event) {
     socket = event.detail.socketWrapper;
+    retries = 0;
     stopPolling();
     heardAt = now(); // SILENT_MS counts from the opening; the snapshot below follows at once
     show("live");
@@ -274,6 +283,14 @@
     socket = null;
     show("reconnecting");
     startPolling();
+    // 4013: live updates are down (Redis) — try again later. htmx retries only 1006 and
+    // 1011-1013 itself, and a server cannot send 1013, so this page retries, with full jitter.
+    var wrapper = event.detail && event.detail.socketWrapper;
+    if (code === 4013 && wrapper) {
+      setTimeout(function () {
+        if (!ended && !socket) wrapper.reconnect();
+      }, reconnectDelay(retries++));
+    }
   });
   document.body.addEventListener("htmx:oobAfterSwap", function (event) {
     if (event.detail.target && event.detail.target.id === "live-notice") refresh();

@@ -157,7 +157,7 @@ def own_redis():
 def test_without_redis_sockets_are_told_to_retry_and_come_back_with_it(
     org, alice, own_redis, settings
 ):
-    """Redis lost: open dashboards are closed with 1013 (the page then polls and reconnects),
+    """Redis lost: open dashboards are closed with 4013 (the page then polls and reconnects),
     new ones are refused until Redis answers again; then frames flow again."""
     settings.REDIS_URL = own_redis.url
     headers = session_headers(alice)
@@ -170,9 +170,9 @@ def test_without_redis_sockets_are_told_to_retry_and_come_back_with_it(
 
         await sync_to_async(own_redis.stop)()
         closed = await communicator.receive_output(timeout=5)
-        assert closed == {"type": "websocket.close", "code": 1013}
+        assert closed == {"type": "websocket.close", "code": 4013}
         refused, connected, code = await connect("/ws/o/acme/live/", headers)
-        assert not connected and code == 1013  # nothing would be pushed: the page keeps polling
+        assert not connected and code == 4013  # nothing would be pushed: the page keeps polling
 
         await sync_to_async(own_redis.start)()
         again, connected, _ = await connect("/ws/o/acme/live/", headers)

@@ -23,14 +23,33 @@ MESSAGES_HOUR = re.compile(
 )
 
 
+class Ports:
+    """The servers behind one address, as a client that fails over sees them: it keeps to one
+    while it answers and moves to the next when a connection cannot be made."""
+
+    def __init__(self, ports: int | tuple[int, ...]) -> None:
+        self.ports = (ports,) if isinstance(ports, int) else tuple(ports)
+        self.index = 0
+
+    @property
+    def current(self) -> int:
+        return self.ports[self.index]
+
+    def next(self) -> int:
+        self.index = (self.index + 1) % len(self.ports)
+        return self.current
+
+
 class Ingestor(threading.Thread):
     """POSTs `batch` message events every `every` seconds until stopped. A refused batch (503,
     429, a dropped connection) is sent again with the same ids until the API takes it, so every
     event it made is eventually either accepted once or still pending when it stops."""
 
-    def __init__(self, port: int, key: str, *, batch: int = 20, every: float = 0.05) -> None:
+    def __init__(self, port: int | tuple[int, ...], key: str, *, batch: int = 20,
+                 every: float = 0.05) -> None:  # fmt: skip
         super().__init__(daemon=True)
-        self.port, self.key, self.batch, self.every = port, key, batch, every
+        self.ports = Ports(port)
+        self.key, self.batch, self.every = key, batch, every
         self.stopping = threading.Event()
         self.accepted = 0
         self.duplicates = 0
@@ -59,7 +78,7 @@ class Ingestor(threading.Thread):
         return orjson.loads(data) if response.status == 200 else None
 
     def run(self) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=15)
+        conn = http.client.HTTPConnection("127.0.0.1", self.ports.current, timeout=15)
         while not self.stopping.is_set():
             body = orjson.dumps({"events": self._events()})
             while not self.stopping.is_set():
@@ -68,9 +87,12 @@ class Ingestor(threading.Thread):
                 except (OSError, http.client.HTTPException) as exc:
                     self.statuses[exc.__class__.__name__] += 1
                     conn.close()
+                    conn = http.client.HTTPConnection("127.0.0.1", self.ports.next(), timeout=15)
                     result = None
                 if result is not None:
-                    self.accepted += result["accepted"]
+                    # Every id is new, so a duplicate is this batch's own earlier attempt, stored
+                    # before its answer was lost (a server killed after the commit): accepted too.
+                    self.accepted += result["accepted"] + result["duplicates"]
                     self.duplicates += result["duplicates"]
                     break
                 time.sleep(0.1)  # refused: the same batch again shortly
@@ -91,24 +113,28 @@ class Frame:
 
 class LiveSocket(threading.Thread):
     """A dashboard's socket (/ws/o/<org>/live/ with the viewer's session cookie). Like the page,
-    it reconnects after a close (1013 while Redis is down) or a refused connect, every 0.5 s."""
+    it reconnects after a close (4013 while Redis is down) or a refused connect, every 0.5 s."""
 
-    def __init__(self, port: int, org: str, session: str) -> None:
+    def __init__(self, port: int | tuple[int, ...], org: str, session: str) -> None:
         super().__init__(daemon=True)
-        self.port, self.org, self.session = port, org, session
+        self.ports = Ports(port)
+        self.org, self.session = org, session
         self.frames: list[Frame] = []
         self.closes: list[tuple[float, int | None]] = []  # (when, close code)
         self.connects: list[float] = []
+        self.connected_to: list[int] = []  # the port of each connect
         self.stopping = threading.Event()
 
     def run(self) -> None:
-        url = f"ws://127.0.0.1:{self.port}/ws/o/{self.org}/live/"
-        headers = {"Cookie": f"sessionid={self.session}", "Origin": f"http://127.0.0.1:{self.port}"}
         while not self.stopping.is_set():
+            port = self.ports.current
+            url = f"ws://127.0.0.1:{port}/ws/o/{self.org}/live/"
+            headers = {"Cookie": f"sessionid={self.session}", "Origin": f"http://127.0.0.1:{port}"}
             try:
                 with connect(url, additional_headers=headers, open_timeout=5,
                              max_size=None) as ws:  # fmt: skip
                     self.connects.append(time.monotonic())
+                    self.connected_to.append(port)
                     while not self.stopping.is_set():
                         try:
                             text = ws.recv(timeout=0.5)
@@ -119,6 +145,7 @@ class LiveSocket(threading.Thread):
                 self.closes.append((time.monotonic(), exc.rcvd.code if exc.rcvd else None))
             except (InvalidStatus, OSError, TimeoutError):
                 self.closes.append((time.monotonic(), None))
+                self.ports.next()  # refused or unreachable: the next try goes to another server
             if not self.stopping.is_set():
                 time.sleep(0.5)
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import orjson
 import pytest
 
+from tests.e2e.conftest import browser_type_launch_args  # noqa: F401 - the same Chromium
 from tests.e2e.live_servers import Servers
 from tests.faults.servers import PrivatePostgres, PrivateRedis, manage
 

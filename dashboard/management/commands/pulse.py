@@ -6,7 +6,9 @@ publishes on the wake channel) is rendered at once, so a quiet dashboard updates
 milliseconds and a busy one within a tick.
 
 An outage of PostgreSQL or Redis does not end it: it logs one warning, retries with backoff
-(config.outage) and, once both answer again, renders every watched org in full at once.
+(config.outage) and, once both answer again, renders every watched org in full at once. A Redis
+that came back empty is noticed on the next tick and the live state rebuilt from PostgreSQL
+(analytics.services.live.live_recover), so the figures are whole again, not counted from zero.
 """
 
 import logging
@@ -16,7 +18,7 @@ from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
 from analytics.redis import get_redis
-from analytics.services.live import dirty_key, wake_channel
+from analytics.services.live import dirty_key, live_recover, wake_channel
 from analytics.services.ops import ops_pulse_tick
 from config.outage import TRANSIENT, Outage
 from dashboard.broadcast import forget_published, pulse_tick
@@ -51,6 +53,7 @@ class Command(BaseCommand):
                             pass  # one tick serves every wake-up received meanwhile
                     time.sleep(max(0.0, last_busy + interval - time.monotonic()))
                     started = time.monotonic()
+                    live_recover()  # Redis restarted empty: rebuild from PostgreSQL first
                     orgs = pulse_tick()
                     if orgs:
                         last_busy = started

@@ -6,9 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from analytics.models import Organization
 from analytics.selectors import live_feed, live_snapshot
+from analytics.services import live
 from analytics.services.ingest import events_ingest
-from analytics.services.live import live_rebuild
+from analytics.services.live import live_rebuild, live_recover
 from tests.factories import BotFactory
 
 
@@ -140,6 +142,46 @@ def test_a_rebuild_from_postgresql_reproduces_the_live_figures(
     assert live_snapshot(org=org, now=now).messages_last_hour.value == 0
     live_rebuild(org=org, now=now)
     assert live_snapshot(org=org, now=now) == before
+
+
+def test_a_batch_that_lands_while_a_rebuild_reads_postgresql_is_kept(org, bot, now, monkeypatch):
+    """A rebuild used to delete the counters and write PostgreSQL's figures: another process's
+    batch counted in Redis meanwhile (after the read) was lost until the counters expired."""
+    events_ingest(org=org, events=[message("c1", "inbound", now) for _ in range(5)], now=now)
+    real_write = live._Accumulator.write
+
+    def another_batch_lands_first(self, pipe):
+        monkeypatch.setattr(live._Accumulator, "write", real_write)
+        events_ingest(org=org, events=[message("c2", "inbound", now) for _ in range(3)], now=now)
+        real_write(self, pipe)
+
+    monkeypatch.setattr(live._Accumulator, "write", another_batch_lands_first)
+    live_rebuild(org=org, now=now)
+    assert live_snapshot(org=org, now=now).messages_last_hour.value == 8
+
+
+def test_pulse_notices_a_redis_that_lost_everything_and_rebuilds_every_org(
+    org, bot, other_org, now, redis_client, settings
+):
+    """No batch failed (Redis restarted between two), so no org was marked stale by ingestion:
+    the next pulse tick (live_recover) still finds out and rebuilds every org from PostgreSQL."""
+    BotFactory(organization=other_org, slug="support-bot")
+    for tenant in (org, other_org):
+        events_ingest(org=tenant, events=[message("c1", "inbound", now - timedelta(minutes=i))
+                                          for i in range(12)], now=now)  # fmt: skip
+    live_recover(now=now)  # the first tick: a fresh Redis holds no live state yet
+    before = {o.pk: live_snapshot(org=o, now=now) for o in (org, other_org)}
+    assert before[org.pk].messages_last_hour.value == 12
+    assert live_recover(now=now) == 0  # nothing lost: one Redis round trip, no rebuild
+
+    for key in redis_client.scan_iter(f"{settings.LIVE_KEY_PREFIX}:*"):
+        redis_client.delete(key)  # restarted empty
+    assert live_recover(now=now) == 2
+    for tenant in (org, other_org):
+        tenant.refresh_from_db()
+        assert tenant.live_stale_since is None
+        assert live_snapshot(org=tenant, now=now) == before[tenant.pk]
+    assert not Organization.objects.filter(live_stale_since__isnull=False).exists()
 
 
 def test_activities_gauges_and_the_dirty_mark_are_live_at_once(
