@@ -185,3 +185,23 @@ def test_without_redis_sockets_are_told_to_retry_and_come_back_with_it(
         await again.disconnect()
 
     run(scenario)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_without_redis_a_stream_socket_is_told_to_retry_too(org, own_redis, settings):
+    """An API client's stream would otherwise sit open and silent while nothing can reach it."""
+    from analytics.services.api_keys import api_key_create
+
+    settings.REDIS_URL = own_redis.url
+    secret = api_key_create(organization=org, name="stream", scopes="read").secret
+
+    async def scenario():
+        stream, connected, _ = await connect(
+            "/ws/v1/stream", [(b"authorization", f"Bearer {secret}".encode())]
+        )
+        assert connected
+        await asyncio.wait_for(get_hub().ready.wait(), 5)
+        await sync_to_async(own_redis.stop)()
+        assert await stream.receive_output(timeout=5) == {"type": "websocket.close", "code": 4013}
+
+    run(scenario)
