@@ -202,7 +202,7 @@ CELERY_TIMEZONE = "UTC"
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BEAT_SCHEDULER = "analytics.beat:DatabaseScheduler"  # django-celery-beat, outage-aware
 CELERY_RESULT_EXPIRES = 3600
 # Queues split by kind so slow work never delays live work: a worker started without -Q consumes
 # them all; production runs e.g. `celery -A config worker -Q rollups` on machines of their own.

@@ -41,7 +41,10 @@ def test_the_worker_beat_and_simulator_outlive_a_postgres_restart(product, tmp_p
         for proc in children.values():
             _stop(proc)
     simulator_log = product.log("simulator")
-    assert simulator_log.count("unavailable") == 1, simulator_log
+    assert simulator_log.count("WARNING botflow.simulate") == 1, simulator_log
     assert "recovered after" in simulator_log
+    beat_log = product.log("beat")
+    assert beat_log.count("WARNING/MainProcess] beat: PostgreSQL unavailable") == 1, beat_log
+    assert "beat: recovered after" in beat_log
     for name in children:
         assert "Traceback" not in product.log(name), product.log(name)
