@@ -296,6 +296,8 @@ class Hub:
                     # The last socket left: say so now, not when the last report expires.
                     await self._report_viewers(client)
             except (redis.RedisError, OSError) as exc:  # any Redis failure: the sockets resync
+                if asyncio.current_task().cancelling():
+                    raise asyncio.CancelledError from exc  # the loop is closing: stop (as above)
                 self.ready.clear()
                 self._lost()
                 await outage.asleep(exc)

@@ -194,6 +194,10 @@ class Revoker:
             try:
                 message = await self.layer.receive(self.channel)
             except Exception as exc:  # never stop listening: revocations would be lost
+                if asyncio.current_task().cancelling():
+                    # Being cancelled (the loop is closing), whatever the layer turned the
+                    # cancellation into: stop, or the loop waits for this task for ever.
+                    raise asyncio.CancelledError from exc
                 log.warning("revoker could not receive (%r); retrying in 1 s", exc)
                 await asyncio.sleep(1)
                 rejoin_at = 0.0  # Redis may have restarted empty

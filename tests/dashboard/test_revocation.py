@@ -315,3 +315,30 @@ def test_a_revocation_in_another_process_closes_sockets_on_a_real_server(org, al
         run(scenario)
     finally:
         servers.stop()
+
+
+@pytest.mark.timeout(60)  # before the fix this test hung at the loop's close, like that CI run
+def test_the_revoker_stops_when_cancelled_whatever_the_layer_raises(org, alice):
+    """A CI run hung for good at an event loop's close: a task that turns its cancellation into
+    another error inside a `while True` loop with `except Exception` is never cancelled. The
+    layer is made to do that here (channels-redis can raise KeyError from its cancel path)."""
+
+    async def scenario():
+        revoker = get_revoker()
+        real_receive = revoker.layer.receive
+
+        async def receive_that_mangles_cancel(channel):
+            try:
+                return await real_receive(channel)
+            except asyncio.CancelledError:
+                raise KeyError(channel) from None
+
+        revoker.layer.receive = receive_that_mangles_cancel
+        page = await open_page(signed_in(alice))
+        await page.disconnect()
+        await asyncio.sleep(0.2)  # the listener is waiting in receive()
+        revoker.task.cancel()
+        done, _ = await asyncio.wait({revoker.task}, timeout=3)
+        assert done, "the revoker's listener ignored its cancellation"
+
+    run(scenario)
