@@ -377,7 +377,7 @@ def rollup_build_hourly(*, org_id: int, hour: datetime) -> HourlyResult:
             "start": start,
             "end": end,
             "min_value": sketch.MIN_VALUE,
-            "log_gamma": sketch._LOG_GAMMA,
+            "log_gamma": sketch.LOG_GAMMA,
             "api_calls": api_calls,
             "ingest_requests": ingest_requests,
         }
@@ -539,7 +539,7 @@ def rollup_build_daily(*, org_id: int, date: date) -> DailyResult:
             "end": end,
             "date": date,
             "min_value": sketch.MIN_VALUE,
-            "log_gamma": sketch._LOG_GAMMA,
+            "log_gamma": sketch.LOG_GAMMA,
         }
         cursor.execute(_DAILY_SQL, params)
         bots, written, removed = cursor.fetchone()
