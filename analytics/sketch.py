@@ -14,14 +14,14 @@ from collections.abc import Iterable, Mapping
 
 RELATIVE_ACCURACY = 0.01
 GAMMA = (1 + RELATIVE_ACCURACY) / (1 - RELATIVE_ACCURACY)
-_LOG_GAMMA = math.log(GAMMA)
+LOG_GAMMA = math.log(GAMMA)
 MIN_VALUE = 1.0  # ms; response times below a millisecond are reported as 1 ms
 
 
 def bucket_of(value: float) -> int:
     if value <= MIN_VALUE:
         return 0
-    return math.ceil(math.log(value) / _LOG_GAMMA)
+    return math.ceil(math.log(value) / LOG_GAMMA)
 
 
 def bucket_value(index: int) -> float:

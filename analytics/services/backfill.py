@@ -82,11 +82,12 @@ def backfill_unit_done(*, backfill_id: int, unit: str) -> None:
     """Record a finished unit (a repeat is ignored)."""
     with connection.cursor() as cursor:
         cursor.execute(
-            """
-            INSERT INTO analytics_rollupbackfillunit (organization_id, backfill_id, unit, done_at)
-            SELECT organization_id, id, %s, now() FROM analytics_rollupbackfill WHERE id = %s
+            f"""
+            INSERT INTO {RollupBackfillUnit._meta.db_table}
+                (organization_id, backfill_id, unit, done_at)
+            SELECT organization_id, id, %s, now() FROM {RollupBackfill._meta.db_table} WHERE id = %s
             ON CONFLICT (organization_id, backfill_id, unit) DO NOTHING
-            """,
+            """,  # noqa: S608
             [unit, backfill_id],
         )
 

@@ -40,7 +40,19 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from analytics import sketch
-from analytics.models import Organization
+from analytics.models import (
+    Activity,
+    Bot,
+    BotDailyMetrics,
+    BotHourlyRollup,
+    Conversation,
+    ConversationMetrics,
+    Message,
+    Organization,
+    OrgHourlyUsage,
+    RollupDirtyDay,
+    RollupDirtyHour,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,16 +61,17 @@ INGEST_LOCK_SPACE = 0x62665231
 DAILY_DUE_TIME = time(1, 0)  # daily bot metrics of a day are built from 01:00 org time next day
 HOUR = timedelta(hours=1)
 
-_T_MSG = "analytics_message"
-_T_CONV = "analytics_conversation"
-_T_ACT = "analytics_activity"
-_T_BOT = "analytics_bot"
-_T_HOURLY = "analytics_bothourlyrollup"
-_T_USAGE = "analytics_orghourlyusage"
-_T_DAILY = "analytics_botdailymetrics"
-_T_CM = "analytics_conversationmetrics"
-_T_DIRTY_HOUR = "analytics_rollupdirtyhour"
-_T_DIRTY_DAY = "analytics_rollupdirtyday"
+_T_ORG = Organization._meta.db_table
+_T_MSG = Message._meta.db_table
+_T_CONV = Conversation._meta.db_table
+_T_ACT = Activity._meta.db_table
+_T_BOT = Bot._meta.db_table
+_T_HOURLY = BotHourlyRollup._meta.db_table
+_T_USAGE = OrgHourlyUsage._meta.db_table
+_T_DAILY = BotDailyMetrics._meta.db_table
+_T_CM = ConversationMetrics._meta.db_table
+_T_DIRTY_HOUR = RollupDirtyHour._meta.db_table
+_T_DIRTY_DAY = RollupDirtyDay._meta.db_table
 
 
 # --- marking (called by ingestion) -------------------------------------------------------------
@@ -377,7 +390,7 @@ def rollup_build_hourly(*, org_id: int, hour: datetime) -> HourlyResult:
             "start": start,
             "end": end,
             "min_value": sketch.MIN_VALUE,
-            "log_gamma": sketch._LOG_GAMMA,
+            "log_gamma": sketch.LOG_GAMMA,
             "api_calls": api_calls,
             "ingest_requests": ingest_requests,
         }
@@ -539,7 +552,7 @@ def rollup_build_daily(*, org_id: int, date: date) -> DailyResult:
             "end": end,
             "date": date,
             "min_value": sketch.MIN_VALUE,
-            "log_gamma": sketch._LOG_GAMMA,
+            "log_gamma": sketch.LOG_GAMMA,
         }
         cursor.execute(_DAILY_SQL, params)
         bots, written, removed = cursor.fetchone()
@@ -603,8 +616,6 @@ def conversation_metrics_build_many(*, org_id: int, conversation_ids: Iterable[i
 
 def conversation_metrics_build(*, conversation_id: int) -> None:
     """Rebuild the ConversationMetrics row of one conversation."""
-    from analytics.models import Conversation
-
     org_id = Conversation.objects.values_list("organization_id", flat=True).get(pk=conversation_id)
     conversation_metrics_build_many(org_id=org_id, conversation_ids=[conversation_id])
 
@@ -708,7 +719,7 @@ def rollup_due_days(*, now: datetime | None = None) -> list[tuple[int, date]]:
     with connection.cursor() as cursor:
         cursor.execute(
             f"""SELECT d.organization_id, d.date, o.timezone FROM {_T_DIRTY_DAY} d
-                JOIN analytics_organization o ON o.id = d.organization_id
+                JOIN {_T_ORG} o ON o.id = d.organization_id
                 ORDER BY d.date, d.organization_id"""  # noqa: S608
         )
         rows = cursor.fetchall()

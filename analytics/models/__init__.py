@@ -1,0 +1,84 @@
+"""The domain model, one module per seam; every model is re-exported here, so callers import
+from `analytics.models` and Django's app registry finds them all.
+
+- tenancy: the organization, the tenant base class and its queryset, members and roles,
+  invitations and the audit log
+- catalog: bots, campaigns and API keys
+- events: conversations, messages, activities, gauges and event receipts
+- rollups: conversation metrics, hourly and daily rollups, their bookkeeping, insight reports
+- alerts: alert rules, the events they fire and their notifications
+"""
+
+from analytics.models.alerts import AlertEvent, AlertMetric, AlertNotification, AlertRule
+from analytics.models.catalog import ApiKey, Bot, Campaign, Channel
+from analytics.models.events import (
+    Activity,
+    CallOutcome,
+    Conversation,
+    Direction,
+    EventReceipt,
+    Gauge,
+    Message,
+    Outcome,
+)
+from analytics.models.rollups import (
+    BotDailyMetrics,
+    BotHourlyRollup,
+    ConversationMetrics,
+    InsightReport,
+    OrgHourlyUsage,
+    RollupBackfill,
+    RollupBackfillUnit,
+    RollupDirtyDay,
+    RollupDirtyHour,
+)
+from analytics.models.tenancy import (
+    ADMIN_ROLES,
+    AuditEvent,
+    Invitation,
+    Membership,
+    Organization,
+    OrgQuerySet,
+    Role,
+    TenantModel,
+    _validate_timezone,  # migration 0001 names it as analytics.models._validate_timezone
+    unenforced_fk,
+)
+
+__all__ = [
+    "ADMIN_ROLES",
+    "Activity",
+    "AlertEvent",
+    "AlertMetric",
+    "AlertNotification",
+    "AlertRule",
+    "ApiKey",
+    "AuditEvent",
+    "Bot",
+    "BotDailyMetrics",
+    "BotHourlyRollup",
+    "CallOutcome",
+    "Campaign",
+    "Channel",
+    "Conversation",
+    "ConversationMetrics",
+    "Direction",
+    "EventReceipt",
+    "Gauge",
+    "InsightReport",
+    "Invitation",
+    "Membership",
+    "Message",
+    "OrgHourlyUsage",
+    "OrgQuerySet",
+    "Organization",
+    "Outcome",
+    "Role",
+    "RollupBackfill",
+    "RollupBackfillUnit",
+    "RollupDirtyDay",
+    "RollupDirtyHour",
+    "TenantModel",
+    "_validate_timezone",
+    "unenforced_fk",
+]
