@@ -211,6 +211,7 @@ CELERY_TASK_QUEUES = [
     for name in ("default", "followups", "rollups", "insights", "alerts")
 ]
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# By registered task name (kept from before analytics/tasks/ was a package; see its __init__).
 CELERY_TASK_ROUTES = {
     "analytics.tasks.conversation_metrics_on_end": {"queue": "followups"},
     "analytics.tasks.rollup_*": {"queue": "rollups"},
@@ -293,7 +294,6 @@ except ValueError as exc:
 # --- exports (issue 6): larger ones run as a Celery job writing to EXPORT_DIR (shared with web)
 EXPORT_ASYNC_ROWS = env_int("EXPORT_ASYNC_ROWS", 200_000, minimum=1)
 EXPORT_DIR = Path(env_str("EXPORT_DIR", "") or BASE_DIR / ".data" / "exports")
-CELERY_IMPORTS = ["analytics.export_tasks"]
 
 # --- insights and alerts (issue 7)
 # Webhooks may not reach internal addresses (loopback, link-local, private, ...) unless listed here.
@@ -304,8 +304,6 @@ try:
     ]
 except ValueError as exc:
     raise EnvError("ALERT_WEBHOOK_ALLOWED_NETWORKS", f"must be IP networks: {exc}") from exc
-# The alert and insight tasks live in their own module (not found by autodiscovery).
-CELERY_IMPORTS = [*CELERY_IMPORTS, "analytics.alert_tasks"]
 ALERT_WEBHOOK_TIMEOUT = env_int("ALERT_WEBHOOK_TIMEOUT", 5, minimum=1)  # seconds per attempt
 ALERT_NOTIFY_MAX_ATTEMPTS = env_int("ALERT_NOTIFY_MAX_ATTEMPTS", 5, minimum=1)
 ALERT_NOTIFY_BACKOFF = env_int("ALERT_NOTIFY_BACKOFF", 10, minimum=1)  # seconds, then x3 per try

@@ -23,6 +23,7 @@ from analytics.models import AlertEvent, AlertNotification, AlertRule, Bot, Camp
 from analytics.redis import get_redis
 from analytics.services import alerts as alert_services
 from analytics.services.audit import alert_rule_details, audit_request
+from analytics.services.enqueue import INSIGHTS_REFRESH, task_send
 from analytics.services.insights import (
     FORECAST_METRICS,
     REPORT_MAX_AGE,
@@ -38,11 +39,9 @@ log = logging.getLogger(__name__)
 
 def _queue_refresh(org) -> bool:
     """Queue the org's insights once per 10 minutes; False when the broker is unreachable."""
-    from analytics.alert_tasks import insights_refresh_task
-
     try:
         if get_redis().set(org_key(org.pk, "insights-queued"), 1, nx=True, ex=600):
-            insights_refresh_task.apply_async(args=[org.pk])
+            task_send(INSIGHTS_REFRESH, args=[org.pk])
         return True
     except Exception:  # noqa: BLE001 - the page still renders what it has
         log.warning("could not queue insights of org %s", org.pk, exc_info=True)

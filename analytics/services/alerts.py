@@ -46,6 +46,7 @@ from analytics.models import (
     Organization,
 )
 from analytics.redis import get_redis
+from analytics.services.enqueue import ALERT_NOTIFICATION_DELIVER, task_send
 from analytics.services.live import bot_key, epoch_minute, org_key
 
 log = logging.getLogger(__name__)
@@ -632,11 +633,9 @@ def _notify(rule: AlertRule, event: AlertEvent, kind: str) -> int:
     ids = [n.pk for n in rows]
 
     def queue():
-        from analytics.alert_tasks import alert_notification_deliver_task
-
         for pk in ids:
             try:
-                alert_notification_deliver_task.apply_async(args=[pk])
+                task_send(ALERT_NOTIFICATION_DELIVER, args=[pk])
             except Exception:  # noqa: BLE001 - the broker may be down; the sweep retries
                 log.warning("could not queue alert notification %s", pk, exc_info=True)
 
@@ -786,11 +785,9 @@ def alert_notifications_sweep(*, now: datetime | None = None) -> int:
         status=AlertNotification.Status.PENDING, created_at__lt=now - timedelta(minutes=10),
         created_at__gte=now - timedelta(days=1),
     ).values_list("pk", flat=True)[:500]  # fmt: skip
-    from analytics.alert_tasks import alert_notification_deliver_task
-
     ids = list(stale)
     for pk in ids:
-        alert_notification_deliver_task.apply_async(args=[pk])
+        task_send(ALERT_NOTIFICATION_DELIVER, args=[pk])
     return len(ids)
 
 

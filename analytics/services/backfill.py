@@ -14,6 +14,12 @@ from django.db import connection
 from django.utils import timezone
 
 from analytics.models import Organization, RollupBackfill, RollupBackfillUnit
+from analytics.services.enqueue import (
+    CONVERSATION_METRICS_BUILD,
+    ROLLUP_BUILD_DAILY,
+    ROLLUP_BUILD_HOURLY,
+    task_send_on_commit,
+)
 from analytics.services.rollup import (
     HOUR,
     conversation_ids_in_range,
@@ -119,23 +125,17 @@ def backfill_run_unit(*, backfill: RollupBackfill, org: Organization, unit: str)
 
 def backfill_enqueue_unit(*, backfill: RollupBackfill, org: Organization, unit: str) -> None:
     """Queue one unit for the workers; the task records it when done."""
-    from analytics.tasks import (
-        conversation_metrics_build_task,
-        rollup_build_daily_task,
-        rollup_build_hourly_task,
-    )
-
     kind, value = unit.split(":", 1)
     options = {"expires": None}  # a backfill waits for its units, however long the queue is
     if kind == "h":
-        rollup_build_hourly_task.apply_async(args=[org.pk, value, backfill.pk], **options)
+        task_send_on_commit(ROLLUP_BUILD_HOURLY, args=[org.pk, value, backfill.pk], **options)
     elif kind == "d":
-        rollup_build_daily_task.apply_async(args=[org.pk, value, backfill.pk], **options)
+        task_send_on_commit(ROLLUP_BUILD_DAILY, args=[org.pk, value, backfill.pk], **options)
     elif kind == "c":
         start, end = org_day_bounds(org, date.fromisoformat(value))
         ids = conversation_ids_in_range(org_id=org.pk, start=start, end=end)
-        conversation_metrics_build_task.apply_async(
-            args=[org.pk, ids, backfill.pk, unit], **options
+        task_send_on_commit(
+            CONVERSATION_METRICS_BUILD, args=[org.pk, ids, backfill.pk, unit], **options
         )
     else:
         raise ValueError(f"unknown backfill unit {unit!r}")

@@ -32,6 +32,7 @@ from django.utils import timezone
 
 from analytics.models import Bot, BotDailyMetrics, Message, Organization
 from analytics.redis import get_redis
+from analytics.services.enqueue import EXPORT_BUILD, task_send
 from analytics.tenancy import user_can
 
 CHUNK_BYTES = 64 * 1024
@@ -295,8 +296,6 @@ def export_job_start(
     *, org: Organization, kind: str, query: str, filename: str, user=None
 ) -> ExportJob:
     """Queue a large export of the explorer's filtered view; the worker writes the file."""
-    from analytics.export_tasks import export_build
-
     job = ExportJob(
         id=str(uuid.uuid4()),
         org_id=org.pk,
@@ -307,7 +306,8 @@ def export_job_start(
         user_id=user.pk if user is not None else None,
     )
     _job_save(job)
-    export_build.delay(job.id)
+    # At once, not on commit: the job is in Redis, not in a transaction the worker waits for.
+    task_send(EXPORT_BUILD, args=[job.id])
     return job
 
 

@@ -1,7 +1,7 @@
 """Operating figures shared by every process: counted in Redis, read by /metrics and the ops API.
 
 Web processes count ingested events, Celery workers count their tasks and stamp a heartbeat
-(signals connected in config/celery.py), pulse stamps each tick, rollups stamp each success; any
+(signals in analytics/celery_signals.py), pulse stamps each tick, rollups stamp each success; any
 web process can then answer for all of them, on one machine or many (times are each machine's
 wall clock: keep them in NTP sync). Like the rest of Redis's contents these are rebuildable figures: losing
 Redis resets counters (Prometheus handles counter resets), never data.
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import orjson
 import redis
+from celery import current_app
 from django.conf import settings
 
 from analytics.redis import get_redis
@@ -204,12 +205,10 @@ def ops_snapshot() -> OpsSnapshot:
 
 def queue_lengths() -> dict[str, int]:
     """Messages waiting in each Celery queue (the broker is Redis: one list per queue)."""
-    from config.celery import app
-
     queues = [q.name for q in settings.CELERY_TASK_QUEUES or ()] or [
         settings.CELERY_TASK_DEFAULT_QUEUE
     ]
-    with app.connection_for_read() as conn:
+    with current_app.connection_for_read() as conn:
         client = conn.default_channel.client
         pipe = client.pipeline(transaction=False)
         for queue in queues:
@@ -219,10 +218,8 @@ def queue_lengths() -> dict[str, int]:
 
 def broker_ping(timeout: float = 2.0) -> str:
     """ "ok" when Celery's broker answers, else the error's name."""
-    from config.celery import app
-
     try:
-        with app.connection_for_write() as conn:
+        with current_app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, interval_start=0, timeout=timeout)
             conn.default_channel.client.ping()
     except Exception as exc:  # noqa: BLE001 - any failure means "down", and says which

@@ -53,6 +53,7 @@ from analytics.models import (
     RollupDirtyDay,
     RollupDirtyHour,
 )
+from analytics.services.enqueue import CONVERSATION_METRICS_ON_END, task_send
 
 log = logging.getLogger(__name__)
 
@@ -668,23 +669,23 @@ def conversation_metrics_sweep(*, now: datetime | None = None) -> int:
     return total
 
 
-def conversation_metrics_enqueue(*, org_id: int, conversation_ids: list[int]) -> bool:
-    """Queue the metrics of conversations a committed batch ended (or touched after their end).
+def conversation_metrics_enqueue(*, org_id: int, conversation_ids: list[int]) -> None:
+    """Queue the metrics of conversations a batch ended (or touched after their end), once the
+    batch is committed (ingestion commits first: then at once).
 
     Best effort: a broker that is down must not fail ingestion; the sweep catches up.
     """
     if not conversation_ids:
-        return True
-    from analytics.tasks import conversation_metrics_on_end
+        return
+    args = [org_id, sorted(conversation_ids)]
 
-    try:
-        conversation_metrics_on_end.apply_async(
-            args=[org_id, sorted(conversation_ids)], retry=False
-        )
-    except Exception as exc:  # noqa: BLE001 - any broker failure; the sweep rebuilds them
-        log.warning("conversation metrics of org %s not queued (%s)", org_id, exc)
-        return False
-    return True
+    def send() -> None:
+        try:
+            task_send(CONVERSATION_METRICS_ON_END, args=args, retry=False)
+        except Exception as exc:  # noqa: BLE001 - any broker failure; the sweep rebuilds them
+            log.warning("conversation metrics of org %s not queued (%s)", org_id, exc)
+
+    transaction.on_commit(send)
 
 
 def conversation_ids_in_range(*, org_id: int, start: datetime, end: datetime) -> list[int]:

@@ -17,6 +17,7 @@ from analytics.models import (
     RollupDirtyDay,
     RollupDirtyHour,
 )
+from analytics.services import enqueue
 from analytics.services.ingest import events_ingest
 from analytics.services.rollup import rollup_build_hourly
 from analytics.tasks import (
@@ -25,6 +26,7 @@ from analytics.tasks import (
     rollup_daily_dispatch,
     rollup_hourly_dispatch,
 )
+from config.celery import app as celery_app
 from tests.celery_worker import celery_worker, wait_for
 from tests.factories import BotFactory, ConversationFactory, MessageFactory, OrganizationFactory
 
@@ -66,6 +68,39 @@ def test_tasks_retry_with_backoff_ack_late_expire_and_are_rate_limited():
         assert task.acks_late and task.reject_on_worker_lost
         assert task.max_retries == 3 and task.retry_backoff and task.autoretry_for
         assert task.expires and task.rate_limit
+
+
+# Every task's registered name: beat's rows and queued messages refer to tasks by these.
+REGISTERED_NAMES = {
+    "analytics.tasks.rollup_build_hourly_task",
+    "analytics.tasks.rollup_build_daily_task",
+    "analytics.tasks.rollup_hourly_dispatch",
+    "analytics.tasks.rollup_daily_dispatch",
+    "analytics.tasks.conversation_metrics_on_end",
+    "analytics.tasks.conversation_metrics_build_task",
+    "analytics.tasks.conversation_metrics_sweep",
+    "analytics.alert_tasks.insights_refresh_task",
+    "analytics.alert_tasks.insights_refresh_dispatch",
+    "analytics.alert_tasks.alert_rules_evaluate_task",
+    "analytics.alert_tasks.alert_notification_deliver_task",
+    "analytics.alert_tasks.alert_notifications_sweep_task",
+    "analytics.export_build",
+}
+
+
+def test_every_task_keeps_its_name_and_what_services_send_by_name_is_registered():
+    ours = {name for name in celery_app.tasks if name.startswith("analytics.")}
+    assert ours == REGISTERED_NAMES
+    sent = {v for k, v in vars(enqueue).items() if k.isupper() and isinstance(v, str)}
+    assert sent and sent <= REGISTERED_NAMES
+    # the routes still match: each task lands on the queue it did before
+    route = celery_app.amqp.router.route
+    assert route({}, "analytics.tasks.conversation_metrics_on_end")["queue"].name == "followups"
+    assert route({}, "analytics.tasks.rollup_build_hourly_task")["queue"].name == "rollups"
+    assert route({}, "analytics.tasks.conversation_metrics_sweep")["queue"].name == "rollups"
+    assert route({}, "analytics.alert_tasks.insights_refresh_task")["queue"].name == "insights"
+    assert route({}, "analytics.alert_tasks.alert_rules_evaluate_task")["queue"].name == "alerts"
+    assert route({}, "analytics.export_build")["queue"].name == "default"
 
 
 def test_the_hourly_run_and_conversation_metrics_through_a_real_worker():
