@@ -12,6 +12,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils.timezone import now
 
+from analytics.alert_checks import alert_rule_check
+
 
 def _validate_timezone(value: str) -> None:
     if value not in zoneinfo.available_timezones():
@@ -778,9 +780,7 @@ class AlertRule(TenantModel):
 
     def clean(self) -> None:
         super().clean()
-        from analytics.services.alerts import alert_rule_clean
-
-        alert_rule_clean(self)
+        alert_rule_check(self)  # no I/O: the alerts service checks where a webhook resolves
 
     def is_muted(self, at=None) -> bool:
         return self.muted_until is not None and self.muted_until > (at or now())

@@ -27,6 +27,8 @@ from analytics.models import (
     InsightReport,
     Organization,
 )
+from analytics.redis import get_redis
+from analytics.services.live import org_key
 
 log = logging.getLogger(__name__)
 
@@ -390,6 +392,20 @@ def insights_orgs_due(now: datetime | None = None) -> list[int]:
         ).values_list("organization_id", flat=True)
     )
     return sorted(active - fresh)
+
+
+def insights_refresh_queue(*, org: Organization) -> bool:
+    """Queue the org's insights once per 10 minutes; False when Redis or the broker is down."""
+    # tasks import services: the insights task module is imported when it is needed
+    from analytics.alert_tasks import insights_refresh_task
+
+    try:
+        if get_redis().set(org_key(org.pk, "insights-queued"), 1, nx=True, ex=600):
+            insights_refresh_task.apply_async(args=[org.pk])
+        return True
+    except Exception:  # noqa: BLE001 - the page still renders what it has
+        log.warning("could not queue insights of org %s", org.pk, exc_info=True)
+        return False
 
 
 __all__ = ["MIN_HISTORY_HOURS", "insights_refresh", "anomalies_detect", "customers_at_risk"]
