@@ -34,7 +34,7 @@ from analytics.roles import can_manage_member, grantable_roles
 from analytics.services import alerts as alert_services
 from analytics.services import members as member_services
 from analytics.services.api_keys import api_key_audit, api_key_issue_secret, api_key_revoke
-from analytics.services.audit import alert_rule_details, audit_record, request_ip
+from analytics.services.audit import audit_record, request_ip
 from config.admin_site import request_admin_org_ids, request_admin_roles, request_perm_org_ids
 
 
@@ -431,8 +431,27 @@ class OrgHourlyUsageAdmin(ReadOnlyOrgAdmin):
 # --- alerts (issue 7) --------------------------------------------------------------------------
 
 
+class AlertRuleForm(forms.ModelForm):
+    """The model's checks (no I/O), then the service's look-up of where a webhook goes."""
+
+    class Meta:
+        model = AlertRule
+        fields = ("organization", "name", "metric", "bot", "campaign", "comparison",
+                  "warning_threshold", "critical_threshold", "window_minutes", "cooldown_minutes",
+                  "hysteresis_percent", "email_recipients", "webhook_url", "webhook_secret",
+                  "enabled", "muted_until", "created_by", "created_at")  # fmt: skip
+
+    def _post_clean(self):
+        super()._post_clean()
+        url = self.cleaned_data.get("webhook_url")
+        if url and "webhook_url" not in self.errors:
+            for problem in alert_services.webhook_url_check(url):
+                self.add_error("webhook_url", problem)
+
+
 @admin.register(AlertRule)
 class AlertRuleAdmin(OrgScopedAdmin):
+    form = AlertRuleForm
     manage_perm = "alerts.manage"
     list_display = ("name", "organization", "metric", "bot", "campaign", "state", "enabled",
                     "muted_until", "last_value", "last_evaluated_at")  # fmt: skip
@@ -443,26 +462,20 @@ class AlertRuleAdmin(OrgScopedAdmin):
     actions = ("mute_one_hour", "unmute")
 
     def save_model(self, request, obj, form, change):
-        if not change:
+        who = {"actor": request.user, "ip": request_ip(request)}
+        if change:
+            changes = {name: form.cleaned_data[name] for name in form.changed_data}
+            alert_services.alert_rule_update(rule=obj, changes=changes, **who)
+        else:
             obj.created_by = request.user
-        alert_services.alert_rule_prepare(obj)
-        super().save_model(request, obj, form, change)
-        self._audit(request, obj, "alert_rule.changed" if change else "alert_rule.created",
-                    fields=form.changed_data if change else None)  # fmt: skip
+            alert_services.alert_rule_create(rule=obj, **who)
 
     def delete_model(self, request, obj):
-        alert_services.alert_rule_delete(rule=obj)
-        self._audit(request, obj, "alert_rule.deleted")
+        alert_services.alert_rule_delete(rule=obj, actor=request.user, ip=request_ip(request))
 
     def delete_queryset(self, request, queryset):
         for rule in queryset.select_related("organization"):
-            alert_services.alert_rule_delete(rule=rule)
-            self._audit(request, rule, "alert_rule.deleted")
-
-    def _audit(self, request, rule, action, fields=None):
-        audit_record(org=rule.organization_id, actor=request.user, action=action,
-                     target=rule.name, details=alert_rule_details(rule, fields=fields),
-                     ip=request_ip(request))  # fmt: skip
+            self.delete_model(request, rule)
 
     @admin.action(description="Mute selected rules for one hour", permissions=["change"])
     def mute_one_hour(self, request, queryset):

@@ -7,12 +7,12 @@ owners and admins; every member sees rules, state and history.
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import messages
+from django.core.exceptions import ValidationError
 from django.http import Http404, HttpResponseForbidden
 from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
@@ -20,32 +20,17 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from analytics.models import AlertEvent, AlertNotification, AlertRule, Bot, Campaign
-from analytics.redis import get_redis
 from analytics.services import alerts as alert_services
-from analytics.services.audit import alert_rule_details, audit_request
-from analytics.services.enqueue import INSIGHTS_REFRESH, task_send
+from analytics.services.audit import request_actor, request_ip
 from analytics.services.insights import (
     FORECAST_METRICS,
     REPORT_MAX_AGE,
     insight_report_get,
+    insights_refresh_queue,
 )
-from analytics.services.live import org_key
 from analytics.tenancy import user_can
 from dashboard import insight_charts
 from dashboard.views import org_view
-
-log = logging.getLogger(__name__)
-
-
-def _queue_refresh(org) -> bool:
-    """Queue the org's insights once per 10 minutes; False when the broker is unreachable."""
-    try:
-        if get_redis().set(org_key(org.pk, "insights-queued"), 1, nx=True, ex=600):
-            task_send(INSIGHTS_REFRESH, args=[org.pk])
-        return True
-    except Exception:  # noqa: BLE001 - the page still renders what it has
-        log.warning("could not queue insights of org %s", org.pk, exc_info=True)
-        return False
 
 
 def explorer_url(org, *, bot_slug: str, hour: str) -> str:
@@ -72,7 +57,7 @@ def insights(request, org):
     org_report = report if scope == "org" else insight_report_get(org=org, scope="org")
     stale = org_report is None or timezone.now() - org_report.computed_at > REPORT_MAX_AGE
     if stale:
-        _queue_refresh(org)
+        insights_refresh_queue(org=org)
     forecasts = []
     if report is not None:
         for metric, label in FORECAST_METRICS.items():
@@ -134,7 +119,7 @@ class AlertRuleForm(forms.ModelForm):
         return url
 
     def _post_clean(self):
-        # alert_rule_clean reports the webhook again; keep one message per problem
+        # the model's checks report a refused address again; keep one message per problem
         super()._post_clean()
         if "webhook_url" in self.errors:
             self.errors["webhook_url"] = self.error_class(dict.fromkeys(self.errors["webhook_url"]))
@@ -167,13 +152,16 @@ def alerts(request, org):
     if request.method == "POST":
         form = AlertRuleForm(request.POST, org=org)
         if form.is_valid():
-            rule = alert_services.alert_rule_prepare(form.save(commit=False))
+            rule = form.save(commit=False)
             rule.organization, rule.created_by = org, request.user
-            rule.save()
-            audit_request(request, action="alert_rule.created", target=rule.name,
-                          details=alert_rule_details(rule))  # fmt: skip
-            messages.success(request, f"Alert rule “{rule.name}” created.")
-            return redirect("dashboard:alerts", org_slug=org.slug)
+            try:
+                alert_services.alert_rule_create(rule=rule, actor=request_actor(request),
+                                                 ip=request_ip(request))  # fmt: skip
+            except ValidationError as exc:
+                form.add_error(None, exc)
+            else:
+                messages.success(request, f"Alert rule “{rule.name}” created.")
+                return redirect("dashboard:alerts", org_slug=org.slug)
         return render(request, "dashboard/alerts.html", _alerts_context(org, request.user, form),
                       status=400)  # fmt: skip
     return render(request, "dashboard/alerts.html", _alerts_context(org, request.user))
@@ -191,21 +179,20 @@ def _rule_of(org, pk) -> AlertRule:
 def alert_rule_action(request, org, pk):
     rule = _rule_of(org, pk)
     action = request.POST.get("action", "")
+    who = {"actor": request_actor(request), "ip": request_ip(request), "note": {"action": action}}
     if action == "delete":
-        alert_services.alert_rule_delete(rule=rule)
+        alert_services.alert_rule_delete(rule=rule, **who)
         messages.success(request, f"Alert rule “{rule.name}” deleted.")
     elif action == "unmute":
-        alert_services.alert_rule_mute(rule=rule, duration=None)
+        alert_services.alert_rule_mute(rule=rule, duration=None, **who)
     elif action.startswith("mute:") and action[5:] in alert_services.MUTE_CHOICES:
-        alert_services.alert_rule_mute(rule=rule, duration=alert_services.MUTE_CHOICES[action[5:]])
+        duration = alert_services.MUTE_CHOICES[action[5:]]
+        alert_services.alert_rule_mute(rule=rule, duration=duration, **who)
         messages.success(request, f"“{rule.name}” muted for {action[5:]}.")
     elif action in ("enable", "disable"):
-        rule.enabled = action == "enable"
-        rule.save(update_fields=["enabled"])
+        alert_services.alert_rule_set_enabled(rule=rule, enabled=action == "enable", **who)
     else:
         return HttpResponseForbidden("Unknown action.")
-    audit_request(request, action="alert_rule.deleted" if action == "delete" else "alert_rule.changed",
-                  target=rule.name, details={**alert_rule_details(rule), "action": action})  # fmt: skip
     return redirect("dashboard:alerts", org_slug=org.slug)
 
 

@@ -7,4 +7,4 @@ class DashboardConfig(AppConfig):
     def ready(self):
         from dashboard import signals
 
-        signals.connect()  # access ends when it should: sockets closed on revocation
+        signals.connect()  # sockets closed on revocation; alert banners published on change

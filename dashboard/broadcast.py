@@ -13,8 +13,11 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 
 import orjson
+from django.template.loader import render_to_string
+from django.utils import timezone
 
 from analytics.redis import get_redis
+from analytics.services.alerts import firing_alerts
 from config.outage import TRANSIENT
 from dashboard import presence
 from dashboard.hub import channel_prefix
@@ -321,3 +324,26 @@ def campaign_figures(view) -> dict:
         "conversion_rate": view.conversion_rate,
         "outcomes": view.outcomes,
     }
+
+
+def alerts_publish(*, org, changed: list) -> None:
+    """Push the org's alert banner to every dashboard and one JSON `alert` event per change."""
+    events = firing_alerts(org=org)
+    html = render_to_string(
+        "dashboard/partials/_alert_banner.html", {"org": org, "alerts": events, "oob": True}
+    )
+    publish(org_group(org.pk), html)
+    stamp = timezone.now().isoformat()
+    for event, what in changed:
+        frame = {
+            "type": "alert",
+            "timestamp": stamp,
+            "data": {
+                "id": event.pk, "change": what, "rule_id": event.rule_id, "rule": event.rule_name,
+                "metric": event.metric, "scope": event.scope_label, "severity": event.severity,
+                "status": event.status, "value": event.value, "threshold": event.threshold,
+                "started_at": event.started_at.isoformat(),
+                "resolved_at": event.resolved_at.isoformat() if event.resolved_at else None,
+            },
+        }  # fmt: skip
+        publish(stream_group(org.pk), orjson.dumps(frame).decode())

@@ -1,4 +1,6 @@
-"""Where access ends: each receiver only names whose sockets to close (see dashboard.revocation)."""
+"""Receivers of the dashboard layer, connected in DashboardConfig.ready(): where access ends (each
+names whose sockets to close, see dashboard.revocation) and where an org's alerts changed (the
+banner and stream events are published, see dashboard.broadcast)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ from django.db.models import QuerySet
 from django.db.models.signals import post_delete, post_save, pre_save
 
 from analytics.models import ApiKey, Membership
+from analytics.services.alerts.events import alert_changed
+from dashboard.broadcast import alerts_publish
 from dashboard.revocation import (
     CLOSE_AUTH_ENDED,
     CLOSE_NOT_ALLOWED,
@@ -111,6 +115,10 @@ def api_key_deleted(sender, instance, **kwargs):
     access_end(group=api_key_group(instance.pk), code=CLOSE_AUTH_ENDED)
 
 
+def alerts_changed(sender, org, changed, **kwargs):
+    alerts_publish(org=org, changed=changed)
+
+
 def connect() -> None:
     User = get_user_model()
     uid = "dashboard.revocation."
@@ -123,3 +131,4 @@ def connect() -> None:
     post_delete.connect(membership_deleted, sender=Membership, dispatch_uid=uid + "m-delete")
     post_save.connect(api_key_saved, sender=ApiKey, dispatch_uid=uid + "key-save")
     post_delete.connect(api_key_deleted, sender=ApiKey, dispatch_uid=uid + "key-delete")
+    alert_changed.connect(alerts_changed, dispatch_uid="dashboard.broadcast.alerts")

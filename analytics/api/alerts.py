@@ -4,6 +4,7 @@ the role matrix decides: reads need `org.view`, acknowledging `alerts.ack`, chan
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from datetime import timedelta
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -16,8 +17,17 @@ from rest_framework.views import APIView
 from analytics.api.auth import ApiKeyAuthentication, ApiKeyRateThrottle, session_org
 from analytics.models import AlertEvent, AlertRule, ApiKey, Bot, Campaign
 from analytics.services import alerts as alert_services
-from analytics.services.audit import alert_rule_details, audit_request
+from analytics.services.audit import request_actor, request_ip
 from analytics.tenancy import user_can
+
+
+@contextmanager
+def _field_errors():
+    """A rule the service refuses is a 400 naming the fields, like the serializer's own errors."""
+    try:
+        yield
+    except DjangoValidationError as exc:
+        raise serializers.ValidationError(exc.message_dict) from None
 
 
 class HasAlertScope(permissions.BasePermission):
@@ -61,17 +71,6 @@ class AlertRuleSerializer(serializers.ModelSerializer):
                             "muted_until")  # fmt: skip
         extra_kwargs = {"webhook_secret": {"write_only": True, "required": False}}
 
-    def validate(self, attrs):
-        rule = self.instance or AlertRule(organization=self.context["org"])
-        for name, value in attrs.items():
-            setattr(rule, name, value)
-        rule.organization = self.context["org"]
-        try:
-            rule.full_clean(exclude=["organization", "created_by"])
-        except DjangoValidationError as exc:
-            raise serializers.ValidationError(exc.message_dict) from None
-        return attrs
-
 
 class AlertEventSerializer(serializers.ModelSerializer):
     class Meta:
@@ -112,6 +111,10 @@ class _AlertApi(APIView):
     def get_serializer_context(self):
         return {"org": self.org, "request": self.request}
 
+    def who(self) -> dict:
+        """The actor and address a change is audited with."""
+        return {"actor": request_actor(self.request), "ip": request_ip(self.request)}
+
     def _rule(self, pk) -> AlertRule:
         rule = AlertRule.objects.for_org(self.org).filter(pk=pk).first()
         if rule is None:
@@ -134,10 +137,8 @@ class AlertRuleListApi(_AlertApi):
         serializer = AlertRuleSerializer(data=request.data, context=self.get_serializer_context())
         serializer.is_valid(raise_exception=True)
         rule = AlertRule(organization=self.org, **serializer.validated_data)
-        alert_services.alert_rule_prepare(rule)
-        rule.save()
-        audit_request(request, org=self.org, action="alert_rule.created", target=rule.name,
-                      details=alert_rule_details(rule))  # fmt: skip
+        with _field_errors():
+            alert_services.alert_rule_create(rule=rule, **self.who())
         data = AlertRuleSerializer(rule, context=self.get_serializer_context()).data
         data["webhook_secret"] = rule.webhook_secret  # shown to its creator, like an API key
         return Response(data, status=201)
@@ -158,20 +159,15 @@ class AlertRuleDetailApi(_AlertApi):
         serializer = AlertRuleSerializer(rule, data=request.data, partial=True,
                                          context=self.get_serializer_context())  # fmt: skip
         serializer.is_valid(raise_exception=True)
-        for name, value in serializer.validated_data.items():
-            setattr(rule, name, value)
-        alert_services.alert_rule_prepare(rule)
-        rule.save()
-        audit_request(request, org=self.org, action="alert_rule.changed", target=rule.name,
-                      details=alert_rule_details(rule, fields=serializer.validated_data))  # fmt: skip
+        with _field_errors():
+            alert_services.alert_rule_update(rule=rule, changes=serializer.validated_data,
+                                             **self.who())  # fmt: skip
         return Response(AlertRuleSerializer(rule, context=self.get_serializer_context()).data)
 
     @extend_schema(operation_id="alert_rules_delete", responses={204: None})
     def delete(self, request, pk):
         rule = self._rule(pk)
-        alert_services.alert_rule_delete(rule=rule)
-        audit_request(request, org=self.org, action="alert_rule.deleted", target=rule.name,
-                      details=alert_rule_details(rule))  # fmt: skip
+        alert_services.alert_rule_delete(rule=rule, **self.who())
         return Response(status=204)
 
 
@@ -187,11 +183,9 @@ class AlertRuleMuteApi(_AlertApi):
             minutes = -1
         if not 0 <= minutes <= 7 * 1440:
             raise serializers.ValidationError({"minutes": "Enter minutes between 0 and 10080."})
-        alert_services.alert_rule_mute(
-            rule=rule, duration=timedelta(minutes=minutes) if minutes else None
-        )
-        audit_request(request, org=self.org, action="alert_rule.changed", target=rule.name,
-                      details={**alert_rule_details(rule), "muted_minutes": minutes})  # fmt: skip
+        duration = timedelta(minutes=minutes) if minutes else None
+        alert_services.alert_rule_mute(rule=rule, duration=duration,
+                                       note={"muted_minutes": minutes}, **self.who())  # fmt: skip
         return Response(AlertRuleSerializer(rule, context=self.get_serializer_context()).data)
 
 

@@ -7,6 +7,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils.timezone import now
 
+from analytics.alert_checks import alert_rule_check
 from analytics.models.catalog import Bot, Campaign
 from analytics.models.tenancy import TenantModel
 
@@ -96,10 +97,7 @@ class AlertRule(TenantModel):
 
     def clean(self) -> None:
         super().clean()
-        # Inside: the alerts service imports these models at its top (an import circle).
-        from analytics.services.alerts import alert_rule_clean
-
-        alert_rule_clean(self)
+        alert_rule_check(self)  # no I/O: the alerts service checks where a webhook resolves
 
     def is_muted(self, at=None) -> bool:
         return self.muted_until is not None and self.muted_until > (at or now())

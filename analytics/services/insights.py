@@ -27,6 +27,9 @@ from analytics.models import (
     InsightReport,
     Organization,
 )
+from analytics.redis import get_redis
+from analytics.services.enqueue import INSIGHTS_REFRESH, task_send
+from analytics.services.live import org_key
 
 log = logging.getLogger(__name__)
 
@@ -390,6 +393,17 @@ def insights_orgs_due(now: datetime | None = None) -> list[int]:
         ).values_list("organization_id", flat=True)
     )
     return sorted(active - fresh)
+
+
+def insights_refresh_queue(*, org: Organization) -> bool:
+    """Queue the org's insights once per 10 minutes; False when Redis or the broker is down."""
+    try:
+        if get_redis().set(org_key(org.pk, "insights-queued"), 1, nx=True, ex=600):
+            task_send(INSIGHTS_REFRESH, args=[org.pk])
+        return True
+    except Exception:  # noqa: BLE001 - the page still renders what it has
+        log.warning("could not queue insights of org %s", org.pk, exc_info=True)
+        return False
 
 
 __all__ = ["MIN_HISTORY_HOURS", "insights_refresh", "anomalies_detect", "customers_at_risk"]

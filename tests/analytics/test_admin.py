@@ -5,7 +5,7 @@ import re
 import pytest
 from django.urls import reverse
 
-from analytics.models import ApiKey, Bot, Conversation, Membership, Role
+from analytics.models import AlertRule, ApiKey, AuditEvent, Bot, Conversation, Membership, Role
 from analytics.services.api_keys import api_key_authenticate
 from tests.factories import BotFactory, MembershipFactory, UserFactory
 
@@ -272,3 +272,42 @@ def test_an_org_admin_cannot_change_the_orgs_settings(client, alice, erin, org):
     )
     org.refresh_from_db()
     assert org.name == "Acme"
+
+
+def _rule_form(org, **changes):
+    data = {"organization": org.pk, "name": "Slow replies", "metric": "p95_response_ms",
+            "comparison": "above", "warning_threshold": "2000", "critical_threshold": "5000",
+            "window_minutes": "15", "cooldown_minutes": "30", "hysteresis_percent": "10",
+            "email_recipients": "", "webhook_url": "", "webhook_secret": "", "enabled": "on",
+            "created_at_0": "2026-11-01", "created_at_1": "10:00:00"}  # fmt: skip
+    data.update(changes)
+    return data
+
+
+def test_an_org_admin_creates_and_changes_a_rule_like_the_page_and_the_api(
+    client, alice, org, settings
+):
+    settings.ALERT_WEBHOOK_ALLOWED_NETWORKS = []
+    client.force_login(alice)
+    add = reverse("admin:analytics_alertrule_add")
+    for bad, field in [({"warning_threshold": "6000"}, "warning_threshold"),
+                       ({"webhook_url": "http://10.0.0.5/hook"}, "webhook_url")]:  # fmt: skip
+        response = client.post(add, _rule_form(org, **bad))
+        assert response.status_code == 200 and field in response.context["adminform"].form.errors
+    assert not AlertRule.objects.exists()
+    response = client.post(add, _rule_form(org, webhook_url="https://93.184.215.14/hook"))
+    assert response.status_code == 302, response.content.decode()[:2000]
+    rule = AlertRule.objects.for_org(org).get()
+    assert rule.created_by == alice and rule.webhook_secret  # a signing secret was made
+    change = reverse("admin:analytics_alertrule_change", args=[rule.pk])
+    # as a browser sends it: created_at has a callable default, so its initial value travels too
+    initial = {"initial-created_at_0": "2026-11-01", "initial-created_at_1": "10:00:00"}
+    form = _rule_form(org, webhook_url=rule.webhook_url, webhook_secret=rule.webhook_secret,
+                      warning_threshold="2500", **initial)  # fmt: skip
+    assert client.post(change, form).status_code == 302
+    entries = AuditEvent.objects.for_org(org).order_by("pk")
+    assert [(e.action, e.actor_label, e.target) for e in entries] == [
+        ("alert_rule.created", "alice", "Slow replies"),
+        ("alert_rule.changed", "alice", "Slow replies"),
+    ]
+    assert entries[1].details["changed"] == ["warning_threshold"]

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import socket
 import threading
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -420,3 +421,27 @@ def test_it_caps_the_email_recipients_of_a_rule(org, settings):
     assert exc.value.message_dict["email_recipients"] == [
         "At most 50 email addresses per rule (5000 given); use a mailing list for more."
     ]
+
+
+def test_model_validation_looks_nothing_up_and_the_service_checks_where_a_webhook_goes(
+    org, monkeypatch, settings
+):
+    settings.ALERT_WEBHOOK_ALLOWED_NETWORKS = []
+    looked_up, real = [], socket.getaddrinfo
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        if host != "hooks.internal.example":
+            return real(host, port, *args, **kwargs)
+        looked_up.append(host)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.1.2.3", port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    rule = f.AlertRuleFactory.build(
+        organization=org, webhook_url="https://hooks.internal.example/x"
+    )
+    rule.full_clean()  # thresholds, window, URL shape: no I/O
+    assert looked_up == []
+    with pytest.raises(ValidationError) as exc:
+        svc.alert_rule_create(rule=rule)
+    assert "not public (10.1.2.3)" in exc.value.message_dict["webhook_url"][0]
+    assert looked_up == ["hooks.internal.example"] and not AlertRule.objects.exists()
