@@ -19,6 +19,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
+from analytics.live_keys import org_key
 from analytics.models import AlertEvent, AlertNotification, AlertRule, Bot, Campaign
 from analytics.redis import get_redis
 from analytics.services import alerts as alert_services
@@ -28,7 +29,6 @@ from analytics.services.insights import (
     REPORT_MAX_AGE,
     insight_report_get,
 )
-from analytics.services.live import org_key
 from analytics.tenancy import user_can
 from dashboard import insight_charts
 from dashboard.views import org_view

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 import orjson
 
+from analytics.live_keys import dirty_key
 from analytics.redis import get_redis
 from config.outage import TRANSIENT
 from dashboard import presence
@@ -59,7 +60,6 @@ def pulse_tick() -> int:
     of every watched org); returns how many orgs had new data."""
     global _last_heartbeat
     from analytics.models import Organization
-    from analytics.services.live import dirty_key
 
     pipe = get_redis().pipeline(transaction=True)
     pipe.smembers(dirty_key())
