@@ -43,6 +43,7 @@ from analytics.live_keys import (
 from analytics.models import Activity, Conversation, Message, Organization
 from analytics.redis import get_redis
 from analytics.selectors.bots import org_bot_ids
+from analytics.timeutil import org_day_start
 
 log = logging.getLogger(__name__)
 
@@ -343,8 +344,8 @@ def live_rebuild(*, org: Organization, now: datetime | None = None) -> None:
     )
     for m in reversed(recent):
         acc.feed.append((m.created_at.timestamp(), functools.partial(_message_feed_item, m)))
-    midnight = now.astimezone(org.tz).replace(hour=0, minute=0, second=0, microsecond=0)
-    for a in Activity.objects.for_org(org).filter(created_at__gte=midnight).select_related("bot"):
+    activities = Activity.objects.for_org(org).filter(created_at__gte=org_day_start(org, now))
+    for a in activities.select_related("bot"):
         acc.activity(a.bot, a.kind, a.description, a.customer, a.value, a.created_at)
     acc.write(pipe)
     pipe.execute()
