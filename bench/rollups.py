@@ -62,9 +62,10 @@ def main() -> None:
 
     from analytics import sketch
     from analytics.models import Bot, BotDailyMetrics, BotHourlyRollup, Organization
-    from analytics.selectors import _range_hist as range_hist
     from analytics.selectors import daily_hist_days
-    from analytics.services.rollup import org_day_bounds, rollup_build_daily, rollup_build_hourly
+    from analytics.selectors.summaries import range_hist
+    from analytics.services.rollup import rollup_build_daily, rollup_build_hourly
+    from analytics.timeutil import org_day_bounds
 
     org = Organization.objects.get(slug=meta["spike_org"])
     hour = datetime.fromisoformat(meta["spike_hour"])

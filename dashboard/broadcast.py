@@ -16,6 +16,7 @@ import orjson
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from analytics.live_keys import dirty_key
 from analytics.redis import get_redis
 from analytics.services.alerts import firing_alerts
 from config.outage import TRANSIENT
@@ -62,7 +63,6 @@ def pulse_tick() -> int:
     of every watched org); returns how many orgs had new data."""
     global _last_heartbeat
     from analytics.models import Organization
-    from analytics.services.live import dirty_key
 
     pipe = get_redis().pipeline(transaction=True)
     pipe.smembers(dirty_key())

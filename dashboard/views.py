@@ -15,8 +15,9 @@ from django.views.decorators.http import require_GET
 
 from analytics.redis import get_redis_probe
 from analytics.roles import role_allows, role_perms
-from analytics.selectors import bot_today_list, org_day_start
+from analytics.selectors import bot_today_list
 from analytics.tenancy import get_membership, orgs_for_user
+from analytics.timeutil import org_day_start
 from dashboard import charts
 from dashboard.presenters import live_context, scope_choices, scope_from_query
 

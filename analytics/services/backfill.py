@@ -21,14 +21,12 @@ from analytics.services.enqueue import (
     task_send_on_commit,
 )
 from analytics.services.rollup import (
-    HOUR,
     conversation_ids_in_range,
     conversation_metrics_build_many,
-    hour_start,
-    org_day_bounds,
     rollup_build_daily,
     rollup_build_hourly,
 )
+from analytics.timeutil import HOUR, floor_hour, org_day_bounds
 
 
 def backfill_units(
@@ -37,9 +35,9 @@ def backfill_units(
     """Every unit of the range [since, until] (org-local dates), in build order."""
     now = now or timezone.now()
     # UTC hours covering the local days (zones like Asia/Kolkata start days at half past)
-    start = hour_start(org_day_bounds(org, since)[0])
+    start = floor_hour(org_day_bounds(org, since)[0])
     end = org_day_bounds(org, until)[1]
-    end = min(hour_start(end) + (HOUR if end != hour_start(end) else timedelta(0)), hour_start(now))
+    end = min(floor_hour(end) + (HOUR if end != floor_hour(end) else timedelta(0)), floor_hour(now))
     hours, h = [], start
     while h < end:
         hours.append(f"h:{h.isoformat()}")

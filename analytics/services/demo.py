@@ -43,6 +43,7 @@ from analytics.models import (
     Role,
 )
 from analytics.synthetic import diurnal, pick_weighted, poisson
+from analytics.timeutil import floor_hour
 
 DEMO_PASSWORD = "demo-botflow"  # noqa: S105 - a demo account, printed by `make demo`
 
@@ -464,7 +465,7 @@ def demo_history_seed(
     gen = _HistoryGenerator(
         org=org, spec=spec, bots=bots, campaigns=campaigns, scale=scale, rng=rng, now=now
     )
-    first_hour = (now - timedelta(days=days)).replace(minute=0, second=0, microsecond=0)
+    first_hour = floor_hour(now - timedelta(days=days))
     hours = int((now - first_hour).total_seconds() // 3600) + 1
     conv_table, msg_table = Conversation._meta.db_table, Message._meta.db_table
     with transaction.atomic(), connection.cursor() as cursor:

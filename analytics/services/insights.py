@@ -11,7 +11,7 @@ import logging
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 from django.db import transaction
@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from analytics import sketch
 from analytics.forecast import MIN_HISTORY_HOURS, forecast_hourly
+from analytics.live_keys import org_key
 from analytics.models import (
     Bot,
     BotHourlyRollup,
@@ -29,7 +30,7 @@ from analytics.models import (
 )
 from analytics.redis import get_redis
 from analytics.services.enqueue import INSIGHTS_REFRESH, task_send
-from analytics.services.live import org_key
+from analytics.timeutil import floor_hour
 
 log = logging.getLogger(__name__)
 
@@ -100,15 +101,11 @@ _FIELDS = ("messages_in", "messages_out", "conversations_started", "bookings", "
            "successes", "failures", "fallbacks", "cost_usd", "response_hist")  # fmt: skip
 
 
-def _floor_hour(at: datetime) -> datetime:
-    return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-
-
 def org_series(
     *, org: Organization, now: datetime | None = None
 ) -> tuple[HourlySeries, dict[int, HourlySeries]]:
     """Hourly series of the whole org and of each bot, over the lookback, up to the last hour."""
-    end = _floor_hour(now or timezone.now())
+    end = floor_hour(now or timezone.now())
     start = end - LOOKBACK
     n = int(LOOKBACK.total_seconds() // 3600)
     names = ("messages", "conversations", "bookings", "revenue", "replies", "failures",

@@ -1,19 +1,7 @@
 """Live state in Redis: per-minute counters and response-time histograms, active conversations,
 capped feeds, gauges, and the set of orgs with new data. Rebuildable from PostgreSQL.
 
-Key layout (prefix = settings.LIVE_KEY_PREFIX):
-  {p}:o:{org}:m:{minute}   hash  counters of the org for one epoch minute
-  {p}:b:{bot}:m:{minute}   hash  the same for one bot
-  {p}:o:{org}:h:{minute}   hash  response-time histogram (sketch bucket -> count); {p}:b:... per bot
-  {p}:o:{org}:active       zset  conversation id -> last activity (epoch s); {p}:b:{bot}:active
-  {p}:o:{org}:feed         list  latest 50 conversation events (JSON), newest first
-  {p}:o:{org}:acts         list  latest 50 AI-employee activities (JSON), newest first
-  {p}:b:{bot}:d:{yyyymmdd} hash  today's activity counts and revenue (cents) in the org's time zone
-  {p}:o:{org}:gauges       hash  "{campaign}:{name}" -> JSON {value, at}
-  {p}:o:{org}:u:{hour}     hash  usage: ingest requests, events
-  {p}:dirty                set   org ids with data not yet pushed to dashboards
-  {p}:kept                 str   set while Redis holds the live state (see live_recover)
-Counter fields: in, out, ok, fail, fb, tok, cost_u (micro-USD), rt_n, rt_sum, cs, ce, esc.
+The key layout and field names are in analytics/live_keys.py.
 """
 
 from __future__ import annotations
@@ -27,54 +15,39 @@ from datetime import datetime, timedelta
 
 import orjson
 import redis
-from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
 from analytics import sketch
-from analytics.models import Activity, Bot, Conversation, Message, Organization
+from analytics.live_keys import (
+    ACTIVE_WINDOW,
+    COST_MICRO_USD,
+    ENDED,
+    ESCALATED,
+    FEED_LENGTH,
+    IN,
+    MINUTE_TTL,
+    OUT,
+    OUTCOME_FIELD,
+    RT_COUNT,
+    RT_SUM_MS,
+    STARTED,
+    TOKENS,
+    bot_key,
+    dirty_key,
+    epoch_minute,
+    kept_key,
+    org_key,
+    wake_channel,
+)
+from analytics.models import Activity, Conversation, Message, Organization
 from analytics.redis import get_redis
+from analytics.selectors.bots import org_bot_ids
+from analytics.timeutil import org_day_start
 
 log = logging.getLogger(__name__)
 
-FEED_LENGTH = 50
-ACTIVE_WINDOW = timedelta(minutes=30)
-MINUTE_TTL = 3 * 24 * 3600
-REBUILD_WINDOW = timedelta(hours=2)
-
-
-def _p() -> str:
-    return settings.LIVE_KEY_PREFIX
-
-
-def org_key(org_id: int, *parts) -> str:
-    return ":".join((_p(), "o", str(org_id), *map(str, parts)))
-
-
-def bot_key(bot_id: int, *parts) -> str:
-    return ":".join((_p(), "b", str(bot_id), *map(str, parts)))
-
-
-def dirty_key() -> str:
-    return f"{_p()}:dirty"
-
-
-def kept_key() -> str:
-    """Set while Redis holds the live state: gone means Redis restarted empty, was flushed or
-    failed over to an empty replica, and every org's live state must be rebuilt."""
-    return f"{_p()}:kept"
-
-
-def wake_channel() -> str:
-    """Published with every change, so an idle pulse renders at once instead of at its next tick."""
-    return f"{_p()}:pulse:wake"
-
-
-def epoch_minute(at: datetime) -> int:
-    return int(at.timestamp()) // 60
-
-
-_OUTCOME_FIELD = {"success": "ok", "": "ok", "failed": "fail", "fallback": "fb"}
+REBUILD_WINDOW = timedelta(hours=2)  # how far back live_rebuild recomputes the live state
 
 
 class _Accumulator:
@@ -109,24 +82,24 @@ class _Accumulator:
         if e.type == "message":
             counts = self.counts[(bot_id, minute)] if minute >= self.horizon else Counter()
             if d["direction"] == "inbound":
-                counts["in"] += 1
+                counts[IN] += 1
             else:
-                counts["out"] += 1
-                counts[_OUTCOME_FIELD[d["outcome"]]] += 1
+                counts[OUT] += 1
+                counts[OUTCOME_FIELD[d["outcome"]]] += 1
                 rt = d["response_time_ms"]
                 if rt is not None:
-                    counts["rt_n"] += 1
-                    counts["rt_sum"] += rt
+                    counts[RT_COUNT] += 1
+                    counts[RT_SUM_MS] += rt
                     self.response_time(bot_id, minute, rt)
             if d["tokens"]:
-                counts["tok"] += d["tokens"]
+                counts[TOKENS] += d["tokens"]
             if d["cost_usd"]:
-                counts["cost_u"] += int(d["cost_usd"] * 1_000_000)
+                counts[COST_MICRO_USD] += int(d["cost_usd"] * 1_000_000)
         elif e.type == "conversation.started":
-            self.count(bot_id, minute, {"cs": 1})
+            self.count(bot_id, minute, {STARTED: 1})
         elif e.type == "conversation.ended":
             escalated = d["status"] == "escalated" or d["handoff"]
-            self.count(bot_id, minute, {"ce": 1, "esc": 1} if escalated else {"ce": 1})
+            self.count(bot_id, minute, {ENDED: 1, ESCALATED: 1} if escalated else {ENDED: 1})
         elif e.type == "activity":
             self.activity(e.bot, d["kind"], d["description"], d["customer"], d["value"], e.at)
         elif e.type == "gauge":
@@ -338,26 +311,26 @@ def live_rebuild(*, org: Organization, now: datetime | None = None) -> None:
             [org.pk, since],
         )
         for bot_id, minute, direction, outcome, rt, tokens, cost in cursor:
-            fields = {"in": 1} if direction == "inbound" else {"out": 1}
+            fields = {IN: 1} if direction == "inbound" else {OUT: 1}
             if direction == "outbound":
-                fields[_OUTCOME_FIELD[outcome]] = 1
+                fields[OUTCOME_FIELD[outcome]] = 1
                 if rt is not None:
-                    fields["rt_n"], fields["rt_sum"] = 1, rt
+                    fields[RT_COUNT], fields[RT_SUM_MS] = 1, rt
                     acc.response_time(bot_id, minute, rt)
             if tokens:
-                fields["tok"] = tokens
+                fields[TOKENS] = tokens
             if cost:
-                fields["cost_u"] = int(cost * 1_000_000)
+                fields[COST_MICRO_USD] = int(cost * 1_000_000)
             acc.count(bot_id, minute, fields)
     conversations = Conversation.objects.for_org(org)
     for bot_id, started in conversations.filter(started_at__gte=since).values_list(
         "bot_id", "started_at"
     ):
-        acc.count(bot_id, epoch_minute(started), {"cs": 1})
+        acc.count(bot_id, epoch_minute(started), {STARTED: 1})
     for bot_id, ended, status, handoff in conversations.filter(ended_at__gte=since).values_list(
         "bot_id", "ended_at", "status", "handoff"
     ):
-        fields = {"ce": 1, **({"esc": 1} if status == "escalated" or handoff else {})}
+        fields = {ENDED: 1, **({ESCALATED: 1} if status == "escalated" or handoff else {})}
         acc.count(bot_id, epoch_minute(ended), fields)
     for conv_id, bot_id, last in conversations.filter(
         ended_at__isnull=True, last_activity_at__gte=now - ACTIVE_WINDOW
@@ -371,8 +344,8 @@ def live_rebuild(*, org: Organization, now: datetime | None = None) -> None:
     )
     for m in reversed(recent):
         acc.feed.append((m.created_at.timestamp(), functools.partial(_message_feed_item, m)))
-    midnight = now.astimezone(org.tz).replace(hour=0, minute=0, second=0, microsecond=0)
-    for a in Activity.objects.for_org(org).filter(created_at__gte=midnight).select_related("bot"):
+    activities = Activity.objects.for_org(org).filter(created_at__gte=org_day_start(org, now))
+    for a in activities.select_related("bot"):
         acc.activity(a.bot, a.kind, a.description, a.customer, a.value, a.created_at)
     acc.write(pipe)
     pipe.execute()
@@ -404,7 +377,3 @@ def live_recover(*, now: datetime | None = None, limit: int = 20) -> int:
     # More than `limit` stale: the next tick takes the next ones.
     _next_stale_check = 0.0 if len(stale) == limit else time.monotonic() + STALE_CHECK_SECONDS
     return len(stale)
-
-
-def org_bot_ids(org: Organization) -> list[int]:
-    return list(Bot.objects.for_org(org).values_list("id", flat=True))

@@ -10,7 +10,7 @@ a conversation start or end, or (hourly) an activity in it; an org-hour row only
 bots had one. A missing row for a period that is not marked dirty means "nothing happened": counts
 are zero and rates and percentiles are undefined (a gap in a chart, never a zero or an
 interpolated value). Periods still marked dirty (RollupDirtyHour) are not rolled up yet; charts
-show them as gaps too (`rollup_pending_hours`).
+show them as gaps too (`analytics.selectors.rollup_pending_hours`).
 
 Dirty tracking. Ingestion marks the hour of every accepted event (`rollup_mark_hours`, one
 INSERT .. ON CONFLICT DO NOTHING of the batch's distinct hours, in the ingest transaction), so
@@ -40,6 +40,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from analytics import sketch
+from analytics.live_keys import org_key
 from analytics.models import (
     Activity,
     Bot,
@@ -53,14 +54,15 @@ from analytics.models import (
     RollupDirtyDay,
     RollupDirtyHour,
 )
+from analytics.redis import get_redis
 from analytics.services.enqueue import CONVERSATION_METRICS_ON_END, task_send
+from analytics.timeutil import HOUR, floor_hour, org_day_bounds
 
 log = logging.getLogger(__name__)
 
 # Advisory-lock key space (first int4 of the two-key form) for "ingestion writing into org X".
 INGEST_LOCK_SPACE = 0x62665231
 DAILY_DUE_TIME = time(1, 0)  # daily bot metrics of a day are built from 01:00 org time next day
-HOUR = timedelta(hours=1)
 
 _T_ORG = Organization._meta.db_table
 _T_MSG = Message._meta.db_table
@@ -122,18 +124,6 @@ def rollup_mark_history(*, org_id: int) -> int:
 # --- periods ---------------------------------------------------------------------------------
 
 
-def hour_start(at: datetime) -> datetime:
-    """The UTC hour holding `at`."""
-    return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-
-
-def org_day_bounds(org: Organization, day: date) -> tuple[datetime, datetime]:
-    """[start, end) of an org-local day in UTC: 23 or 25 hours on DST change days."""
-    start = datetime.combine(day, time.min, tzinfo=org.tz)
-    end = datetime.combine(day + timedelta(days=1), time.min, tzinfo=org.tz)
-    return start.astimezone(UTC), end.astimezone(UTC)
-
-
 def org_day_due(org: Organization, day: date) -> datetime:
     """When a day's daily metrics are due: 01:00 org time on the next day."""
     return datetime.combine(day + timedelta(days=1), DAILY_DUE_TIME, tzinfo=org.tz)
@@ -149,7 +139,7 @@ def _check_hour(hour: datetime) -> datetime:
     if hour.tzinfo is None:
         raise ValueError("hour must be timezone-aware")
     hour = hour.astimezone(UTC)
-    if hour != hour_start(hour):
+    if hour != floor_hour(hour):
         raise ValueError(f"{hour.isoformat()} is not the start of an hour")
     return hour
 
@@ -364,9 +354,6 @@ def _request_counts(org_id: int, hour: datetime) -> tuple[int, int]:
     Only ingestion counts requests so far; `api_calls` adds any other API request counted
     under the same hash's `api_calls` field.
     """
-    from analytics.redis import get_redis
-    from analytics.services.live import org_key
-
     try:
         counts = get_redis().hgetall(org_key(org_id, "u", hour.strftime("%Y%m%d%H")))
     except redis.RedisError as exc:
@@ -709,7 +696,7 @@ def rollup_due_hours(*, now: datetime | None = None) -> list[tuple[int, datetime
         cursor.execute(
             f"""SELECT organization_id, hour FROM {_T_DIRTY_HOUR}
                 WHERE hour < %s ORDER BY hour, organization_id""",  # noqa: S608
-            [hour_start(now)],
+            [floor_hour(now)],
         )
         return [(org_id, hour.astimezone(UTC)) for org_id, hour in cursor.fetchall()]
 
@@ -731,14 +718,3 @@ def rollup_due_days(*, now: datetime | None = None) -> list[tuple[int, date]]:
         if org_day_due(org, day) <= now:
             due.append((org_id, day))
     return due
-
-
-def rollup_pending_hours(*, org_id: int, start: datetime, end: datetime) -> list[datetime]:
-    """Hours in [start, end) with data not rolled up yet: charts show them as gaps."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""SELECT hour FROM {_T_DIRTY_HOUR} WHERE organization_id = %s
-                AND hour >= %s AND hour < %s ORDER BY hour""",  # noqa: S608
-            [org_id, start, end],
-        )
-        return [row[0].astimezone(UTC) for row in cursor.fetchall()]

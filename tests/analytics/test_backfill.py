@@ -143,17 +143,17 @@ def test_seed_demo_builds_the_rollups_of_its_history(db):
     from django.utils import timezone
 
     from analytics.models import Organization, RollupDirtyHour
-    from analytics.services.rollup import hour_start
+    from analytics.timeutil import floor_hour
 
     call_command("seed_demo", "--days", "1", "--no-progress", stdout=StringIO())
     acme = Organization.objects.get(slug="acme")
-    seeded = Message.objects.for_org(acme).filter(created_at__lt=hour_start(timezone.now()))
+    seeded = Message.objects.for_org(acme).filter(created_at__lt=floor_hour(timezone.now()))
     hourly = BotHourlyRollup.objects.for_org(acme)
     assert sum(r.messages_in + r.messages_out for r in hourly) == seeded.count() > 0
     assert BotDailyMetrics.objects.for_org(acme).exists()
     # the hour in progress is left to the hourly run: not rolled up, and marked dirty if anything
     # fell in it yet (a few minutes past the hour, at night in the org's zone, maybe nothing did)
-    current = hour_start(timezone.now())
+    current = floor_hour(timezone.now())
     dirty = set(RollupDirtyHour.objects.for_org(acme).values_list("hour", flat=True))
     assert dirty <= {current}
     assert not hourly.filter(hour__gte=current).exists()

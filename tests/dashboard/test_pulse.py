@@ -8,9 +8,9 @@ import uuid
 import pytest
 from django.conf import settings
 
+from analytics.live_keys import kept_key
 from analytics.redis import get_redis
 from analytics.services.ingest import events_ingest
-from analytics.services.live import kept_key
 from dashboard.broadcast import org_group
 from dashboard.hub import channel_prefix
 from tests.e2e.live_servers import ROOT, database_url_of_tests

@@ -17,8 +17,9 @@ import time
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
+from analytics.live_keys import dirty_key, wake_channel
 from analytics.redis import get_redis
-from analytics.services.live import dirty_key, live_recover, wake_channel
+from analytics.services.live import live_recover
 from analytics.services.ops import ops_pulse_tick
 from config.outage import TRANSIENT, Outage
 from dashboard.broadcast import forget_published, pulse_tick

@@ -187,8 +187,8 @@ def test_pulse_notices_a_redis_that_lost_everything_and_rebuilds_every_org(
 def test_activities_gauges_and_the_dirty_mark_are_live_at_once(
     org, bot, now, redis_client, settings
 ):
+    from analytics.live_keys import dirty_key
     from analytics.selectors import live_activities, live_gauges
-    from analytics.services.live import dirty_key
     from tests.factories import CampaignFactory
 
     BotFactory(organization=org, slug="jade", name="Jade", kind="ai_employee")

@@ -9,6 +9,7 @@ import pytest
 from django.db import connection, connections
 
 from analytics import sketch
+from analytics.live_keys import org_key
 from analytics.models import (
     BotDailyMetrics,
     BotHourlyRollup,
@@ -17,19 +18,18 @@ from analytics.models import (
     RollupDirtyDay,
     RollupDirtyHour,
 )
+from analytics.selectors import rollup_pending_hours
 from analytics.services.ingest import events_ingest
-from analytics.services.live import org_key
 from analytics.services.rollup import (
     conversation_metrics_build,
     conversation_metrics_build_many,
     conversation_metrics_stale,
-    org_day_bounds,
     rollup_build_daily,
     rollup_build_hourly,
     rollup_due_days,
     rollup_due_hours,
-    rollup_pending_hours,
 )
+from analytics.timeutil import org_day_bounds
 from tests.factories import (
     ActivityFactory,
     BotFactory,

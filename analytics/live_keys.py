@@ -1,0 +1,87 @@
+"""The layout of the live state in Redis: key names, lifetimes and field names, for the service
+that writes it (services/live.py) and the selectors that read it. Pure: no I/O.
+
+Key layout (prefix = settings.LIVE_KEY_PREFIX):
+  {p}:o:{org}:m:{minute}   hash  counters of the org for one epoch minute (COUNTER_FIELDS)
+  {p}:b:{bot}:m:{minute}   hash  the same for one bot
+  {p}:o:{org}:h:{minute}   hash  response-time histogram (sketch bucket -> count); {p}:b:... per bot
+  {p}:o:{org}:active       zset  conversation id -> last activity (epoch s); {p}:b:{bot}:active
+  {p}:o:{org}:feed         list  latest 50 conversation events (JSON), newest first
+  {p}:o:{org}:acts         list  latest 50 AI-employee activities (JSON), newest first
+  {p}:b:{bot}:d:{yyyymmdd} hash  today's activity counts (by kind), revenue_c (cents) and last_ts
+                                 (epoch s) in the org's time zone
+  {p}:o:{org}:gauges       hash  "{campaign}:{name}" -> JSON {value, at}
+  {p}:o:{org}:u:{hour}     hash  usage: ingest_requests, events (and api_calls)
+  {p}:dirty                set   org ids with data not yet pushed to dashboards
+  {p}:kept                 str   set while Redis holds the live state (see live_recover)
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+
+FEED_LENGTH = 50  # items kept in the feed and acts lists
+ACTIVE_WINDOW = timedelta(minutes=30)  # a conversation without activity for longer is not active
+MINUTE_TTL = 3 * 24 * 3600  # seconds a minute hash (and a usage hash) lives
+
+# Counter fields of a minute hash (all integers: HINCRBY takes no fractions).
+IN = "in"  # inbound messages
+OUT = "out"  # outbound messages (bot replies)
+OK = "ok"  # replies with outcome success (or no outcome)
+FAIL = "fail"  # replies with outcome failed
+FALLBACK = "fb"  # replies with outcome fallback
+TOKENS = "tok"  # tokens used
+COST_MICRO_USD = "cost_u"  # cost in micro-USD (millionths of a dollar)
+RT_COUNT = "rt_n"  # replies that carried a response time
+RT_SUM_MS = "rt_sum"  # sum of those response times, in ms
+STARTED = "cs"  # conversations started
+ENDED = "ce"  # conversations ended
+ESCALATED = "esc"  # conversations that ended escalated or handed off
+COUNTER_FIELDS = (
+    IN,
+    OUT,
+    OK,
+    FAIL,
+    FALLBACK,
+    TOKENS,
+    COST_MICRO_USD,
+    RT_COUNT,
+    RT_SUM_MS,
+    STARTED,
+    ENDED,
+    ESCALATED,
+)
+OUTCOME_FIELD = {"success": OK, "": OK, "failed": FAIL, "fallback": FALLBACK}  # message outcome
+
+
+def _p() -> str:
+    return settings.LIVE_KEY_PREFIX
+
+
+def org_key(org_id: int, *parts) -> str:
+    return ":".join((_p(), "o", str(org_id), *map(str, parts)))
+
+
+def bot_key(bot_id: int, *parts) -> str:
+    return ":".join((_p(), "b", str(bot_id), *map(str, parts)))
+
+
+def dirty_key() -> str:
+    return f"{_p()}:dirty"
+
+
+def kept_key() -> str:
+    """Set while Redis holds the live state: gone means Redis restarted empty, was flushed or
+    failed over to an empty replica, and every org's live state must be rebuilt."""
+    return f"{_p()}:kept"
+
+
+def wake_channel() -> str:
+    """Published with every change, so an idle pulse renders at once instead of at its next tick."""
+    return f"{_p()}:pulse:wake"
+
+
+def epoch_minute(at: datetime) -> int:
+    return int(at.timestamp()) // 60
