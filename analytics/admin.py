@@ -219,8 +219,11 @@ class MembershipAdmin(OrgScopedAdmin):
             elif request.user.is_superuser:
                 allowed = set(Role.values)
             else:
-                allowed = {r for role in request_admin_roles(request).values()
-                           for r in grantable_roles(role)}  # fmt: skip
+                allowed = {
+                    r
+                    for role in request_admin_roles(request).values()
+                    for r in grantable_roles(role)
+                }
             form.base_fields["role"].choices = [
                 (value, label) for value, label in Role.choices if value in allowed
             ]
@@ -251,17 +254,23 @@ class MembershipAdmin(OrgScopedAdmin):
         if change and "role" in form.changed_data:
             current = Membership.objects.get(pk=obj.pk)
             before = current.role
-            member_services.membership_set_role(actor=request.user, membership=current,
-                                                role=obj.role)  # fmt: skip
+            member_services.membership_set_role(
+                actor=request.user, membership=current, role=obj.role
+            )
             self._audit(request, obj, "member.role_changed", {"from": before, "to": obj.role})
         super().save_model(request, obj, form, change)
         if not change:
             self._audit(request, obj, "member.added", {"role": obj.role})
 
     def _audit(self, request, obj, action, details):
-        audit_record(org=obj.organization_id, actor=request.user, action=action,
-                     target=obj.user.get_username(), details=details,
-                     ip=request_ip(request))  # fmt: skip
+        audit_record(
+            org=obj.organization_id,
+            actor=request.user,
+            action=action,
+            target=obj.user.get_username(),
+            details=details,
+            ip=request_ip(request),
+        )
 
     def get_deleted_objects(self, objs, request):
         deleted, model_count, perms_needed, protected = super().get_deleted_objects(objs, request)
@@ -325,8 +334,9 @@ class ApiKeyAdmin(OrgScopedAdmin):
             obj.created_by = request.user
             secret = api_key_issue_secret(obj)
             super().save_model(request, obj, form, change)
-            api_key_audit(api_key=obj, action="apikey.created", actor=request.user,
-                          ip=request_ip(request))  # fmt: skip
+            api_key_audit(
+                api_key=obj, action="apikey.created", actor=request.user, ip=request_ip(request)
+            )
             messages.warning(
                 request,
                 f"API key “{obj.name}” created. Copy it now — it will not be shown again: {secret}",
@@ -436,10 +446,26 @@ class AlertRuleForm(forms.ModelForm):
 
     class Meta:
         model = AlertRule
-        fields = ("organization", "name", "metric", "bot", "campaign", "comparison",
-                  "warning_threshold", "critical_threshold", "window_minutes", "cooldown_minutes",
-                  "hysteresis_percent", "email_recipients", "webhook_url", "webhook_secret",
-                  "enabled", "muted_until", "created_by", "created_at")  # fmt: skip
+        fields = (
+            "organization",
+            "name",
+            "metric",
+            "bot",
+            "campaign",
+            "comparison",
+            "warning_threshold",
+            "critical_threshold",
+            "window_minutes",
+            "cooldown_minutes",
+            "hysteresis_percent",
+            "email_recipients",
+            "webhook_url",
+            "webhook_secret",
+            "enabled",
+            "muted_until",
+            "created_by",
+            "created_at",
+        )
 
     def _post_clean(self):
         super()._post_clean()
@@ -453,8 +479,18 @@ class AlertRuleForm(forms.ModelForm):
 class AlertRuleAdmin(OrgScopedAdmin):
     form = AlertRuleForm
     manage_perm = "alerts.manage"
-    list_display = ("name", "organization", "metric", "bot", "campaign", "state", "enabled",
-                    "muted_until", "last_value", "last_evaluated_at")  # fmt: skip
+    list_display = (
+        "name",
+        "organization",
+        "metric",
+        "bot",
+        "campaign",
+        "state",
+        "enabled",
+        "muted_until",
+        "last_value",
+        "last_evaluated_at",
+    )
     list_filter = ("metric", "state", "enabled")
     search_fields = ("name",)
     list_select_related = ("organization", "bot", "campaign")
@@ -490,8 +526,17 @@ class AlertRuleAdmin(OrgScopedAdmin):
 
 @admin.register(AlertEvent)
 class AlertEventAdmin(ReadOnlyOrgAdmin):
-    list_display = ("rule_name", "organization", "severity", "status", "value", "threshold",
-                    "started_at", "resolved_at", "acknowledged_at")  # fmt: skip
+    list_display = (
+        "rule_name",
+        "organization",
+        "severity",
+        "status",
+        "value",
+        "threshold",
+        "started_at",
+        "resolved_at",
+        "acknowledged_at",
+    )
     list_filter = ("status", "severity")
     search_fields = ("rule_name",)
     actions = ("acknowledge",)
@@ -518,8 +563,16 @@ class AlertEventAdmin(ReadOnlyOrgAdmin):
 
 @admin.register(AlertNotification)
 class AlertNotificationAdmin(ReadOnlyOrgAdmin):
-    list_display = ("created_at", "organization", "channel", "kind", "target_masked", "status",
-                    "attempts", "last_error")  # fmt: skip
+    list_display = (
+        "created_at",
+        "organization",
+        "channel",
+        "kind",
+        "target_masked",
+        "status",
+        "attempts",
+        "last_error",
+    )
     list_filter = ("channel", "status", "kind")
     raw_id_fields = ("event",)
 

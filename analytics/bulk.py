@@ -6,13 +6,34 @@ from collections.abc import Iterable
 
 # Column orders of the rows handed to copy_rows().
 CONVERSATION_COLUMNS = (
-    "id", "organization_id", "bot_id", "campaign_id", "external_id", "customer", "channel", "status",
-    "started_at", "last_activity_at", "ended_at", "handoff", "csat", "call_outcome",
-)  # fmt: skip
+    "id",
+    "organization_id",
+    "bot_id",
+    "campaign_id",
+    "external_id",
+    "customer",
+    "channel",
+    "status",
+    "started_at",
+    "last_activity_at",
+    "ended_at",
+    "handoff",
+    "csat",
+    "call_outcome",
+)
 MESSAGE_COLUMNS = (
-    "organization_id", "bot_id", "conversation_id", "direction", "text", "created_at",
-    "response_time_ms", "outcome", "tokens", "cost_usd", "kb_hit",
-)  # fmt: skip
+    "organization_id",
+    "bot_id",
+    "conversation_id",
+    "direction",
+    "text",
+    "created_at",
+    "response_time_ms",
+    "outcome",
+    "tokens",
+    "cost_usd",
+    "kb_hit",
+)
 ACTIVITY_COLUMNS = (
     "organization_id",
     "bot_id",

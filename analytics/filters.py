@@ -296,9 +296,11 @@ class ConversationFilter(django_filters.FilterSet):
         ),
     )
     sort = django_filters.ChoiceFilter(
-        choices=SORT_CHOICES, method="filter_noop", empty_label=None,
+        choices=SORT_CHOICES,
+        method="filter_noop",
+        empty_label=None,
         help_text="Order of the rows; default -started (newest first).",
-    )  # fmt: skip
+    )
 
     class Meta:
         model = Conversation

@@ -101,8 +101,21 @@ def forecast_hourly(
         return None
     if not np.any(y):
         zeros = [0.0] * horizon
-        return Forecast(start + timedelta(hours=n), zeros, zeros, zeros, zeros, zeros,
-                        0.0, 0.0, 0.0, 0.0, 0.0, None, n)  # fmt: skip
+        return Forecast(
+            start + timedelta(hours=n),
+            zeros,
+            zeros,
+            zeros,
+            zeros,
+            zeros,
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+            None,
+            n,
+        )
     mape = None
     scale80 = scale95 = float(np.sqrt(1 + 2 * HOURS_PER_WEEK / n))
     if n >= BACKTEST_MIN_HOURS:

@@ -102,11 +102,17 @@ def _liveness(liveness):
     """Ages of the background processes' last signs of life, ready for an alert rule (no sample
     while never seen: alert on `absent()` too)."""
     for name, age, text in (
-        ("botflow_pulse_last_tick_age_seconds", liveness.pulse_age,
-         "Seconds since pulse last ticked (it ticks at least every ~1 s)"),
-        ("botflow_worker_last_heartbeat_age_seconds", liveness.worker_age,
-         "Seconds since the freshest Celery worker's heartbeat (every 2 s)"),
-    ):  # fmt: skip
+        (
+            "botflow_pulse_last_tick_age_seconds",
+            liveness.pulse_age,
+            "Seconds since pulse last ticked (it ticks at least every ~1 s)",
+        ),
+        (
+            "botflow_worker_last_heartbeat_age_seconds",
+            liveness.worker_age,
+            "Seconds since the freshest Celery worker's heartbeat (every 2 s)",
+        ),
+    ):
         gauge = GaugeMetricFamily(name, text)
         if age is not None:
             gauge.add_metric([], age)

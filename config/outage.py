@@ -21,8 +21,13 @@ from django.db import InterfaceError, OperationalError, connections
 
 # What a database or Redis outage raises: Django's wrapped errors, psycopg's own (a pool used
 # directly; psycopg_pool.PoolTimeout is one of them), and redis-py's connection failures.
-DATABASE_ERRORS = (OperationalError, InterfaceError, psycopg.OperationalError,
-                   psycopg.InterfaceError, psycopg_pool.PoolTimeout)  # fmt: skip
+DATABASE_ERRORS = (
+    OperationalError,
+    InterfaceError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    psycopg_pool.PoolTimeout,
+)
 REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError)
 TRANSIENT = DATABASE_ERRORS + REDIS_ERRORS
 
@@ -45,8 +50,14 @@ class Outage:
     """The state of one loop's outage: logs its start and end once each, and says how long to
     wait before the next attempt."""
 
-    def __init__(self, name: str, *, logger: logging.Logger | None = None,
-                 first: float = FIRST_WAIT, cap: float = MAX_WAIT) -> None:  # fmt: skip
+    def __init__(
+        self,
+        name: str,
+        *,
+        logger: logging.Logger | None = None,
+        first: float = FIRST_WAIT,
+        cap: float = MAX_WAIT,
+    ) -> None:
         self.name = name
         self.log = logger or logging.getLogger(__name__)
         self.first, self.cap = first, cap
@@ -68,8 +79,9 @@ class Outage:
             if self.since is None:
                 self.since = time.monotonic()
                 self.wait = self.first
-                self.log.warning("%s: %s; retrying with backoff up to %g s", self.name,
-                                 describe(exc), self.cap)  # fmt: skip
+                self.log.warning(
+                    "%s: %s; retrying with backoff up to %g s", self.name, describe(exc), self.cap
+                )
             else:
                 self.wait = min(self.cap, self.wait * 2)
             return self.wait
@@ -82,8 +94,9 @@ class Outage:
             if self.since is None:
                 return False  # another thread noted it first
             seconds = time.monotonic() - self.since
-            self.log.info("%s: recovered after %.1f s (%d failed attempts)", self.name, seconds,
-                          self.failures)  # fmt: skip
+            self.log.info(
+                "%s: recovered after %.1f s (%d failed attempts)", self.name, seconds, self.failures
+            )
             self.since, self.wait, self.failures = None, self.first, 0
             return True
 

@@ -29,8 +29,9 @@ def database_unavailable(request, exc: BaseException) -> HttpResponse:
         response = JsonResponse({"detail": DB_DOWN}, status=503)
     else:
         # Rendered without the request: its context processors would ask the database again.
-        response = HttpResponse(render_to_string("503.html", {"retry_after": RETRY_AFTER}),
-                                status=503)  # fmt: skip
+        response = HttpResponse(
+            render_to_string("503.html", {"retry_after": RETRY_AFTER}), status=503
+        )
     response["Retry-After"] = str(RETRY_AFTER)
     response._has_been_logged = True  # not one "Service Unavailable" line per request
     return response

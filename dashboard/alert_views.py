@@ -36,8 +36,10 @@ from dashboard.views import org_view
 def explorer_url(org, *, bot_slug: str, hour: str) -> str:
     """The explorer filtered to one bot and one hour (analytics/filters.py names the params)."""
     start = datetime.fromisoformat(hour).astimezone(org.tz)
-    params = {"start": start.isoformat(timespec="minutes"),
-              "end": (start + timedelta(hours=1)).isoformat(timespec="minutes")}  # fmt: skip
+    params = {
+        "start": start.isoformat(timespec="minutes"),
+        "end": (start + timedelta(hours=1)).isoformat(timespec="minutes"),
+    }
     if bot_slug:
         params = {"bot": bot_slug, **params}
     try:
@@ -68,26 +70,42 @@ def insights(request, org):
             change = None
             if f and entry["last_week"]:
                 change = 100 * (f["total"] - entry["last_week"]) / entry["last_week"]
-            forecasts.append({
-                "metric": metric, "label": label, "entry": entry, "forecast": f,
-                "figure_id": f"forecast-{metric}-figure",
-                "history_days": entry["history_hours"] // 24, "change": change,
-                "money": metric == "revenue",
-                "figure": insight_charts.forecast_figure(entry, org.tz, label),
-                "days": insight_charts.daily_rows(entry, org.tz),
-            })  # fmt: skip
+            forecasts.append(
+                {
+                    "metric": metric,
+                    "label": label,
+                    "entry": entry,
+                    "forecast": f,
+                    "figure_id": f"forecast-{metric}-figure",
+                    "history_days": entry["history_hours"] // 24,
+                    "change": change,
+                    "money": metric == "revenue",
+                    "figure": insight_charts.forecast_figure(entry, org.tz, label),
+                    "days": insight_charts.daily_rows(entry, org.tz),
+                }
+            )
     payload = org_report.payload if org_report else {}
     anomalies = [
-        {**a, "at": datetime.fromisoformat(a["hour"]),
-         "url": explorer_url(org, bot_slug=a["bot_slug"], hour=a["hour"])}
+        {
+            **a,
+            "at": datetime.fromisoformat(a["hour"]),
+            "url": explorer_url(org, bot_slug=a["bot_slug"], hour=a["hour"]),
+        }
         for a in payload.get("anomalies", [])
         if bot is None or a["bot_id"] == bot.pk
-    ]  # fmt: skip
+    ]
     context = {
-        "org": org, "bots": bots, "bot": bot, "report": report, "org_report": org_report,
-        "stale": stale, "forecasts": forecasts, "anomalies": anomalies,
-        "at_risk": payload.get("at_risk", []), "history_days": payload.get("history_hours", 0) // 24,
-    }  # fmt: skip
+        "org": org,
+        "bots": bots,
+        "bot": bot,
+        "report": report,
+        "org_report": org_report,
+        "stale": stale,
+        "forecasts": forecasts,
+        "anomalies": anomalies,
+        "at_risk": payload.get("at_risk", []),
+        "history_days": payload.get("history_hours", 0) // 24,
+    }
     return render(request, "dashboard/insights.html", context)
 
 
@@ -97,9 +115,21 @@ def insights(request, org):
 class AlertRuleForm(forms.ModelForm):
     class Meta:
         model = AlertRule
-        fields = ("name", "metric", "bot", "campaign", "comparison", "warning_threshold",
-                  "critical_threshold", "window_minutes", "cooldown_minutes", "hysteresis_percent",
-                  "email_recipients", "webhook_url", "enabled")  # fmt: skip
+        fields = (
+            "name",
+            "metric",
+            "bot",
+            "campaign",
+            "comparison",
+            "warning_threshold",
+            "critical_threshold",
+            "window_minutes",
+            "cooldown_minutes",
+            "hysteresis_percent",
+            "email_recipients",
+            "webhook_url",
+            "enabled",
+        )
         widgets = {"email_recipients": forms.Textarea(attrs={"rows": 2})}
 
     def __init__(self, *args, org, **kwargs):
@@ -139,12 +169,18 @@ def _alerts_context(org, user, form=None) -> dict:
             else alert_services.webhook_url_masked(n.target)
         )
     return {
-        "org": org, "rules": rules, "events": events, "notifications": notifications,
-        "can_manage_rules": can_manage_rules, "form": form if form is not None else (
-            AlertRuleForm(org=org) if can_manage_rules else None),
-        "mute_choices": list(alert_services.MUTE_CHOICES), "now": timezone.now(),
+        "org": org,
+        "rules": rules,
+        "events": events,
+        "notifications": notifications,
+        "can_manage_rules": can_manage_rules,
+        "form": form
+        if form is not None
+        else (AlertRuleForm(org=org) if can_manage_rules else None),
+        "mute_choices": list(alert_services.MUTE_CHOICES),
+        "now": timezone.now(),
         "alerts": alert_services.firing_alerts(org=org),
-    }  # fmt: skip
+    }
 
 
 @org_view(perm="org.view", post_perm="alerts.manage")
@@ -155,15 +191,17 @@ def alerts(request, org):
             rule = form.save(commit=False)
             rule.organization, rule.created_by = org, request.user
             try:
-                alert_services.alert_rule_create(rule=rule, actor=request_actor(request),
-                                                 ip=request_ip(request))  # fmt: skip
+                alert_services.alert_rule_create(
+                    rule=rule, actor=request_actor(request), ip=request_ip(request)
+                )
             except ValidationError as exc:
                 form.add_error(None, exc)
             else:
                 messages.success(request, f"Alert rule “{rule.name}” created.")
                 return redirect("dashboard:alerts", org_slug=org.slug)
-        return render(request, "dashboard/alerts.html", _alerts_context(org, request.user, form),
-                      status=400)  # fmt: skip
+        return render(
+            request, "dashboard/alerts.html", _alerts_context(org, request.user, form), status=400
+        )
     return render(request, "dashboard/alerts.html", _alerts_context(org, request.user))
 
 
@@ -204,8 +242,11 @@ def alert_event_ack(request, org, pk):
         raise Http404("No such alert.")
     alert_services.alert_event_acknowledge(event=event, user=request.user)
     if request.htmx:
-        return render(request, "dashboard/partials/_alert_banner.html",
-                      {"org": org, "alerts": alert_services.firing_alerts(org=org)})  # fmt: skip
+        return render(
+            request,
+            "dashboard/partials/_alert_banner.html",
+            {"org": org, "alerts": alert_services.firing_alerts(org=org)},
+        )
     return redirect(request.POST.get("next") or reverse("dashboard:alerts", args=[org.slug]))
 
 
@@ -213,5 +254,8 @@ def alert_event_ack(request, org, pk):
 @require_GET
 def alert_banner(request, org):
     """The banner of firing alerts (loaded by each page; pushed again when one fires)."""
-    return render(request, "dashboard/partials/_alert_banner.html",
-                  {"org": org, "alerts": alert_services.firing_alerts(org=org)})  # fmt: skip
+    return render(
+        request,
+        "dashboard/partials/_alert_banner.html",
+        {"org": org, "alerts": alert_services.firing_alerts(org=org)},
+    )

@@ -240,8 +240,9 @@ class StreamPublisher:
     def _metrics(self) -> None:
         from analytics.selectors import live_snapshot
 
-        self._send([stream_group(self.org.pk)], "metrics_update", self.now,
-                   metrics=self.context["metrics"])  # fmt: skip
+        self._send(
+            [stream_group(self.org.pk)], "metrics_update", self.now, metrics=self.context["metrics"]
+        )
         for slug, bot in self.bots.items():
             group = stream_group(self.org.pk, bot_id=bot.pk)
             if self._watched(group):
@@ -250,8 +251,13 @@ class StreamPublisher:
         for view in self.context.get("campaigns", []):
             group = stream_group(self.org.pk, campaign_id=view.campaign.pk)
             if self._watched(group):
-                self._send([group], "metrics_update", self.now, campaign=view.campaign.slug,
-                           metrics=campaign_figures(view))  # fmt: skip
+                self._send(
+                    [group],
+                    "metrics_update",
+                    self.now,
+                    campaign=view.campaign.slug,
+                    metrics=campaign_figures(view),
+                )
 
     def _items(self) -> None:
         """new_message, ai_activity and call_event for each event newer than the last tick's."""
@@ -264,8 +270,10 @@ class StreamPublisher:
                 items.append(("new_message", entry))
             elif entry.get("campaign") or entry.get("call_outcome"):
                 items.append(("call_event", entry))
-        items += [("ai_activity", {**a, "at": datetime.fromisoformat(a["at"])})
-                  for a in reversed(live_activities(org=self.org))]  # fmt: skip
+        items += [
+            ("ai_activity", {**a, "at": datetime.fromisoformat(a["at"])})
+            for a in reversed(live_activities(org=self.org))
+        ]
         # Events already streamed: everything before the newest timestamp sent, and the ones
         # sent at exactly that timestamp (a batch shares one).
         newest, sent_at_newest = self._seen.get(self.org.pk, ("", frozenset()))
@@ -298,17 +306,29 @@ class StreamPublisher:
             if last.get(slug, status) != status:
                 campaign = self.campaigns[slug]
                 bot = campaign.bot.slug if campaign.bot else ""
-                self._send(self._groups(bot=bot, campaign=slug), "campaign_status_change",
-                           self.now, data={"campaign": slug, "name": campaign.name,
-                                           "status": status, "previous": last[slug]})  # fmt: skip
+                self._send(
+                    self._groups(bot=bot, campaign=slug),
+                    "campaign_status_change",
+                    self.now,
+                    data={
+                        "campaign": slug,
+                        "name": campaign.name,
+                        "status": status,
+                        "previous": last[slug],
+                    },
+                )
 
     def _health(self) -> None:
         health = self.context.get("health")
         if health is None:
             return
         groups = [g for g in self.members if g.startswith(stream_group(self.org.pk))]
-        self._send(sorted(set(groups) | {stream_group(self.org.pk)}), "system_health_update",
-                   self.now, data=asdict(health))  # fmt: skip
+        self._send(
+            sorted(set(groups) | {stream_group(self.org.pk)}),
+            "system_health_update",
+            self.now,
+            data=asdict(health),
+        )
 
 
 def campaign_figures(view) -> dict:
@@ -339,11 +359,18 @@ def alerts_publish(*, org, changed: list) -> None:
             "type": "alert",
             "timestamp": stamp,
             "data": {
-                "id": event.pk, "change": what, "rule_id": event.rule_id, "rule": event.rule_name,
-                "metric": event.metric, "scope": event.scope_label, "severity": event.severity,
-                "status": event.status, "value": event.value, "threshold": event.threshold,
+                "id": event.pk,
+                "change": what,
+                "rule_id": event.rule_id,
+                "rule": event.rule_name,
+                "metric": event.metric,
+                "scope": event.scope_label,
+                "severity": event.severity,
+                "status": event.status,
+                "value": event.value,
+                "threshold": event.threshold,
                 "started_at": event.started_at.isoformat(),
                 "resolved_at": event.resolved_at.isoformat() if event.resolved_at else None,
             },
-        }  # fmt: skip
+        }
         publish(stream_group(org.pk), orjson.dumps(frame).decode())

@@ -27,23 +27,45 @@ def activity_figure(series: list[MinutePoint]) -> dict:
     x = [p.minute.isoformat() for p in series]
     return {
         "data": [
-            {"type": "bar", "name": "Messages / min", "x": x, "y": [p.messages for p in series],
-             "marker": {"color": ACCENT}, "hovertemplate": "%{y} messages<extra></extra>"},
-            {"type": "scatter", "mode": "lines+markers", "name": "p95 response (ms)", "x": x,
-             "y": [round(p.p95_ms) if p.p95_ms is not None else None for p in series], "yaxis": "y2",
-             "line": {"color": WARN, "width": 2}, "connectgaps": False,
-             "hovertemplate": "p95 %{y} ms<extra></extra>"},
+            {
+                "type": "bar",
+                "name": "Messages / min",
+                "x": x,
+                "y": [p.messages for p in series],
+                "marker": {"color": ACCENT},
+                "hovertemplate": "%{y} messages<extra></extra>",
+            },
+            {
+                "type": "scatter",
+                "mode": "lines+markers",
+                "name": "p95 response (ms)",
+                "x": x,
+                "y": [round(p.p95_ms) if p.p95_ms is not None else None for p in series],
+                "yaxis": "y2",
+                "line": {"color": WARN, "width": 2},
+                "connectgaps": False,
+                "hovertemplate": "p95 %{y} ms<extra></extra>",
+            },
         ],
         "layout": {
-            "margin": {"l": 44, "r": 52, "t": 10, "b": 36}, "height": 260, "showlegend": True,
-            "legend": {"orientation": "h", "y": -0.25}, "bargap": 0.25,
+            "margin": {"l": 44, "r": 52, "t": 10, "b": 36},
+            "height": 260,
+            "showlegend": True,
+            "legend": {"orientation": "h", "y": -0.25},
+            "bargap": 0.25,
             "xaxis": {"type": "date", "tickformat": "%H:%M"},
             "yaxis": {"title": {"text": "messages"}, "rangemode": "tozero"},
-            "yaxis2": {"title": {"text": "ms"}, "overlaying": "y", "side": "right", "rangemode": "tozero",
-                       "showgrid": False},
-            "paper_bgcolor": TRANSPARENT, "plot_bgcolor": TRANSPARENT,
+            "yaxis2": {
+                "title": {"text": "ms"},
+                "overlaying": "y",
+                "side": "right",
+                "rangemode": "tozero",
+                "showgrid": False,
+            },
+            "paper_bgcolor": TRANSPARENT,
+            "plot_bgcolor": TRANSPARENT,
         },
-    }  # fmt: skip
+    }
 
 
 # How each period labels its buckets: (plotly tick format, hover format, table label strftime).
@@ -65,12 +87,16 @@ def _ms(value: float | None) -> int | None:
 def _time_layout(period: Period, y_title: str) -> dict:
     tick, hover, _ = _TIME_FORMATS[period.key]
     return {
-        "margin": {"l": 48, "r": 12, "t": 10, "b": 36}, "height": 260, "showlegend": True,
-        "legend": {"orientation": "h", "y": -0.22}, "hovermode": "x unified",
+        "margin": {"l": 48, "r": 12, "t": 10, "b": 36},
+        "height": 260,
+        "showlegend": True,
+        "legend": {"orientation": "h", "y": -0.22},
+        "hovermode": "x unified",
         "xaxis": {"type": "date", "tickformat": tick, "hoverformat": hover},
         "yaxis": {"title": {"text": y_title}, "rangemode": "tozero"},
-        "paper_bgcolor": TRANSPARENT, "plot_bgcolor": TRANSPARENT,
-    }  # fmt: skip
+        "paper_bgcolor": TRANSPARENT,
+        "plot_bgcolor": TRANSPARENT,
+    }
 
 
 def response_time_figure(points: list[ResponseTimePoint], period: Period) -> dict:
@@ -78,9 +104,17 @@ def response_time_figure(points: list[ResponseTimePoint], period: Period) -> dic
     x = _x(points)
 
     def line(name, values, color, dash="solid"):
-        return {"type": "scatter", "mode": "lines+markers", "name": name, "x": x, "y": values,
-                "connectgaps": False, "line": {"color": color, "width": 2, "dash": dash},
-                "marker": {"size": 4}, "hovertemplate": "%{y:,} ms"}  # fmt: skip
+        return {
+            "type": "scatter",
+            "mode": "lines+markers",
+            "name": name,
+            "x": x,
+            "y": values,
+            "connectgaps": False,
+            "line": {"color": color, "width": 2, "dash": dash},
+            "marker": {"size": 4},
+            "hovertemplate": "%{y:,} ms",
+        }
 
     return {
         "data": [
@@ -97,10 +131,22 @@ def message_volume_figure(points: list[VolumePoint], period: Period) -> dict:
     x = _x(points)
     return {
         "data": [
-            {"type": "bar", "name": "Inbound", "x": x, "y": [p.inbound for p in points],
-             "marker": {"color": ACCENT}, "hovertemplate": "%{y:,} in"},
-            {"type": "bar", "name": "Outbound", "x": x, "y": [p.outbound for p in points],
-             "marker": {"color": WARN}, "hovertemplate": "%{y:,} out"},
+            {
+                "type": "bar",
+                "name": "Inbound",
+                "x": x,
+                "y": [p.inbound for p in points],
+                "marker": {"color": ACCENT},
+                "hovertemplate": "%{y:,} in",
+            },
+            {
+                "type": "bar",
+                "name": "Outbound",
+                "x": x,
+                "y": [p.outbound for p in points],
+                "marker": {"color": WARN},
+                "hovertemplate": "%{y:,} out",
+            },
         ],
         "layout": {
             **_time_layout(period, "messages"),
@@ -108,7 +154,7 @@ def message_volume_figure(points: list[VolumePoint], period: Period) -> dict:
             "bargap": 0.2,
             "legend": {"orientation": "h", "y": -0.22, "traceorder": "normal"},
         },
-    }  # fmt: skip
+    }
 
 
 def period_charts(org, period_key: str | None = None, *, bot=None, now=None) -> dict:
@@ -124,10 +170,17 @@ def period_charts(org, period_key: str | None = None, *, bot=None, now=None) -> 
         response, volume = period_series(org=org, period=period, bots=bots, now=now, live=False)
     label = _TIME_FORMATS[period.key][2]
     rows = [
-        {"label": r.start.strftime(label), "avg": _ms(r.avg_ms), "p50": _ms(r.p50_ms),
-         "p95": _ms(r.p95_ms), "p99": _ms(r.p99_ms), "inbound": v.inbound, "outbound": v.outbound}
+        {
+            "label": r.start.strftime(label),
+            "avg": _ms(r.avg_ms),
+            "p50": _ms(r.p50_ms),
+            "p95": _ms(r.p95_ms),
+            "p99": _ms(r.p99_ms),
+            "inbound": v.inbound,
+            "outbound": v.outbound,
+        }
         for r, v in zip(response, volume, strict=True)
-    ]  # fmt: skip
+    ]
     return {
         "period": period,
         "periods": list(PERIODS.values()),
@@ -148,18 +201,33 @@ def outcome_pie_figure(slices: list[tuple[str, str, int]]) -> dict:
     total = sum(n for _, _, n in shown)
     return {
         "data": [
-            {"type": "pie", "hole": 0.58, "sort": False, "direction": "clockwise",
-             "labels": [label for _, label, _ in shown], "values": [n for _, _, n in shown],
-             "marker": {"colors": [f"var(--o-{key})" for key, _, _ in shown],
-                        "line": {"color": "var(--surface)", "width": 1}},
-             "textinfo": "none", "hovertemplate": "%{label}: %{value} (%{percent})<extra></extra>"},
+            {
+                "type": "pie",
+                "hole": 0.58,
+                "sort": False,
+                "direction": "clockwise",
+                "labels": [label for _, label, _ in shown],
+                "values": [n for _, _, n in shown],
+                "marker": {
+                    "colors": [f"var(--o-{key})" for key, _, _ in shown],
+                    "line": {"color": "var(--surface)", "width": 1},
+                },
+                "textinfo": "none",
+                "hovertemplate": "%{label}: %{value} (%{percent})<extra></extra>",
+            },
         ],
         "layout": {
-            "margin": {"l": 2, "r": 2, "t": 2, "b": 2}, "height": 120, "width": 120, "showlegend": False,
-            "annotations": [{"text": f"{total:,}<br>calls", "showarrow": False, "font": {"size": 13}}],
-            "paper_bgcolor": TRANSPARENT, "plot_bgcolor": TRANSPARENT,
+            "margin": {"l": 2, "r": 2, "t": 2, "b": 2},
+            "height": 120,
+            "width": 120,
+            "showlegend": False,
+            "annotations": [
+                {"text": f"{total:,}<br>calls", "showarrow": False, "font": {"size": 13}}
+            ],
+            "paper_bgcolor": TRANSPARENT,
+            "plot_bgcolor": TRANSPARENT,
         },
-    }  # fmt: skip
+    }
 
 
 # --- bot and campaign pages (issue 6): every point carries its explorer link (drill-down) ------
@@ -173,25 +241,35 @@ def drill_figure(
     data = []
     for t in traces:
         trace = {
-            "name": t["name"], "x": x, "y": t["y"], "customdata": urls,
+            "name": t["name"],
+            "x": x,
+            "y": t["y"],
+            "customdata": urls,
             "marker": {"color": t.get("color", ACCENT)},
             "hovertemplate": t.get("hover", "%{y:,}") + "<extra>" + t["name"] + "</extra>",
-        }  # fmt: skip
+        }
         if t.get("type") == "bar":
             trace["type"] = "bar"
         else:
             trace.update(
-                type="scatter", mode="lines+markers", connectgaps=False,
+                type="scatter",
+                mode="lines+markers",
+                connectgaps=False,
                 line={"color": t.get("color", ACCENT), "width": 2, "dash": t.get("dash", "solid")},
-            )  # fmt: skip
+            )
             trace["marker"]["size"] = 5
         if t.get("axis") == "y2":
             trace["yaxis"] = "y2"
         data.append(trace)
     base = _time_layout(period, y_title)
     if any(t.get("axis") == "y2" for t in traces):
-        base["yaxis2"] = {"title": {"text": layout.pop("y2_title", "")}, "overlaying": "y",
-                          "side": "right", "rangemode": "tozero", "showgrid": False}  # fmt: skip
+        base["yaxis2"] = {
+            "title": {"text": layout.pop("y2_title", "")},
+            "overlaying": "y",
+            "side": "right",
+            "rangemode": "tozero",
+            "showgrid": False,
+        }
         base["margin"] = {**base["margin"], "r": 52}
     return {"data": data, "layout": {**base, **layout}}
 

@@ -228,8 +228,9 @@ class Hub:
         it is down would get nothing, so consumers refuse it and the page polls meanwhile)."""
         if not self.down:
             return True
-        client = aioredis.Redis.from_url(settings.REDIS_URL, socket_timeout=0.5,
-                                         socket_connect_timeout=0.5)  # fmt: skip
+        client = aioredis.Redis.from_url(
+            settings.REDIS_URL, socket_timeout=0.5, socket_connect_timeout=0.5
+        )
         try:
             await client.ping()
         except (redis.RedisError, OSError):

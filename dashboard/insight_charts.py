@@ -22,35 +22,86 @@ def forecast_figure(entry: dict, tz, label: str) -> dict:
     """The last 14 days (hourly) followed by the forecast's mean line inside its two bands."""
     history = entry["history"]
     hx = _hours(entry["history_start"], len(history), tz)
-    data = [{"type": "scatter", "mode": "lines", "name": f"{label} (actual)", "x": hx,
-             "y": history, "line": {"color": MUTED, "width": 1.2},
-             "hovertemplate": "%{y:,.2f}<extra>actual</extra>"}]  # fmt: skip
+    data = [
+        {
+            "type": "scatter",
+            "mode": "lines",
+            "name": f"{label} (actual)",
+            "x": hx,
+            "y": history,
+            "line": {"color": MUTED, "width": 1.2},
+            "hovertemplate": "%{y:,.2f}<extra>actual</extra>",
+        }
+    ]
     forecast = entry.get("forecast")
     if forecast:
         fx = _hours(forecast["start"], len(forecast["mean"]), tz)
         data += [
-            {"type": "scatter", "mode": "lines", "x": fx, "y": forecast["hi95"], "line": {"width": 0},
-             "hoverinfo": "skip", "showlegend": False, "name": "95% upper"},
-            {"type": "scatter", "mode": "lines", "x": fx, "y": forecast["lo95"], "line": {"width": 0},
-             "fill": "tonexty", "fillcolor": BAND95, "name": "95% interval", "hoverinfo": "skip"},
-            {"type": "scatter", "mode": "lines", "x": fx, "y": forecast["hi80"], "line": {"width": 0},
-             "hoverinfo": "skip", "showlegend": False, "name": "80% upper"},
-            {"type": "scatter", "mode": "lines", "x": fx, "y": forecast["lo80"], "line": {"width": 0},
-             "fill": "tonexty", "fillcolor": BAND80, "name": "80% interval", "hoverinfo": "skip"},
-            {"type": "scatter", "mode": "lines", "name": "Forecast", "x": fx, "y": forecast["mean"],
-             "line": {"color": ACCENT, "width": 2, "dash": "dot"},
-             "hovertemplate": "%{y:,.2f}<extra>forecast</extra>"},
-        ]  # fmt: skip
+            {
+                "type": "scatter",
+                "mode": "lines",
+                "x": fx,
+                "y": forecast["hi95"],
+                "line": {"width": 0},
+                "hoverinfo": "skip",
+                "showlegend": False,
+                "name": "95% upper",
+            },
+            {
+                "type": "scatter",
+                "mode": "lines",
+                "x": fx,
+                "y": forecast["lo95"],
+                "line": {"width": 0},
+                "fill": "tonexty",
+                "fillcolor": BAND95,
+                "name": "95% interval",
+                "hoverinfo": "skip",
+            },
+            {
+                "type": "scatter",
+                "mode": "lines",
+                "x": fx,
+                "y": forecast["hi80"],
+                "line": {"width": 0},
+                "hoverinfo": "skip",
+                "showlegend": False,
+                "name": "80% upper",
+            },
+            {
+                "type": "scatter",
+                "mode": "lines",
+                "x": fx,
+                "y": forecast["lo80"],
+                "line": {"width": 0},
+                "fill": "tonexty",
+                "fillcolor": BAND80,
+                "name": "80% interval",
+                "hoverinfo": "skip",
+            },
+            {
+                "type": "scatter",
+                "mode": "lines",
+                "name": "Forecast",
+                "x": fx,
+                "y": forecast["mean"],
+                "line": {"color": ACCENT, "width": 2, "dash": "dot"},
+                "hovertemplate": "%{y:,.2f}<extra>forecast</extra>",
+            },
+        ]
     return {
         "data": data,
         "layout": {
-            "margin": {"l": 48, "r": 12, "t": 10, "b": 36}, "height": 260, "showlegend": True,
+            "margin": {"l": 48, "r": 12, "t": 10, "b": 36},
+            "height": 260,
+            "showlegend": True,
             "legend": {"orientation": "h", "y": -0.25},
             "xaxis": {"type": "date", "tickformat": "%a %-d %b"},
             "yaxis": {"rangemode": "tozero"},
-            "paper_bgcolor": TRANSPARENT, "plot_bgcolor": TRANSPARENT,
+            "paper_bgcolor": TRANSPARENT,
+            "plot_bgcolor": TRANSPARENT,
         },
-    }  # fmt: skip
+    }
 
 
 def daily_rows(entry: dict, tz) -> list[dict]:

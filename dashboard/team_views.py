@@ -109,10 +109,13 @@ def team(request, org):
     if form.is_valid():
         try:
             sent = invitation_create(
-                org=org, actor=request.user, email=form.cleaned_data["email"],
-                role=form.cleaned_data["role"], request_ip=request_ip(request),
+                org=org,
+                actor=request.user,
+                email=form.cleaned_data["email"],
+                role=form.cleaned_data["role"],
+                request_ip=request_ip(request),
                 base_url=request.build_absolute_uri("/"),
-            )  # fmt: skip
+            )
         except ValidationError as exc:
             _add_errors(form, exc)
         else:
@@ -124,8 +127,9 @@ def team(request, org):
             return redirect("dashboard:team", org_slug=org.slug)
     offered = grantable_roles(member_actor_role(request.user, org))
     form.fields["role"].choices = [(r, Role(r).label) for r in offered]
-    return render(request, "dashboard/team.html",
-                  _team_context(request, org, invite_form=form), status=400)  # fmt: skip
+    return render(
+        request, "dashboard/team.html", _team_context(request, org, invite_form=form), status=400
+    )
 
 
 @org_view(perm="members.manage")
@@ -142,13 +146,18 @@ def team_member(request, org, pk):
             role = request.POST.get("role", "")
             membership_set_role(actor=request.user, membership=membership, role=role)
             if role != before:
-                audit_request(request, action="member.role_changed", target=username,
-                              details={"from": before, "to": role})  # fmt: skip
+                audit_request(
+                    request,
+                    action="member.role_changed",
+                    target=username,
+                    details={"from": before, "to": role},
+                )
                 messages.success(request, f"{username} is now {Role(role).label.lower()}.")
         elif action == "remove":
             membership_remove(actor=request.user, membership=membership)
-            audit_request(request, action="member.removed", target=username,
-                          details={"role": before})  # fmt: skip
+            audit_request(
+                request, action="member.removed", target=username, details={"role": before}
+            )
             if membership.user_id == request.user.pk:
                 messages.success(request, f"You left {org.name}.")
                 return redirect("home")
@@ -156,8 +165,12 @@ def team_member(request, org, pk):
         else:
             raise ValidationError("Unknown action.")
     except ValidationError as exc:
-        return render(request, "dashboard/team.html",
-                      _team_context(request, org, errors=_errors(exc)), status=400)  # fmt: skip
+        return render(
+            request,
+            "dashboard/team.html",
+            _team_context(request, org, errors=_errors(exc)),
+            status=400,
+        )
     return redirect("dashboard:team", org_slug=org.slug)
 
 
@@ -172,8 +185,12 @@ def team_invitation_revoke(request, org, pk):
     try:
         invitation_revoke(actor=request.user, invitation=invitation, ip=request_ip(request))
     except ValidationError as exc:
-        return render(request, "dashboard/team.html",
-                      _team_context(request, org, errors=_errors(exc)), status=400)  # fmt: skip
+        return render(
+            request,
+            "dashboard/team.html",
+            _team_context(request, org, errors=_errors(exc)),
+            status=400,
+        )
     messages.success(request, f"Invitation to {invitation.email} withdrawn.")
     return redirect("dashboard:team", org_slug=org.slug)
 
@@ -199,8 +216,12 @@ def invite(request, token):
     invitation = invitation_get(token)
     problem = invitation_problem(invitation)
     if problem:
-        return render(request, "dashboard/invite.html",
-                      {"problem": problem}, status=404 if invitation is None else 410)  # fmt: skip
+        return render(
+            request,
+            "dashboard/invite.html",
+            {"problem": problem},
+            status=404 if invitation is None else 410,
+        )
     org = invitation.organization
     context = {"invitation": invitation, "invite_org": org, "errors": []}
     signed_in = request.user.is_authenticated
@@ -221,9 +242,11 @@ def invite(request, token):
             invitation_accept(token=token, user=request.user, ip=request_ip(request))
         else:
             membership = invitation_accept(
-                token=token, username=form.cleaned_data["username"],
-                password=form.cleaned_data["password"], ip=request_ip(request),
-            )  # fmt: skip
+                token=token,
+                username=form.cleaned_data["username"],
+                password=form.cleaned_data["password"],
+                ip=request_ip(request),
+            )
             login(request, membership.user, backend="django.contrib.auth.backends.ModelBackend")
     except ValidationError as exc:
         if form is not None:
@@ -290,6 +313,6 @@ def audit(request, org):
             "page": page,
             "query": query.urlencode(),
             "actions": ACTIONS,
-        },  # fmt: skip
+        },
         status=200 if valid else 400,
     )

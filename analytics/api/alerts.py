@@ -41,9 +41,10 @@ class HasAlertScope(permissions.BasePermission):
         needed = ("alerts",) if write else ("read", "alerts")
         if not any(api_key.has_scope(s) for s in needed):
             raise exceptions.PermissionDenied(
-                f"This API key lacks the '{needed[0]}' scope." if write
+                f"This API key lacks the '{needed[0]}' scope."
+                if write
                 else "This API key lacks the 'read' or 'alerts' scope."
-            )  # fmt: skip
+            )
         return True
 
 
@@ -55,29 +56,61 @@ class _OrgSlugField(serializers.SlugRelatedField):
 
 
 class AlertRuleSerializer(serializers.ModelSerializer):
-    bot = _OrgSlugField(slug_field="slug", queryset=Bot.objects.none(), required=False,
-                        allow_null=True)  # fmt: skip
-    campaign = _OrgSlugField(slug_field="slug", queryset=Campaign.objects.none(), required=False,
-                             allow_null=True)  # fmt: skip
+    bot = _OrgSlugField(
+        slug_field="slug", queryset=Bot.objects.none(), required=False, allow_null=True
+    )
+    campaign = _OrgSlugField(
+        slug_field="slug", queryset=Campaign.objects.none(), required=False, allow_null=True
+    )
     webhook_url = serializers.CharField(required=False, allow_blank=True, max_length=500)
 
     class Meta:
         model = AlertRule
-        fields = ("id", "name", "metric", "bot", "campaign", "comparison", "warning_threshold",
-                  "critical_threshold", "window_minutes", "cooldown_minutes", "hysteresis_percent",
-                  "email_recipients", "webhook_url", "webhook_secret", "enabled", "muted_until",
-                  "state", "last_value", "last_evaluated_at", "created_at")  # fmt: skip
-        read_only_fields = ("state", "last_value", "last_evaluated_at", "created_at",
-                            "muted_until")  # fmt: skip
+        fields = (
+            "id",
+            "name",
+            "metric",
+            "bot",
+            "campaign",
+            "comparison",
+            "warning_threshold",
+            "critical_threshold",
+            "window_minutes",
+            "cooldown_minutes",
+            "hysteresis_percent",
+            "email_recipients",
+            "webhook_url",
+            "webhook_secret",
+            "enabled",
+            "muted_until",
+            "state",
+            "last_value",
+            "last_evaluated_at",
+            "created_at",
+        )
+        read_only_fields = ("state", "last_value", "last_evaluated_at", "created_at", "muted_until")
         extra_kwargs = {"webhook_secret": {"write_only": True, "required": False}}
 
 
 class AlertEventSerializer(serializers.ModelSerializer):
     class Meta:
         model = AlertEvent
-        fields = ("id", "rule", "rule_name", "metric", "scope_label", "severity", "status",
-                  "value", "threshold", "started_at", "resolved_at", "resolution",
-                  "acknowledged_at", "notified")  # fmt: skip
+        fields = (
+            "id",
+            "rule",
+            "rule_name",
+            "metric",
+            "scope_label",
+            "severity",
+            "status",
+            "value",
+            "threshold",
+            "started_at",
+            "resolved_at",
+            "resolution",
+            "acknowledged_at",
+            "notified",
+        )
 
 
 class _AlertApi(APIView):
@@ -131,8 +164,11 @@ class AlertRuleListApi(_AlertApi):
         data = AlertRuleSerializer(rules, many=True, context=self.get_serializer_context()).data
         return Response([self.rule_data(dict(row)) for row in data])
 
-    @extend_schema(operation_id="alert_rules_create", request=AlertRuleSerializer,
-                   responses={201: AlertRuleSerializer})  # fmt: skip
+    @extend_schema(
+        operation_id="alert_rules_create",
+        request=AlertRuleSerializer,
+        responses={201: AlertRuleSerializer},
+    )
     def post(self, request):
         serializer = AlertRuleSerializer(data=request.data, context=self.get_serializer_context())
         serializer.is_valid(raise_exception=True)
@@ -152,16 +188,21 @@ class AlertRuleDetailApi(_AlertApi):
         data = AlertRuleSerializer(self._rule(pk), context=self.get_serializer_context()).data
         return Response(self.rule_data(dict(data)))
 
-    @extend_schema(operation_id="alert_rules_update", request=AlertRuleSerializer,
-                   responses=AlertRuleSerializer)  # fmt: skip
+    @extend_schema(
+        operation_id="alert_rules_update",
+        request=AlertRuleSerializer,
+        responses=AlertRuleSerializer,
+    )
     def patch(self, request, pk):
         rule = self._rule(pk)
-        serializer = AlertRuleSerializer(rule, data=request.data, partial=True,
-                                         context=self.get_serializer_context())  # fmt: skip
+        serializer = AlertRuleSerializer(
+            rule, data=request.data, partial=True, context=self.get_serializer_context()
+        )
         serializer.is_valid(raise_exception=True)
         with _field_errors():
-            alert_services.alert_rule_update(rule=rule, changes=serializer.validated_data,
-                                             **self.who())  # fmt: skip
+            alert_services.alert_rule_update(
+                rule=rule, changes=serializer.validated_data, **self.who()
+            )
         return Response(AlertRuleSerializer(rule, context=self.get_serializer_context()).data)
 
     @extend_schema(operation_id="alert_rules_delete", responses={204: None})
@@ -184,8 +225,9 @@ class AlertRuleMuteApi(_AlertApi):
         if not 0 <= minutes <= 7 * 1440:
             raise serializers.ValidationError({"minutes": "Enter minutes between 0 and 10080."})
         duration = timedelta(minutes=minutes) if minutes else None
-        alert_services.alert_rule_mute(rule=rule, duration=duration,
-                                       note={"muted_minutes": minutes}, **self.who())  # fmt: skip
+        alert_services.alert_rule_mute(
+            rule=rule, duration=duration, note={"muted_minutes": minutes}, **self.who()
+        )
         return Response(AlertRuleSerializer(rule, context=self.get_serializer_context()).data)
 
 

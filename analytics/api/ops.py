@@ -72,7 +72,7 @@ class OpsQueuesApi(APIView):
                         "finished_at": _when(r["at"]),
                     }
                     for r in snapshot.recent_tasks
-                ],  # fmt: skip
+                ],
                 "host": host_load(),
                 "totals": {
                     "waiting": sum(snapshot.queues.values()),

@@ -486,8 +486,12 @@ class ConversationListApi(ReadApi, generics.ListAPIView):
             if not filterset.is_valid():
                 raise filter_refusal(filterset)
             name = export_filename(self.org, "conversations", filterset.time_range.slug)
-            audit_request(request, action="export.downloaded", target=name,
-                          details=export_details(request.query_params, kind="conversations"))  # fmt: skip
+            audit_request(
+                request,
+                action="export.downloaded",
+                target=name,
+                details=export_details(request.query_params, kind="conversations"),
+            )
             return CsvStreamingResponse(conversations_csv(filterset.qs), filename=name)
         return super().get(request, *args, **kwargs)
 

@@ -53,6 +53,8 @@ def document_errors(result, generator, request, public):
                 )
             if operation.get("operationId") == "events_ingest":
                 # The view reads the body itself (no parser), so drf-spectacular sees none.
-                operation["requestBody"] = {"required": True, "content": {"application/json": {
-                    "schema": EVENTS_BODY}}}  # fmt: skip
+                operation["requestBody"] = {
+                    "required": True,
+                    "content": {"application/json": {"schema": EVENTS_BODY}},
+                }
     return result

@@ -42,13 +42,21 @@ class AlertRule(TenantModel):
     name = models.CharField(max_length=120)
     metric = models.CharField(max_length=20, choices=AlertMetric.choices)
     bot = models.ForeignKey(
-        Bot, null=True, blank=True, on_delete=models.CASCADE, related_name="+",
+        Bot,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
         help_text="Only this bot (leave empty for the whole organization).",
-    )  # fmt: skip
+    )
     campaign = models.ForeignKey(
-        Campaign, null=True, blank=True, on_delete=models.CASCADE, related_name="+",
+        Campaign,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
         help_text="Only this campaign (queue depth: its gauge; other metrics: its bot).",
-    )  # fmt: skip
+    )
     comparison = models.CharField(
         max_length=5, choices=Comparison.choices, default=Comparison.ABOVE
     )

@@ -178,11 +178,18 @@ def ai_employee_cards(*, org: Organization, now: datetime | None = None) -> list
             status = "idle"
         else:
             status = "offline"
-        cards.append(EmployeeCard(
-            bot=bot, status=status, calls=day.get("call", 0), bookings=day.get("booking", 0),
-            emails=day.get("email", 0), tasks=day.get("task", 0), revenue=day.get("revenue_c", 0) / 100,
-            latest=latest.get(bot.slug),
-        ))  # fmt: skip
+        cards.append(
+            EmployeeCard(
+                bot=bot,
+                status=status,
+                calls=day.get("call", 0),
+                bookings=day.get("booking", 0),
+                emails=day.get("email", 0),
+                tasks=day.get("task", 0),
+                revenue=day.get("revenue_c", 0) / 100,
+                latest=latest.get(bot.slug),
+            )
+        )
     return cards
 
 

@@ -122,10 +122,18 @@ def rollup_bucket_hists(
             FROM hists CROSS JOIN LATERAL jsonb_each_text(hists.response_hist) AS h(key, value)
             GROUP BY 1, 2
             """,  # noqa: S608 - the table names are ours
-            {"org": org.pk, "bots": bot_ids, "days": list(days), "day_idx": list(days.values()),
-             "thresholds": thresholds, "skipped": skipped, "first": first, "last": last,
-             "tz": org.timezone},
-        )  # fmt: skip
+            {
+                "org": org.pk,
+                "bots": bot_ids,
+                "days": list(days),
+                "day_idx": list(days.values()),
+                "thresholds": thresholds,
+                "skipped": skipped,
+                "first": first,
+                "last": last,
+                "tz": org.timezone,
+            },
+        )
         merged: dict[int, dict[int, int]] = {}
         for idx, bucket, count in cursor.fetchall():
             merged.setdefault(idx, {})[bucket] = int(count)

@@ -84,9 +84,14 @@ def _bucket_sums(
               AND hour >= %(first)s AND hour <= %(last)s
             GROUP BY 1
             """,  # noqa: S608 - the table name is ours
-            {"thresholds": bucket_firsts(index), "org": org.pk, "bots": bot_ids,
-             "first": first, "last": last},
-        )  # fmt: skip
+            {
+                "thresholds": bucket_firsts(index),
+                "org": org.pk,
+                "bots": bot_ids,
+                "first": first,
+                "last": last,
+            },
+        )
         return cursor.fetchall()
 
 

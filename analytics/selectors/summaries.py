@@ -21,11 +21,29 @@ from analytics.selectors.rollups import rollup_bucket_hists
 from analytics.timeutil import floor_hour, hours_between
 
 _SUMMARY_SUMS = (
-    "messages_in", "messages_out", "conversations_started", "conversations_ended",
-    "duration_sum_seconds", "successes", "failures", "fallbacks", "handoffs", "kb_hits",
-    "kb_misses", "tokens", "cost_usd", "response_count", "response_sum_ms", "csat_sum",
-    "csat_count", "calls", "bookings", "emails", "tasks", "revenue",
-)  # fmt: skip
+    "messages_in",
+    "messages_out",
+    "conversations_started",
+    "conversations_ended",
+    "duration_sum_seconds",
+    "successes",
+    "failures",
+    "fallbacks",
+    "handoffs",
+    "kb_hits",
+    "kb_misses",
+    "tokens",
+    "cost_usd",
+    "response_count",
+    "response_sum_ms",
+    "csat_sum",
+    "csat_count",
+    "calls",
+    "bookings",
+    "emails",
+    "tasks",
+    "revenue",
+)
 
 
 def ratio(part, whole, scale: float = 100.0) -> float | None:
@@ -91,21 +109,24 @@ def bot_period_summaries(
     sums = (
         BotHourlyRollup.objects.for_org(org)
         .filter(bot_id__in=ids, hour__gte=firsts[0], hour__lt=lasts[-1])
-        .aggregate(**{
-            f"{name}__{i}": Sum(name, default=0, filter=Q(hour__gte=first, hour__lt=last))
-            for i, (first, last) in enumerate(zip(firsts, lasts, strict=True))
-            for name in _SUMMARY_SUMS
-        })
-    )  # fmt: skip
+        .aggregate(
+            **{
+                f"{name}__{i}": Sum(name, default=0, filter=Q(hour__gte=first, hour__lt=last))
+                for i, (first, last) in enumerate(zip(firsts, lasts, strict=True))
+                for name in _SUMMARY_SUMS
+            }
+        )
+    )
     index = {}
     for i, (first, last) in enumerate(zip(firsts, lasts, strict=True)):
         index.update(dict.fromkeys(hours_between(first, last), i))
     hists = rollup_bucket_hists(org, ids, index, list(index))
     return [
-        _summary(start, end, {name: sums[f"{name}__{i}"] for name in _SUMMARY_SUMS},
-                 hists.get(i, {}))
+        _summary(
+            start, end, {name: sums[f"{name}__{i}"] for name in _SUMMARY_SUMS}, hists.get(i, {})
+        )
         for i, (start, end) in enumerate(ranges)
-    ]  # fmt: skip
+    ]
 
 
 def _summary(start: datetime, end: datetime, sums: dict, hist: dict) -> PeriodSummary:
@@ -169,10 +190,22 @@ def bot_rollup_series(
     all_ids, wanted = scoped_bot_ids(org, bots)
     ids = all_ids if wanted is None else wanted
     names = (
-        "successes", "failures", "fallbacks", "kb_hits", "kb_misses", "tokens", "cost_usd",
-        "handoffs", "conversations_ended", "duration_sum_seconds", "calls", "bookings", "emails",
-        "tasks", "revenue",
-    )  # fmt: skip
+        "successes",
+        "failures",
+        "fallbacks",
+        "kb_hits",
+        "kb_misses",
+        "tokens",
+        "cost_usd",
+        "handoffs",
+        "conversations_ended",
+        "duration_sum_seconds",
+        "calls",
+        "bookings",
+        "emails",
+        "tasks",
+        "revenue",
+    )
     acc = [dict.fromkeys(names, 0) for _ in buckets]
     seen = [False] * len(buckets)  # buckets with a rolled-up hour
     thresholds = bucket_firsts(index)
@@ -187,9 +220,14 @@ def bot_rollup_series(
               AND hour >= %(first)s AND hour <= %(last)s
             GROUP BY 1
             """,  # noqa: S608 - the table and column names are ours
-            {"thresholds": thresholds, "org": org.pk, "bots": ids, "first": thresholds[0],
-             "last": max(index)},
-        )  # fmt: skip
+            {
+                "thresholds": thresholds,
+                "org": org.pk,
+                "bots": ids,
+                "first": thresholds[0],
+                "last": max(index),
+            },
+        )
         for i, *values in cursor.fetchall():
             seen[i] = True
             acc[i] = dict(zip(names, values, strict=True))
@@ -208,13 +246,19 @@ def bot_rollup_series(
                 "tasks",
             )
         }
-        points.append(RollupPoint(
-            start=b.start, end=b.end, replies=replies,
-            success_rate=ratio(a["successes"], replies),
-            kb_hit_rate=ratio(a["kb_hits"], a["kb_hits"] + a["kb_misses"]),
-            cost_usd=float(a["cost_usd"]) if has_rows else None,
-            revenue=float(a["revenue"]) if has_rows else None,
-            avg_duration_seconds=ratio(a["duration_sum_seconds"], a["conversations_ended"], 1.0),
-            **counts,
-        ))  # fmt: skip
+        points.append(
+            RollupPoint(
+                start=b.start,
+                end=b.end,
+                replies=replies,
+                success_rate=ratio(a["successes"], replies),
+                kb_hit_rate=ratio(a["kb_hits"], a["kb_hits"] + a["kb_misses"]),
+                cost_usd=float(a["cost_usd"]) if has_rows else None,
+                revenue=float(a["revenue"]) if has_rows else None,
+                avg_duration_seconds=ratio(
+                    a["duration_sum_seconds"], a["conversations_ended"], 1.0
+                ),
+                **counts,
+            )
+        )
     return points

@@ -57,11 +57,23 @@ def bot_today_list(*, org: Organization, now: datetime | None = None) -> list[Bo
         BotHourlyRollup.objects.for_org(org)
         .filter(bot_id__in=ids, hour__gte=since, hour__lt=floor_hour(now))
         .values_list(
-            "hour", "bot_id", "messages_in", "messages_out", "successes", "failures", "fallbacks",
-            "response_count", "response_sum_ms", "conversations_started",
-            "calls", "bookings", "emails", "tasks", "revenue",
+            "hour",
+            "bot_id",
+            "messages_in",
+            "messages_out",
+            "successes",
+            "failures",
+            "fallbacks",
+            "response_count",
+            "response_sum_ms",
+            "conversations_started",
+            "calls",
+            "bookings",
+            "emails",
+            "tasks",
+            "revenue",
         )
-    )  # fmt: skip
+    )
     stale = stale_hours(org, since, now) if rows else set()
     rolled: set[datetime] = set()
     for row in rows:

@@ -105,6 +105,11 @@ def api_key_revoke(*, api_key: ApiKey, actor=None, ip: str | None = None) -> Api
 
 def api_key_audit(*, api_key: ApiKey, action: str, actor=None, ip: str | None = None) -> None:
     """The audit entry of a key created or revoked (its name, prefix and scopes; never the key)."""
-    audit_record(org=api_key.organization_id, actor=actor, action=action,
-                 target=f"{api_key.name} ({api_key.prefix})",
-                 details={"scopes": list(api_key.scopes)}, ip=ip)  # fmt: skip
+    audit_record(
+        org=api_key.organization_id,
+        actor=actor,
+        action=action,
+        target=f"{api_key.name} ({api_key.prefix})",
+        details={"scopes": list(api_key.scopes)},
+        ip=ip,
+    )

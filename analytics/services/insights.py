@@ -97,8 +97,18 @@ class HourlySeries:
         return self.values[name][self.hours - self.history_hours() :]
 
 
-_FIELDS = ("messages_in", "messages_out", "conversations_started", "bookings", "revenue",
-           "successes", "failures", "fallbacks", "cost_usd", "response_hist")  # fmt: skip
+_FIELDS = (
+    "messages_in",
+    "messages_out",
+    "conversations_started",
+    "bookings",
+    "revenue",
+    "successes",
+    "failures",
+    "fallbacks",
+    "cost_usd",
+    "response_hist",
+)
 
 
 def org_series(
@@ -108,8 +118,16 @@ def org_series(
     end = floor_hour(now or timezone.now())
     start = end - LOOKBACK
     n = int(LOOKBACK.total_seconds() // 3600)
-    names = ("messages", "conversations", "bookings", "revenue", "replies", "failures",
-             "fallbacks", "cost")  # fmt: skip
+    names = (
+        "messages",
+        "conversations",
+        "bookings",
+        "revenue",
+        "replies",
+        "failures",
+        "fallbacks",
+        "cost",
+    )
 
     def empty() -> HourlySeries:
         return HourlySeries(start, None, {k: np.zeros(n) for k in names}, [{} for _ in range(n)])
@@ -224,7 +242,7 @@ def anomalies_detect(
         [
             ((series.start + timedelta(hours=i)).weekday() * 24 + (series.start.hour + i) % 24)
             for i in range(series.hours)
-        ]  # fmt: skip
+        ]
     )
     found = []
     for metric, (label, unit) in ANOMALY_METRICS.items():
@@ -248,23 +266,25 @@ def anomalies_detect(
             if abs(score) < ANOMALY_WARNING:
                 continue
             at = series.start + timedelta(hours=i)
-            found.append({
-                "metric": metric,
-                "label": label,
-                "unit": unit,
-                "hour": at.isoformat(),
-                "value": round(float(value), 4),
-                "expected": round(expected, 4),
-                "low": round(max(0.0, expected - ANOMALY_WARNING * scale), 4),
-                "high": round(expected + ANOMALY_WARNING * scale, 4),
-                "score": round(float(abs(score)), 1),
-                "severity": "critical" if abs(score) >= ANOMALY_CRITICAL else "warning",
-                "direction": direction,
-                "recommendation": RECOMMENDATIONS[(metric, direction)],
-                "bot_id": bot.pk if bot else None,
-                "bot_slug": bot.slug if bot else "",
-                "bot_name": bot.name if bot else "",
-            })  # fmt: skip
+            found.append(
+                {
+                    "metric": metric,
+                    "label": label,
+                    "unit": unit,
+                    "hour": at.isoformat(),
+                    "value": round(float(value), 4),
+                    "expected": round(expected, 4),
+                    "low": round(max(0.0, expected - ANOMALY_WARNING * scale), 4),
+                    "high": round(expected + ANOMALY_WARNING * scale, 4),
+                    "score": round(float(abs(score)), 1),
+                    "severity": "critical" if abs(score) >= ANOMALY_CRITICAL else "warning",
+                    "direction": direction,
+                    "recommendation": RECOMMENDATIONS[(metric, direction)],
+                    "bot_id": bot.pk if bot else None,
+                    "bot_slug": bot.slug if bot else "",
+                    "bot_name": bot.name if bot else "",
+                }
+            )
     return found
 
 
@@ -314,24 +334,28 @@ def customers_at_risk(
         if csat is not None and (
             csat <= 2.5 or (r["csat_before"] is not None and r["csat_before"] - csat >= 1)
         ):
-            factors.append(f"low CSAT {csat:.1f}" + (
-                f" (was {r['csat_before']:.1f})" if r["csat_before"] is not None else ""))  # fmt: skip
+            factors.append(
+                f"low CSAT {csat:.1f}"
+                + (f" (was {r['csat_before']:.1f})" if r["csat_before"] is not None else "")
+            )
             score += 2 if csat <= 2 else 1
         if r["escalations"] >= 2:
             factors.append(f"{r['escalations']} escalations in 30 days")
             score += 1 if r["escalations"] < 4 else 2
         if not factors:
             continue
-        out.append({
-            "customer": r["customer"],
-            "level": "high" if score >= 3 else "medium" if score >= 2 else "low",
-            "score": score,
-            "factors": factors,
-            "last_contact": r["last"].isoformat(),
-            "conversations_30d": r["recent"],
-            "conversations_before": prior,
-            "csat_recent": round(csat, 2) if csat is not None else None,
-        })  # fmt: skip
+        out.append(
+            {
+                "customer": r["customer"],
+                "level": "high" if score >= 3 else "medium" if score >= 2 else "low",
+                "score": score,
+                "factors": factors,
+                "last_contact": r["last"].isoformat(),
+                "conversations_30d": r["recent"],
+                "conversations_before": prior,
+                "csat_recent": round(csat, 2) if csat is not None else None,
+            }
+        )
     out.sort(key=lambda c: (-c["score"], c["last_contact"]))
     return out[:limit]
 
@@ -364,9 +388,10 @@ def insights_refresh(*, org_id: int, now: datetime | None = None) -> int:
     with transaction.atomic():
         for scope, payload in reports.items():
             InsightReport.objects.update_or_create(
-                organization=org, scope=scope,
+                organization=org,
+                scope=scope,
                 defaults={"payload": payload, "computed_at": now, "seconds": seconds},
-            )  # fmt: skip
+            )
         InsightReport.objects.for_org(org).exclude(scope__in=list(reports)).delete()
     log.info("insights of org %s: %d scopes in %.1f s", org_id, len(reports), seconds)
     return len(reports)

@@ -82,8 +82,14 @@ def invitation_create(
             created_at=now,
             expires_at=now + timedelta(days=settings.INVITATION_TTL_DAYS),
         )
-        audit_record(org=org, actor=actor, action="member.invited", target=email,
-                     details={"role": role}, ip=request_ip)  # fmt: skip
+        audit_record(
+            org=org,
+            actor=actor,
+            action="member.invited",
+            target=email,
+            details={"role": role},
+            ip=request_ip,
+        )
     url = invitation_url(token, base_url=base_url)
     send_mail(
         subject=f"{actor_label(actor)} invited you to {org.name} on BotFlow Analytics",
@@ -163,10 +169,18 @@ def invitation_accept(
         invitation.accepted_at = timezone.now()
         invitation.accepted_by = user
         invitation.save(update_fields=["accepted_at", "accepted_by"])
-        audit_record(org=org, actor=user, action="member.joined", target=user.get_username(),
-                     details={"role": invitation.role, "email": invitation.email,
-                              "invited_by": actor_label(invitation.invited_by)},
-                     ip=ip)  # fmt: skip
+        audit_record(
+            org=org,
+            actor=user,
+            action="member.joined",
+            target=user.get_username(),
+            details={
+                "role": invitation.role,
+                "email": invitation.email,
+                "invited_by": actor_label(invitation.invited_by),
+            },
+            ip=ip,
+        )
     return membership
 
 
@@ -207,8 +221,14 @@ def invitation_revoke(*, actor, invitation: Invitation, ip: str | None = None) -
     if invitation.accepted_at is None and invitation.revoked_at is None:
         invitation.revoked_at = timezone.now()
         invitation.save(update_fields=["revoked_at"])
-        audit_record(org=org, actor=actor, action="invitation.revoked", target=invitation.email,
-                     details={"role": invitation.role}, ip=ip)  # fmt: skip
+        audit_record(
+            org=org,
+            actor=actor,
+            action="invitation.revoked",
+            target=invitation.email,
+            details={"role": invitation.role},
+            ip=ip,
+        )
     return invitation
 
 

@@ -124,11 +124,20 @@ class _Accumulator:
         if value:
             counts["revenue_c"] += int(value * 100)
         counts["last_ts"] = max(counts["last_ts"], int(at.timestamp()))
-        self.acts.append((at.timestamp(), {
-            "kind": kind, "bot": bot.slug, "bot_name": bot.name, "description": description,
-            "customer": customer, "value": float(value) if value is not None else None,
-            "at": at.isoformat(),
-        }))  # fmt: skip
+        self.acts.append(
+            (
+                at.timestamp(),
+                {
+                    "kind": kind,
+                    "bot": bot.slug,
+                    "bot_name": bot.name,
+                    "description": description,
+                    "customer": customer,
+                    "value": float(value) if value is not None else None,
+                    "at": at.isoformat(),
+                },
+            )
+        )
 
     @staticmethod
     def _feed_item(e, conversation: tuple[int, bool, str, str, str]) -> bytes:

@@ -48,8 +48,9 @@ class Command(BaseCommand):
         )
         parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    def handle(self, *args, org, since, until, via_celery, restart, stall_timeout, no_progress,
-               **options):  # fmt: skip
+    def handle(
+        self, *args, org, since, until, via_celery, restart, stall_timeout, no_progress, **options
+    ):
         try:
             organization = Organization.objects.get(slug=org)
         except Organization.DoesNotExist:
@@ -59,9 +60,12 @@ class Command(BaseCommand):
         if until_day < since_day:
             raise CommandError("--until is before --since.")
         run, units, done = backfill_start(
-            org=organization, since=since_day, until=until_day, via_celery=via_celery,
+            org=organization,
+            since=since_day,
+            until=until_day,
+            via_celery=via_celery,
             restart=restart,
-        )  # fmt: skip
+        )
         todo = [u for u in units if u not in done]
         if done:
             self.stdout.write(

@@ -100,7 +100,13 @@ class Command(BaseCommand):
         run, units, _ = backfill_start(
             org=org, since=today - timedelta(days=days), until=today, via_celery=False, restart=True
         )
-        for unit in tqdm(units, desc=f"rolling up {org.slug}", unit="unit", disable=no_progress,
-                         file=self.stderr._out, leave=False):  # fmt: skip
+        for unit in tqdm(
+            units,
+            desc=f"rolling up {org.slug}",
+            unit="unit",
+            disable=no_progress,
+            file=self.stderr._out,
+            leave=False,
+        ):
             backfill_run_unit(backfill=run, org=org, unit=unit)
         backfill_finish(backfill=run)

@@ -271,8 +271,10 @@ class Command(BaseCommand):
                 try:
                     api_key_revoke(api_key=temporary.api_key)
                 except TRANSIENT as exc:
-                    self.stderr.write(f"the temporary key {temporary.api_key.prefix} was not "
-                                      f"revoked ({describe(exc)}); revoke it in admin")  # fmt: skip
+                    self.stderr.write(
+                        f"the temporary key {temporary.api_key.prefix} was not "
+                        f"revoked ({describe(exc)}); revoke it in admin"
+                    )
         self.stdout.write(f"done: sent {totals['sent']:,}, accepted {totals['accepted']:,}")
 
     def _send(self, endpoint: str, key: str, events: list[dict], totals: dict) -> None:

@@ -14,14 +14,24 @@ from analytics.services.alerts.events import alert_changed_on_commit
 from analytics.services.alerts.validation import alert_rule_prepare, alert_rule_validate
 from analytics.services.audit import alert_rule_details, audit_record
 
-MUTE_CHOICES = {"1h": timedelta(hours=1), "4h": timedelta(hours=4), "24h": timedelta(hours=24),
-                "7d": timedelta(days=7)}  # fmt: skip
+MUTE_CHOICES = {
+    "1h": timedelta(hours=1),
+    "4h": timedelta(hours=4),
+    "24h": timedelta(hours=24),
+    "7d": timedelta(days=7),
+}
 
 
 def _audit(rule: AlertRule, action: str, *, actor, ip, details: dict) -> None:
     if actor is not None:
-        audit_record(org=rule.organization_id, actor=actor, action=action, target=rule.name,
-                     details=details, ip=ip)  # fmt: skip
+        audit_record(
+            org=rule.organization_id,
+            actor=actor,
+            action=action,
+            target=rule.name,
+            details=details,
+            ip=ip,
+        )
 
 
 def alert_rule_create(*, rule: AlertRule, actor=None, ip: str | None = None) -> AlertRule:
@@ -45,8 +55,13 @@ def alert_rule_update(
     alert_rule_prepare(rule)
     with transaction.atomic():
         rule.save()
-        _audit(rule, "alert_rule.changed", actor=actor, ip=ip,
-               details=alert_rule_details(rule, fields=changes))  # fmt: skip
+        _audit(
+            rule,
+            "alert_rule.changed",
+            actor=actor,
+            ip=ip,
+            details=alert_rule_details(rule, fields=changes),
+        )
     return rule
 
 
@@ -57,36 +72,59 @@ def alert_rule_set_enabled(
     rule.enabled = enabled
     with transaction.atomic():
         rule.save(update_fields=["enabled"])
-        _audit(rule, "alert_rule.changed", actor=actor, ip=ip,
-               details={**alert_rule_details(rule), **(note or {})})  # fmt: skip
+        _audit(
+            rule,
+            "alert_rule.changed",
+            actor=actor,
+            ip=ip,
+            details={**alert_rule_details(rule), **(note or {})},
+        )
     return rule
 
 
 def alert_rule_delete(
-    *, rule: AlertRule, reason: str = "rule deleted", actor=None, ip: str | None = None,
+    *,
+    rule: AlertRule,
+    reason: str = "rule deleted",
+    actor=None,
+    ip: str | None = None,
     note: dict | None = None,
-) -> None:  # fmt: skip
+) -> None:
     """Delete a rule; a firing alert of it is resolved (kept in the history), not left open."""
     org = rule.organization
     with transaction.atomic():
         changed = alert_events_resolve(AlertEvent.objects.for_org(org).filter(rule=rule), reason)
         rule.delete()
-        _audit(rule, "alert_rule.deleted", actor=actor, ip=ip,
-               details={**alert_rule_details(rule), **(note or {})})  # fmt: skip
+        _audit(
+            rule,
+            "alert_rule.deleted",
+            actor=actor,
+            ip=ip,
+            details={**alert_rule_details(rule), **(note or {})},
+        )
     if changed:
         alert_changed_on_commit(org=org, changed=changed)
 
 
 def alert_rule_mute(
-    *, rule: AlertRule, duration: timedelta | None, actor=None, ip: str | None = None,
+    *,
+    rule: AlertRule,
+    duration: timedelta | None,
+    actor=None,
+    ip: str | None = None,
     note: dict | None = None,
-) -> AlertRule:  # fmt: skip
+) -> AlertRule:
     """Mute a rule for `duration` from now (None: unmute); its alerts leave the banner meanwhile."""
     rule.muted_until = timezone.now() + duration if duration else None
     with transaction.atomic():
         rule.save(update_fields=["muted_until"])
-        _audit(rule, "alert_rule.changed", actor=actor, ip=ip,
-               details={**alert_rule_details(rule), **(note or {})})  # fmt: skip
+        _audit(
+            rule,
+            "alert_rule.changed",
+            actor=actor,
+            ip=ip,
+            details={**alert_rule_details(rule), **(note or {})},
+        )
     alert_changed_on_commit(org=rule.organization, changed=[])
     return rule
 

@@ -41,10 +41,17 @@ from analytics.services.live import bot_key, epoch_minute, org_key
 RANK = {AlertRule.State.OK: 0, AlertRule.State.WARNING: 1, AlertRule.State.CRITICAL: 2}
 LIVE_WINDOW_MAX = 180  # minutes read straight from the live counters; longer: rollups + live
 COUNTER_METRICS = {
-    AlertMetric.P95_RESPONSE, AlertMetric.AVG_RESPONSE, AlertMetric.ERROR_RATE,
-    AlertMetric.FALLBACK_RATE, AlertMetric.HANDOFF_RATE, AlertMetric.SUCCESS_RATE,
-    AlertMetric.VOLUME, AlertMetric.CONVERSATIONS, AlertMetric.COST_PER_DAY, AlertMetric.NO_DATA,
-}  # fmt: skip
+    AlertMetric.P95_RESPONSE,
+    AlertMetric.AVG_RESPONSE,
+    AlertMetric.ERROR_RATE,
+    AlertMetric.FALLBACK_RATE,
+    AlertMetric.HANDOFF_RATE,
+    AlertMetric.SUCCESS_RATE,
+    AlertMetric.VOLUME,
+    AlertMetric.CONVERSATIONS,
+    AlertMetric.COST_PER_DAY,
+    AlertMetric.NO_DATA,
+}
 
 # --- reading the metrics -----------------------------------------------------------------------
 
@@ -93,8 +100,11 @@ def _read_live(org: Organization, needs: dict, now: datetime) -> dict:
     pipe = get_redis().pipeline(transaction=False)
     plan = []
     for (kind, pk), need in needs.items():
-        key = (lambda *p, pk=pk: bot_key(pk, *p)) if kind == "bot" else (
-            lambda *p: org_key(org.pk, *p))  # fmt: skip
+        key = (
+            (lambda *p, pk=pk: bot_key(pk, *p))
+            if kind == "bot"
+            else (lambda *p: org_key(org.pk, *p))
+        )
         minutes = range(current - need.minutes + 1, current + 1)
         for minute in minutes:
             pipe.hgetall(key("m", minute))
@@ -115,11 +125,18 @@ def _read_live(org: Organization, needs: dict, now: datetime) -> dict:
 
 
 _ROLLUP_SUMS = {
-    "in": Sum("messages_in"), "out": Sum("messages_out"), "ok": Sum("successes"),
-    "fail": Sum("failures"), "fb": Sum("fallbacks"), "cost": Sum("cost_usd"),
-    "rt_n": Sum("response_count"), "rt_sum": Sum("response_sum_ms"),
-    "cs": Sum("conversations_started"), "ce": Sum("conversations_ended"), "esc": Sum("handoffs"),
-}  # fmt: skip
+    "in": Sum("messages_in"),
+    "out": Sum("messages_out"),
+    "ok": Sum("successes"),
+    "fail": Sum("failures"),
+    "fb": Sum("fallbacks"),
+    "cost": Sum("cost_usd"),
+    "rt_n": Sum("response_count"),
+    "rt_sum": Sum("response_sum_ms"),
+    "cs": Sum("conversations_started"),
+    "ce": Sum("conversations_ended"),
+    "esc": Sum("handoffs"),
+}
 
 
 def _read_rollups(org: Organization, needs: dict, now: datetime, data: dict) -> None:
@@ -187,8 +204,11 @@ def _value(rule: AlertRule, d: ScopeData, gauges: dict, csat: dict, now: datetim
         return 100 * totals["esc"] / totals["ce"] if totals["ce"] else None
     if not replies:
         return None
-    part = {AlertMetric.ERROR_RATE: "fail", AlertMetric.FALLBACK_RATE: "fb",
-            AlertMetric.SUCCESS_RATE: "ok"}[metric]  # fmt: skip
+    part = {
+        AlertMetric.ERROR_RATE: "fail",
+        AlertMetric.FALLBACK_RATE: "fb",
+        AlertMetric.SUCCESS_RATE: "ok",
+    }[metric]
     return 100 * totals[part] / replies
 
 
@@ -358,10 +378,16 @@ def _transition(org, rule: AlertRule, level: str, value, now, stats) -> list:
             stats.resolved += 1
     elif open_event is None:
         event = AlertEvent.objects.create(
-            organization=org, rule=rule, rule_name=rule.name, metric=rule.metric,
-            scope_label=scope_label(rule), severity=level, value=value,
-            threshold=_threshold(rule, level), started_at=now,
-        )  # fmt: skip
+            organization=org,
+            rule=rule,
+            rule_name=rule.name,
+            metric=rule.metric,
+            scope_label=scope_label(rule),
+            severity=level,
+            value=value,
+            threshold=_threshold(rule, level),
+            started_at=now,
+        )
         if may_notify and not cooling:
             event.notified = True
             event.save(update_fields=["notified"])

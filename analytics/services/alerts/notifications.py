@@ -25,13 +25,25 @@ log = logging.getLogger(__name__)
 def alert_notifications_create(*, rule: AlertRule, event: AlertEvent, kind: str) -> int:
     """Create one notification per channel and queue their delivery after the commit."""
     rows = [
-        AlertNotification(organization_id=rule.organization_id, event=event, channel="email",
-                          kind=kind, target=address)
+        AlertNotification(
+            organization_id=rule.organization_id,
+            event=event,
+            channel="email",
+            kind=kind,
+            target=address,
+        )
         for address in email_recipients(rule.email_recipients)
-    ]  # fmt: skip
+    ]
     if rule.webhook_url:
-        rows.append(AlertNotification(organization_id=rule.organization_id, event=event,
-                                      channel="webhook", kind=kind, target=rule.webhook_url))  # fmt: skip
+        rows.append(
+            AlertNotification(
+                organization_id=rule.organization_id,
+                event=event,
+                channel="webhook",
+                kind=kind,
+                target=rule.webhook_url,
+            )
+        )
     AlertNotification.objects.bulk_create(rows)
     ids = [n.pk for n in rows]
 
@@ -85,8 +97,11 @@ def alert_notification_send(*, notification_id: int) -> str:
         payload = notification_payload(n)
         if n.channel == AlertNotification.Channel.EMAIL:
             alert = payload["alert"]
-            subject = (f"[BotFlow] {n.kind.upper()}: {alert['rule']} ({alert['severity']})"
-                       if n.kind != "resolved" else f"[BotFlow] RESOLVED: {alert['rule']}")  # fmt: skip
+            subject = (
+                f"[BotFlow] {n.kind.upper()}: {alert['rule']} ({alert['severity']})"
+                if n.kind != "resolved"
+                else f"[BotFlow] RESOLVED: {alert['rule']}"
+            )
             send_mail(subject, _email_text(payload), None, [n.target], fail_silently=False)
         else:
             rule = n.event.rule
@@ -100,8 +115,7 @@ def alert_notification_send(*, notification_id: int) -> str:
                 "X-BotFlow-Delivery": str(n.pk),
                 "X-BotFlow-Signature": webhook_signature(secret, stamp, body),
             }
-            status = webhook_post(n.target, body, headers,
-                                  timeout=settings.ALERT_WEBHOOK_TIMEOUT)  # fmt: skip
+            status = webhook_post(n.target, body, headers, timeout=settings.ALERT_WEBHOOK_TIMEOUT)
             if not 200 <= status < 300:
                 error = f"HTTP {status}"
     except (OSError, ValueError, http.client.HTTPException) as exc:
@@ -140,9 +154,10 @@ def alert_notifications_sweep(*, now: datetime | None = None) -> int:
     """Queue pending notifications whose task was lost (broker down at commit, worker killed)."""
     now = now or timezone.now()
     stale = AlertNotification.objects.filter(
-        status=AlertNotification.Status.PENDING, created_at__lt=now - timedelta(minutes=10),
+        status=AlertNotification.Status.PENDING,
+        created_at__lt=now - timedelta(minutes=10),
         created_at__gte=now - timedelta(days=1),
-    ).values_list("pk", flat=True)[:500]  # fmt: skip
+    ).values_list("pk", flat=True)[:500]
     ids = list(stale)
     for pk in ids:
         task_send(ALERT_NOTIFICATION_DELIVER, args=[pk])

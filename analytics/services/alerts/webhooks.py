@@ -97,8 +97,12 @@ def webhook_post(url: str, body: bytes, headers: dict, *, timeout: float) -> int
     conn = cls(parts.hostname, port, address, timeout=timeout)
     try:
         path = parts.path or "/"
-        conn.request("POST", path + (f"?{parts.query}" if parts.query else ""), body=body,
-                     headers={**headers, "Content-Length": str(len(body))})  # fmt: skip
+        conn.request(
+            "POST",
+            path + (f"?{parts.query}" if parts.query else ""),
+            body=body,
+            headers={**headers, "Content-Length": str(len(body))},
+        )
         response = conn.getresponse()
         response.read(65536)
         return response.status
