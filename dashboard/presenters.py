@@ -327,7 +327,7 @@ def system_health(org, campaigns: list) -> Health:
 
 
 @dataclass(frozen=True)
-class Figure:
+class PeriodFigure:
     id: str
     label: str
     value: str
@@ -350,7 +350,9 @@ def _fmt(value, kind: str) -> str:
     }[kind](value)
 
 
-def figure(id_, label, value, previous, kind, higher_is_better: bool | None = True) -> Figure:
+def period_figure(
+    id_, label, value, previous, kind, higher_is_better: bool | None = True
+) -> PeriodFigure:
     """One figure and its change: relative for counts, in points for percentages."""
     change, tone = "", "flat"
     if value is not None and previous is not None:
@@ -366,7 +368,7 @@ def figure(id_, label, value, previous, kind, higher_is_better: bool | None = Tr
         if higher_is_better is not None and change not in ("±0%", "±0 pts"):
             better = delta > 0 if higher_is_better else delta < 0
             tone = "good" if better else "bad"
-    return Figure(id_, label, _fmt(value, kind), change, tone, _fmt(previous, kind))
+    return PeriodFigure(id_, label, _fmt(value, kind), change, tone, _fmt(previous, kind))
 
 
 def period_from_query(query) -> tuple[Period, str]:

@@ -26,8 +26,8 @@ from dashboard import charts
 from dashboard.presenters import (
     chart_card,
     explore_url,
-    figure,
     iso_utc,
+    period_figure,
     period_from_query,
     round1,
     round4,
@@ -59,17 +59,19 @@ def bot_detail(request, org, bot_slug):
     x = [p.start.strftime("%Y-%m-%dT%H:%M") for p in rollups]
     c, p = current, previous
     figures = [
-        figure("conversations", "Conversations", c.conversations, p.conversations, "int", None),
-        figure("messages", "Messages", c.messages, p.messages, "int", None),
-        figure("avg-response", "Avg response", c.avg_ms, p.avg_ms, "ms", False),
-        figure("p50-response", "p50 response", c.p50_ms, p.p50_ms, "ms", False),
-        figure("p95-response", "p95 response", c.p95_ms, p.p95_ms, "ms", False),
-        figure("p99-response", "p99 response", c.p99_ms, p.p99_ms, "ms", False),
-        figure("success-rate", "Success rate", c.success_rate, p.success_rate, "pct"),
-        figure("kb-hit-rate", "KB hit rate", c.kb_hit_rate, p.kb_hit_rate, "pct"),
-        figure("handoff-rate", "Handoff rate", c.handoff_rate, p.handoff_rate, "pct", False),
-        figure("csat", "CSAT", c.csat_avg, p.csat_avg, "csat"),
-        figure(
+        period_figure(
+            "conversations", "Conversations", c.conversations, p.conversations, "int", None
+        ),
+        period_figure("messages", "Messages", c.messages, p.messages, "int", None),
+        period_figure("avg-response", "Avg response", c.avg_ms, p.avg_ms, "ms", False),
+        period_figure("p50-response", "p50 response", c.p50_ms, p.p50_ms, "ms", False),
+        period_figure("p95-response", "p95 response", c.p95_ms, p.p95_ms, "ms", False),
+        period_figure("p99-response", "p99 response", c.p99_ms, p.p99_ms, "ms", False),
+        period_figure("success-rate", "Success rate", c.success_rate, p.success_rate, "pct"),
+        period_figure("kb-hit-rate", "KB hit rate", c.kb_hit_rate, p.kb_hit_rate, "pct"),
+        period_figure("handoff-rate", "Handoff rate", c.handoff_rate, p.handoff_rate, "pct", False),
+        period_figure("csat", "CSAT", c.csat_avg, p.csat_avg, "csat"),
+        period_figure(
             "duration",
             "Avg duration",
             c.avg_duration_seconds,
@@ -77,16 +79,16 @@ def bot_detail(request, org, bot_slug):
             "sec",
             None,
         ),
-        figure("tokens", "Tokens", c.tokens, p.tokens, "int", None),
-        figure("cost", "Cost", c.cost_usd, p.cost_usd, "usd", False),
+        period_figure("tokens", "Tokens", c.tokens, p.tokens, "int", None),
+        period_figure("cost", "Cost", c.cost_usd, p.cost_usd, "usd", False),
     ]
     if bot.kind == Bot.Kind.AI_EMPLOYEE:
         figures += [
-            figure("calls", "Calls", c.calls, p.calls, "int"),
-            figure("bookings", "Bookings", c.bookings, p.bookings, "int"),
-            figure("revenue", "Revenue", c.revenue, p.revenue, "usd"),
-            figure("emails", "Emails", c.emails, p.emails, "int"),
-            figure("tasks", "Tasks", c.tasks, p.tasks, "int"),
+            period_figure("calls", "Calls", c.calls, p.calls, "int"),
+            period_figure("bookings", "Bookings", c.bookings, p.bookings, "int"),
+            period_figure("revenue", "Revenue", c.revenue, p.revenue, "usd"),
+            period_figure("emails", "Emails", c.emails, p.emails, "int"),
+            period_figure("tasks", "Tasks", c.tasks, p.tasks, "int"),
         ]
     ms = charts._ms
     chart_list = [

@@ -19,7 +19,7 @@ from analytics.selectors import (
     campaign_period_summary,
 )
 from dashboard import charts
-from dashboard.presenters import chart_card, explore_url, figure, iso_utc, period_from_query
+from dashboard.presenters import chart_card, explore_url, iso_utc, period_figure, period_from_query
 from dashboard.views import org_view
 
 
@@ -38,12 +38,14 @@ def campaign_detail(request, org, campaign_slug):
     )
     labels = dict(CallOutcome.choices)
     figures = [
-        figure("attempts", "Call attempts", c.attempts, p.attempts, "int", None),
-        figure("answer-rate", "Answer rate", c.answer_rate, p.answer_rate, "pct"),
-        figure("conversion-rate", "Conversion rate", c.conversion_rate, p.conversion_rate, "pct"),
-        figure("handoffs", "Handoffs", c.handoffs, p.handoffs, "int", False),
-        figure("csat", "CSAT", c.csat_avg, p.csat_avg, "csat"),
-        figure(
+        period_figure("attempts", "Call attempts", c.attempts, p.attempts, "int", None),
+        period_figure("answer-rate", "Answer rate", c.answer_rate, p.answer_rate, "pct"),
+        period_figure(
+            "conversion-rate", "Conversion rate", c.conversion_rate, p.conversion_rate, "pct"
+        ),
+        period_figure("handoffs", "Handoffs", c.handoffs, p.handoffs, "int", False),
+        period_figure("csat", "CSAT", c.csat_avg, p.csat_avg, "csat"),
+        period_figure(
             "duration",
             "Avg duration",
             c.avg_duration_seconds,
@@ -52,7 +54,7 @@ def campaign_detail(request, org, campaign_slug):
             None,
         ),
         *(
-            figure(
+            period_figure(
                 f"outcome-{o}",
                 labels[o],
                 c.outcomes[o],
