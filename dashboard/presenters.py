@@ -1,20 +1,26 @@
-"""Turn selector output into what the templates show (formatting and the colour of a change)."""
+"""Turn selector output into what the templates show (formatting, the colour of a change, chart
+cards and their drill-down links)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from urllib.parse import urlencode
 
 import redis
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import format_html_join
 from django.utils.timesince import timesince
 
 from analytics.models import Bot, Campaign, Channel
 from analytics.redis import get_redis
 from analytics.selectors import (
+    PERIODS,
     CampaignStatus,
     LiveFigure,
     LiveSnapshot,
+    Period,
     ai_employee_cards,
     campaign_status_list,
     ingest_rate_per_minute,
@@ -22,8 +28,9 @@ from analytics.selectors import (
     live_feed,
     live_minute_series,
     live_snapshot,
+    period_get,
 )
-from dashboard.charts import activity_figure, outcome_pie_figure
+from dashboard.charts import _TIME_FORMATS, activity_figure, drill_figure, outcome_pie_figure
 
 
 @dataclass(frozen=True)
@@ -314,3 +321,121 @@ def system_health(org, campaigns: list) -> Health:
         messages_per_minute=ingest_rate_per_minute(org=org),
         viewers=connected_viewers(org.pk),
     )
+
+
+# --- explore pages: figures against the previous period, chart cards, drill-down links ---------
+
+
+@dataclass(frozen=True)
+class PeriodFigure:
+    id: str
+    label: str
+    value: str
+    change: str  # "+12.5%", "+1.2 pts" or "" when there is nothing to compare with
+    tone: str  # good, bad or flat
+    previous: str
+
+
+def _fmt(value, kind: str) -> str:
+    if value is None:
+        return "—"
+    return {
+        "int": lambda v: f"{v:,.0f}",
+        "ms": lambda v: f"{v:,.0f} ms",
+        "pct": lambda v: f"{v:.1f}%",
+        "usd": lambda v: f"${v:,.2f}",
+        "usd4": lambda v: f"${v:,.4f}",
+        "csat": lambda v: f"{v:.2f} / 5",
+        "sec": lambda v: f"{v / 60:,.1f} min" if v >= 90 else f"{v:,.0f} s",
+    }[kind](value)
+
+
+def period_figure(
+    id_, label, value, previous, kind, higher_is_better: bool | None = True
+) -> PeriodFigure:
+    """One figure and its change: relative for counts, in points for percentages."""
+    change, tone = "", "flat"
+    if value is not None and previous is not None:
+        if kind == "pct":
+            delta = value - previous
+            change = "±0 pts" if abs(delta) < 0.05 else f"{delta:+.1f} pts"
+        elif previous:
+            delta = 100.0 * (value - previous) / previous
+            change = "±0%" if abs(delta) < 0.05 else f"{delta:+.1f}%"
+        else:
+            delta = value  # from zero: a change, but no percentage
+            change = "new" if value else "±0%"
+        if higher_is_better is not None and change not in ("±0%", "±0 pts"):
+            better = delta > 0 if higher_is_better else delta < 0
+            tone = "good" if better else "bad"
+    return PeriodFigure(id_, label, _fmt(value, kind), change, tone, _fmt(previous, kind))
+
+
+def period_from_query(query) -> tuple[Period, str]:
+    """The period the `period` parameter names, or the default and a notice saying so."""
+    raw = query.get("period")
+    if raw and raw not in PERIODS:
+        return period_get(None), f"Unknown period “{raw[:20]}”; showing the last 24 hours."
+    return period_get(raw), ""
+
+
+def iso_utc(moment: datetime) -> str:
+    """A moment as the explorer's `start`/`end` parameters take it."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def explore_url(org, **params) -> str:
+    """A link to the explorer filtered by `params` (empty ones left out)."""
+    base = reverse("dashboard:conversations", kwargs={"org_slug": org.slug})
+    return f"{base}?{urlencode({k: v for k, v in params.items() if v not in (None, '')})}"
+
+
+def _bucket_label(period: Period, start: datetime) -> str:
+    return start.strftime(_TIME_FORMATS[period.key][2])
+
+
+def round1(value):
+    return None if value is None else round(value, 1)
+
+
+def round4(value):
+    return None if value is None else round(value, 4)
+
+
+def chart_card(key, title, period, x, urls, y_title, series, **layout) -> dict:
+    """A chart, its figure and the rows of its table alternative (each row links to the explorer)."""
+    traces = []
+    for name, values, color, style in series:
+        trace = {"name": name, "y": values, "color": color}
+        if style == "bar":
+            trace["type"] = "bar"
+        elif style == "y2":
+            trace["axis"] = "y2"
+        else:
+            trace["dash"] = style
+        traces.append(trace)
+    fig = drill_figure(period=period, x=x, traces=traces, y_title=y_title, urls=urls, **layout)
+    labels = [_bucket_label(period, datetime.fromisoformat(v)) for v in x]
+    rows = [
+        {"label": label, "url": url, "values": [s[1][i] for s in series]}
+        for i, (label, url) in enumerate(zip(labels, urls, strict=True))
+    ]
+    return {
+        "key": key,
+        "title": title,
+        "figure": fig,
+        "columns": [s[0] for s in series],
+        "rows": rows,
+        # The table alternative's body, built here: the same markup through the template
+        # language cost ~20 ms on a 30-day bot page (7 tables of 30 rows).
+        "tbody": format_html_join(
+            "",
+            '<tr><th scope="row"><a href="{}">{}</a></th>{}</tr>',
+            (
+                (row["url"], row["label"], format_html_join(
+                    "", '<td class="num">{}</td>', (("—" if v is None else v,) for v in row["values"])
+                ))
+                for row in rows
+            ),
+        ),
+    }  # fmt: skip

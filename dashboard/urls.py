@@ -2,33 +2,43 @@
 
 from django.urls import path
 
-from dashboard import alert_views, team_views, views, views_explore
+from dashboard import (
+    alert_views,
+    team_views,
+    views,
+    views_bots,
+    views_campaigns,
+    views_explorer,
+    views_transcript,
+)
 
 app_name = "dashboard"
 
 urlpatterns = [
     path("", views.org_dashboard, name="org_dashboard"),
     path("live/metrics", views.live_metrics, name="live_metrics"),
-    path("conversations/", views_explore.conversations, name="conversations"),
+    path("conversations/", views_explorer.conversations, name="conversations"),
     path(
         "conversations/export.csv",
-        views_explore.conversations_export,
+        views_explorer.conversations_export,
         name="conversations_export",
     ),
     path(
         "conversations/<int:conversation_id>/",
-        views_explore.conversation_detail,
+        views_transcript.conversation_detail,
         name="conversation_detail",
     ),
-    path("exports/<uuid:job_id>/", views_explore.export_job, name="export_job"),
+    path("exports/<uuid:job_id>/", views_explorer.export_job, name="export_job"),
     path(
         "exports/<uuid:job_id>/download",
-        views_explore.export_job_download,
+        views_explorer.export_job_download,
         name="export_job_download",
     ),
-    path("bots/<slug:bot_slug>/", views_explore.bot_detail, name="bot_detail"),
-    path("bots/<slug:bot_slug>/daily.csv", views_explore.bot_daily_export, name="bot_daily_export"),
-    path("campaigns/<slug:campaign_slug>/", views_explore.campaign_detail, name="campaign_detail"),
+    path("bots/<slug:bot_slug>/", views_bots.bot_detail, name="bot_detail"),
+    path("bots/<slug:bot_slug>/daily.csv", views_bots.bot_daily_export, name="bot_daily_export"),
+    path(
+        "campaigns/<slug:campaign_slug>/", views_campaigns.campaign_detail, name="campaign_detail"
+    ),
     path("charts/period", views.period_charts, name="period_charts"),
     path("insights/", alert_views.insights, name="insights"),
     path("alerts/", alert_views.alerts, name="alerts"),
