@@ -12,7 +12,6 @@ are zero and rates and percentiles are undefined (a gap in a chart, never a zero
 interpolated value). Periods still marked dirty (RollupDirtyHour) are not rolled up yet; charts
 show them as gaps too (`analytics.selectors.rollup_pending_hours`).
 
-
 Dirty tracking and why a mark cannot be lost: see `analytics.services.rollup.dirty`.
 
 Rates are percentages (0-100), like the live cards; an outbound reply without an outcome counts

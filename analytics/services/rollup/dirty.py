@@ -81,6 +81,9 @@ def rollup_mark_history(*, org_id: int) -> int:
         return cursor.rowcount
 
 
+# --- claiming (called by builds) -------------------------------------------------------------
+
+
 def _claim(cursor, *, org_id: int, table: str, column: str, value) -> None:
     """Delete a dirty mark inside the build transaction, behind the org's ingest barrier.
 
@@ -103,7 +106,7 @@ def _claim(cursor, *, org_id: int, table: str, column: str, value) -> None:
         cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [INGEST_LOCK_SPACE, org_id])
 
 
-# --- what is due ---------------------------------------------------------------------------------
+# --- what is due -----------------------------------------------------------------------------
 
 
 def org_day_due(org: Organization, day: date) -> datetime:
