@@ -78,12 +78,19 @@ def live_cards(snapshot: LiveSnapshot | None) -> list[Card]:
 _CARDS = (
     ("metric-active-now", "Active now", ("active_now", lambda v: f"{v:,}", False)),
     ("metric-avg-response", "Avg response time", ("avg_response_ms", _ms, True)),
-    ("metric-success-rate", "Success rate",
-     ("success_rate", lambda v: "—" if v is None else f"{v:.1f}%", False)),
-    ("metric-messages-hour", "Messages / hour", ("messages_last_hour", lambda v: f"{v:,.0f}", False)),
+    (
+        "metric-success-rate",
+        "Success rate",
+        ("success_rate", lambda v: "—" if v is None else f"{v:.1f}%", False),
+    ),
+    (
+        "metric-messages-hour",
+        "Messages / hour",
+        ("messages_last_hour", lambda v: f"{v:,.0f}", False),
+    ),
     ("metric-p95-response", "p95 response time", ("p95_response_ms", _ms, True)),
     ("metric-cost-hour", "Cost (last hour)", ("cost_last_hour_usd", lambda v: f"${v:,.2f}", True)),
-)  # fmt: skip
+)
 
 
 def _ago(at: datetime) -> str:
@@ -250,8 +257,14 @@ FEED_SCAN = 50  # the whole live feed, so a narrowed view still finds its rows
 ACTIVITY_ROWS = 10
 
 
-OUTCOME_LABELS = {"answered": "Answered", "converted": "Converted", "busy": "Busy",
-                  "no_answer": "No answer", "failed": "Failed", "opt_out": "Opted out"}  # fmt: skip
+OUTCOME_LABELS = {
+    "answered": "Answered",
+    "converted": "Converted",
+    "busy": "Busy",
+    "no_answer": "No answer",
+    "failed": "Failed",
+    "opt_out": "Opted out",
+}
 
 
 @dataclass(frozen=True)
@@ -432,10 +445,16 @@ def chart_card(key, title, period, x, urls, y_title, series, **layout) -> dict:
             "",
             '<tr><th scope="row"><a href="{}">{}</a></th>{}</tr>',
             (
-                (row["url"], row["label"], format_html_join(
-                    "", '<td class="num">{}</td>', (("—" if v is None else v,) for v in row["values"])
-                ))
+                (
+                    row["url"],
+                    row["label"],
+                    format_html_join(
+                        "",
+                        '<td class="num">{}</td>',
+                        (("—" if v is None else v,) for v in row["values"]),
+                    ),
+                )
                 for row in rows
             ),
         ),
-    }  # fmt: skip
+    }

@@ -93,46 +93,92 @@ def bot_detail(request, org, bot_slug):
     ms = charts._ms
     chart_list = [
         chart_card(
-            "response", "Response time (ms): average, p50, p95, p99", period, x, urls, "ms",
-            [("Average", [ms(r.avg_ms) for r in response], charts.ACCENT, "solid"),
-             ("p50", [ms(r.p50_ms) for r in response], charts.GOOD, "dot"),
-             ("p95", [ms(r.p95_ms) for r in response], charts.WARN, "solid"),
-             ("p99", [ms(r.p99_ms) for r in response], "var(--bad)", "dash")],
+            "response",
+            "Response time (ms): average, p50, p95, p99",
+            period,
+            x,
+            urls,
+            "ms",
+            [
+                ("Average", [ms(r.avg_ms) for r in response], charts.ACCENT, "solid"),
+                ("p50", [ms(r.p50_ms) for r in response], charts.GOOD, "dot"),
+                ("p95", [ms(r.p95_ms) for r in response], charts.WARN, "solid"),
+                ("p99", [ms(r.p99_ms) for r in response], "var(--bad)", "dash"),
+            ],
         ),
         chart_card(
-            "volume", "Messages in and out", period, x, urls, "messages",
-            [("Inbound", [v.inbound for v in volume], charts.ACCENT, "bar"),
-             ("Outbound", [v.outbound for v in volume], charts.WARN, "bar")],
+            "volume",
+            "Messages in and out",
+            period,
+            x,
+            urls,
+            "messages",
+            [
+                ("Inbound", [v.inbound for v in volume], charts.ACCENT, "bar"),
+                ("Outbound", [v.outbound for v in volume], charts.WARN, "bar"),
+            ],
             barmode="stack",
         ),
         chart_card(
-            "success", "Success rate (%)", period, x, urls, "%",
-            [("Success rate", [round1(r.success_rate) for r in rollups], charts.GOOD, "solid"),
-             ("KB hit rate", [round1(r.kb_hit_rate) for r in rollups], charts.ACCENT, "dot")],
+            "success",
+            "Success rate (%)",
+            period,
+            x,
+            urls,
+            "%",
+            [
+                ("Success rate", [round1(r.success_rate) for r in rollups], charts.GOOD, "solid"),
+                ("KB hit rate", [round1(r.kb_hit_rate) for r in rollups], charts.ACCENT, "dot"),
+            ],
         ),
         chart_card(
-            "duration", "Conversation duration (s, average)", period, x, urls, "seconds",
-            [("Avg duration", [round1(r.avg_duration_seconds) for r in rollups], charts.ACCENT,
-              "solid")],
+            "duration",
+            "Conversation duration (s, average)",
+            period,
+            x,
+            urls,
+            "seconds",
+            [
+                (
+                    "Avg duration",
+                    [round1(r.avg_duration_seconds) for r in rollups],
+                    charts.ACCENT,
+                    "solid",
+                )
+            ],
         ),
         chart_card(
-            "tokens", "Token usage and cost", period, x, urls, "tokens",
-            [("Tokens", [r.tokens for r in rollups], charts.ACCENT, "bar"),
-             ("Cost (USD)", [round4(r.cost_usd) for r in rollups], charts.WARN, "y2")],
+            "tokens",
+            "Token usage and cost",
+            period,
+            x,
+            urls,
+            "tokens",
+            [
+                ("Tokens", [r.tokens for r in rollups], charts.ACCENT, "bar"),
+                ("Cost (USD)", [round4(r.cost_usd) for r in rollups], charts.WARN, "y2"),
+            ],
             y2_title="USD",
         ),
-    ]  # fmt: skip
+    ]
     if bot.kind == Bot.Kind.AI_EMPLOYEE:
         chart_list.append(
             chart_card(
-                "work", "Calls, bookings, emails and tasks", period, x, urls, "count",
-                [("Calls", [r.calls for r in rollups], charts.ACCENT, "bar"),
-                 ("Bookings", [r.bookings for r in rollups], charts.GOOD, "bar"),
-                 ("Emails", [r.emails for r in rollups], charts.WARN, "bar"),
-                 ("Tasks", [r.tasks for r in rollups], "var(--muted)", "bar")],
+                "work",
+                "Calls, bookings, emails and tasks",
+                period,
+                x,
+                urls,
+                "count",
+                [
+                    ("Calls", [r.calls for r in rollups], charts.ACCENT, "bar"),
+                    ("Bookings", [r.bookings for r in rollups], charts.GOOD, "bar"),
+                    ("Emails", [r.emails for r in rollups], charts.WARN, "bar"),
+                    ("Tasks", [r.tasks for r in rollups], "var(--muted)", "bar"),
+                ],
                 barmode="stack",
             )
-        )  # fmt: skip
+        )
     return render(
         request,
         "dashboard/bot.html",
@@ -165,8 +211,12 @@ def bot_daily_export(request, org, bot_slug):
     start = today - PERIOD_LENGTHS[period.key] + PERIOD_LENGTHS["24h"]
     start = min(start, today)
     name = export_filename(org, f"daily-{bot.slug}", f"{start:%Y%m%d}-{today:%Y%m%d}")
-    audit_request(request, action="export.downloaded", target=name,
-                  details={"kind": "bot_daily", "bot": bot.slug, "period": period.key})  # fmt: skip
+    audit_request(
+        request,
+        action="export.downloaded",
+        target=name,
+        details={"kind": "bot_daily", "bot": bot.slug, "period": period.key},
+    )
     return CsvStreamingResponse(
         daily_metrics_csv(org=org, start=start, end=today, bot=bot), filename=name
     )

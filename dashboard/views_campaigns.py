@@ -72,11 +72,18 @@ def campaign_detail(request, org, campaign_slug):
     ]
     x = [s.start.strftime("%Y-%m-%dT%H:%M") for s in series]
     outcome_chart = chart_card(
-        "outcomes", "Call attempts and outcomes", period, x, urls, "calls",
-        [(labels[o], [s.outcomes[o] for s in series], f"var(--o-{o})", "bar")
-         for o in CALL_OUTCOME_ORDER],
+        "outcomes",
+        "Call attempts and outcomes",
+        period,
+        x,
+        urls,
+        "calls",
+        [
+            (labels[o], [s.outcomes[o] for s in series], f"var(--o-{o})", "bar")
+            for o in CALL_OUTCOME_ORDER
+        ],
         barmode="stack",
-    )  # fmt: skip
+    )
     start, end = iso_utc(now - length), iso_utc(now)
     outcome_urls = {
         o: explore_url(org, campaign=campaign.slug, call_outcome=o, start=start, end=end)

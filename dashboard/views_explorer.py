@@ -162,8 +162,12 @@ def conversations_export(request, org):
         chunks = messages_csv(org=org, conversations=filters.qs)
     else:
         chunks = conversations_csv(filters.qs)
-    audit_request(request, action="export.downloaded", target=name,
-                  details=export_details(request.GET, kind=kind))  # fmt: skip
+    audit_request(
+        request,
+        action="export.downloaded",
+        target=name,
+        details=export_details(request.GET, kind=kind),
+    )
     return CsvStreamingResponse(chunks, filename=name)
 
 
@@ -186,8 +190,12 @@ def export_job_download(request, org, job_id):
     job = export_job_get(org=org, job_id=str(job_id), user=request.user)
     if job is None or job.status != "ready" or not job.path.exists():
         raise Http404("No such export, or it is not ready yet.")
-    audit_request(request, action="export.downloaded", target=job.filename,
-                  details={"kind": job.kind, "background_job": str(job.id)})  # fmt: skip
+    audit_request(
+        request,
+        action="export.downloaded",
+        target=job.filename,
+        details={"kind": job.kind, "background_job": str(job.id)},
+    )
     return FileResponse(
         open(job.path, "rb"),  # noqa: SIM115 - FileResponse closes it
         as_attachment=True,

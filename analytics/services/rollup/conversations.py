@@ -16,11 +16,28 @@ from analytics.services.rollup.common import _T_CM, _T_CONV, _T_MSG, _derived
 log = logging.getLogger(__name__)
 
 _CM_COLUMNS = (
-    "bot_id", "started_at", "ended_at", "duration_seconds", "total_messages", "user_messages",
-    "bot_messages", "avg_response_time_ms", "p50_response_time_ms", "p95_response_time_ms",
-    "p99_response_time_ms", "successful_responses", "failed_responses", "fallback_responses",
-    "handoff", "kb_hits", "kb_misses", "tokens", "cost_usd", "resolution_status", "csat",
-)  # fmt: skip
+    "bot_id",
+    "started_at",
+    "ended_at",
+    "duration_seconds",
+    "total_messages",
+    "user_messages",
+    "bot_messages",
+    "avg_response_time_ms",
+    "p50_response_time_ms",
+    "p95_response_time_ms",
+    "p99_response_time_ms",
+    "successful_responses",
+    "failed_responses",
+    "fallback_responses",
+    "handoff",
+    "kb_hits",
+    "kb_misses",
+    "tokens",
+    "cost_usd",
+    "resolution_status",
+    "csat",
+)
 
 _CM_SQL = f"""
 WITH c AS (

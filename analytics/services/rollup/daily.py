@@ -20,15 +20,35 @@ from analytics.services.rollup.common import (
 from analytics.timeutil import HOUR, org_day_bounds
 
 _DAILY_COLUMNS = (
-    "total_conversations", "total_messages", "messages_in", "messages_out",
-    "avg_response_time_ms", "p50_response_time_ms", "p95_response_time_ms", "p99_response_time_ms",
-    "response_hist", "success_rate", "error_rate", "fallback_rate", "handoff_rate", "kb_hit_rate",
+    "total_conversations",
+    "total_messages",
+    "messages_in",
+    "messages_out",
+    "avg_response_time_ms",
+    "p50_response_time_ms",
+    "p95_response_time_ms",
+    "p99_response_time_ms",
+    "response_hist",
+    "success_rate",
+    "error_rate",
+    "fallback_rate",
+    "handoff_rate",
+    "kb_hit_rate",
     "total_tokens",
-    "avg_tokens_per_conversation", "total_cost_usd", "cost_per_conversation_usd",
-    "avg_duration_seconds", "avg_messages_per_conversation", "csat_avg", "call_attempts",
-    "calls_answered", "calls_busy", "calls_no_answer", "calls_failed", "calls_converted",
+    "avg_tokens_per_conversation",
+    "total_cost_usd",
+    "cost_per_conversation_usd",
+    "avg_duration_seconds",
+    "avg_messages_per_conversation",
+    "csat_avg",
+    "call_attempts",
+    "calls_answered",
+    "calls_busy",
+    "calls_no_answer",
+    "calls_failed",
+    "calls_converted",
     "calls_opt_out",
-)  # fmt: skip
+)
 
 _DAILY_SQL = f"""
 WITH msg AS (

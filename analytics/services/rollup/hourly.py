@@ -46,12 +46,30 @@ def _check_hour(hour: datetime) -> datetime:
 
 
 _HOURLY_COLUMNS = (
-    "messages_in", "messages_out", "conversations_started", "conversations_ended",
-    "duration_sum_seconds", "successes",
-    "failures", "fallbacks", "handoffs", "kb_hits", "kb_misses", "tokens", "cost_usd",
-    "response_count", "response_sum_ms", "response_hist", "csat_sum", "csat_count", "calls",
-    "bookings", "emails", "tasks", "revenue",
-)  # fmt: skip
+    "messages_in",
+    "messages_out",
+    "conversations_started",
+    "conversations_ended",
+    "duration_sum_seconds",
+    "successes",
+    "failures",
+    "fallbacks",
+    "handoffs",
+    "kb_hits",
+    "kb_misses",
+    "tokens",
+    "cost_usd",
+    "response_count",
+    "response_sum_ms",
+    "response_hist",
+    "csat_sum",
+    "csat_count",
+    "calls",
+    "bookings",
+    "emails",
+    "tasks",
+    "revenue",
+)
 
 _HOURLY_SQL = f"""
 WITH msg AS (
@@ -145,10 +163,18 @@ SELECT (SELECT count(*) FROM new), (SELECT count(*) FROM upsert), (SELECT count(
 """  # noqa: S608 - table and column names are ours
 
 _USAGE_COLUMNS = (
-    "messages_sent", "messages_received", "conversations_started", "conversations_ended",
-    "active_users", "bots_active", "most_active_bot_id", "api_calls", "ingest_requests", "tokens",
+    "messages_sent",
+    "messages_received",
+    "conversations_started",
+    "conversations_ended",
+    "active_users",
+    "bots_active",
+    "most_active_bot_id",
+    "api_calls",
+    "ingest_requests",
+    "tokens",
     "cost_usd",
-)  # fmt: skip
+)
 
 _USAGE_SQL = f"""
 WITH b AS (
