@@ -42,6 +42,7 @@ django.setup()
 from django.utils import timezone  # noqa: E402
 
 from analytics import sketch  # noqa: E402
+from analytics.live_keys import bot_key, epoch_minute, org_key  # noqa: E402
 from analytics.models import (  # noqa: E402
     AlertMetric,
     AlertRule,
@@ -52,7 +53,6 @@ from analytics.models import (  # noqa: E402
 )
 from analytics.redis import get_redis  # noqa: E402
 from analytics.services.alerts import alert_rules_evaluate  # noqa: E402
-from analytics.services.live import bot_key, epoch_minute, org_key  # noqa: E402
 
 METRIC_MIX = [
     (AlertMetric.P95_RESPONSE, 2000, 5000, "above"),

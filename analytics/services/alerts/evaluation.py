@@ -22,7 +22,9 @@ from django.db import connection, transaction
 from django.db.models import Avg, Q, Sum
 from django.utils import timezone
 
+from analytics import live_keys as lk
 from analytics import sketch
+from analytics.live_keys import bot_key, epoch_minute, org_key
 from analytics.models import (
     AlertEvent,
     AlertMetric,
@@ -36,7 +38,6 @@ from analytics.redis import get_redis
 from analytics.services.alerts.commands import alert_events_resolve
 from analytics.services.alerts.events import alert_changed_on_commit
 from analytics.services.alerts.notifications import alert_notifications_create
-from analytics.services.live import bot_key, epoch_minute, org_key
 
 RANK = {AlertRule.State.OK: 0, AlertRule.State.WARNING: 1, AlertRule.State.CRITICAL: 2}
 LIVE_WINDOW_MAX = 180  # minutes read straight from the live counters; longer: rollups + live
@@ -125,17 +126,17 @@ def _read_live(org: Organization, needs: dict, now: datetime) -> dict:
 
 
 _ROLLUP_SUMS = {
-    "in": Sum("messages_in"),
-    "out": Sum("messages_out"),
-    "ok": Sum("successes"),
-    "fail": Sum("failures"),
-    "fb": Sum("fallbacks"),
+    lk.IN: Sum("messages_in"),
+    lk.OUT: Sum("messages_out"),
+    lk.OK: Sum("successes"),
+    lk.FAIL: Sum("failures"),
+    lk.FALLBACK: Sum("fallbacks"),
     "cost": Sum("cost_usd"),
-    "rt_n": Sum("response_count"),
-    "rt_sum": Sum("response_sum_ms"),
-    "cs": Sum("conversations_started"),
-    "ce": Sum("conversations_ended"),
-    "esc": Sum("handoffs"),
+    lk.RT_COUNT: Sum("response_count"),
+    lk.RT_SUM_MS: Sum("response_sum_ms"),
+    lk.STARTED: Sum("conversations_started"),
+    lk.ENDED: Sum("conversations_ended"),
+    lk.ESCALATED: Sum("handoffs"),
 }
 
 
@@ -151,7 +152,7 @@ def _read_rollups(org: Organization, needs: dict, now: datetime, data: dict) -> 
         if kind == "bot":
             qs = qs.filter(bot_id=pk)
         sums = {k: float(v or 0) for k, v in qs.aggregate(**_ROLLUP_SUMS).items()}
-        sums["cost_u"] = sums.pop("cost") * 1_000_000
+        sums[lk.COST_MICRO_USD] = sums.pop("cost") * 1_000_000
         if need.hists:
             sums["hist"] = sketch.merge(qs.values_list("response_hist", flat=True))
         data[(kind, pk)].rollup[need.rollup_minutes] = sums
@@ -189,25 +190,25 @@ def _value(rule: AlertRule, d: ScopeData, gauges: dict, csat: dict, now: datetim
                 totals[k] += v
         if extra.get("hist"):
             hists.append(extra["hist"])
-    replies = totals["ok"] + totals["fail"] + totals["fb"]
+    replies = totals[lk.OK] + totals[lk.FAIL] + totals[lk.FALLBACK]
     if metric == AlertMetric.VOLUME:
-        return totals["in"] + totals["out"]
+        return totals[lk.IN] + totals[lk.OUT]
     if metric == AlertMetric.CONVERSATIONS:
-        return totals["cs"]
+        return totals[lk.STARTED]
     if metric == AlertMetric.COST_PER_DAY:
-        return round(totals["cost_u"] / 1_000_000, 6)
+        return round(totals[lk.COST_MICRO_USD] / 1_000_000, 6)
     if metric == AlertMetric.AVG_RESPONSE:
-        return totals["rt_sum"] / totals["rt_n"] if totals["rt_n"] else None
+        return totals[lk.RT_SUM_MS] / totals[lk.RT_COUNT] if totals[lk.RT_COUNT] else None
     if metric == AlertMetric.P95_RESPONSE:
         return sketch.quantiles(sketch.merge(hists), (0.95,))[0] if hists else None
     if metric == AlertMetric.HANDOFF_RATE:
-        return 100 * totals["esc"] / totals["ce"] if totals["ce"] else None
+        return 100 * totals[lk.ESCALATED] / totals[lk.ENDED] if totals[lk.ENDED] else None
     if not replies:
         return None
     part = {
-        AlertMetric.ERROR_RATE: "fail",
-        AlertMetric.FALLBACK_RATE: "fb",
-        AlertMetric.SUCCESS_RATE: "ok",
+        AlertMetric.ERROR_RATE: lk.FAIL,
+        AlertMetric.FALLBACK_RATE: lk.FALLBACK,
+        AlertMetric.SUCCESS_RATE: lk.OK,
     }[metric]
     return 100 * totals[part] / replies
 
@@ -340,7 +341,8 @@ def _store_values(rules: list[AlertRule], now: datetime) -> None:
         return
     with connection.cursor() as cursor:
         cursor.execute(
-            "UPDATE analytics_alertrule AS r SET last_value = v.value, last_evaluated_at = %s "
+            f"UPDATE {AlertRule._meta.db_table} AS r SET last_value = v.value, "  # noqa: S608 - ours
+            "last_evaluated_at = %s "
             "FROM unnest(%s::bigint[], %s::float8[]) AS v(id, value) WHERE r.id = v.id",
             [now, [r.pk for r in rules], [r.last_value for r in rules]],
         )

@@ -16,10 +16,10 @@ from django.core import mail
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
+from analytics.live_keys import bot_key, epoch_minute, org_key
 from analytics.models import AlertEvent, AlertNotification, AlertRule
 from analytics.redis import get_redis
 from analytics.services import alerts as svc
-from analytics.services.live import bot_key, epoch_minute, org_key
 from analytics.tasks.alerts import alert_notification_deliver_task
 from dashboard.broadcast import org_group, stream_group
 from dashboard.hub import channel_prefix
