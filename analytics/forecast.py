@@ -57,6 +57,7 @@ class Forecast:
 
 
 def _fit(values: np.ndarray, start: datetime):
+    # Here, not at the top: pandas and statsmodels take ~1 s to import, and only a forecast needs them.
     import pandas as pd
     from statsmodels.tsa.exponential_smoothing.ets import ETSModel
 

@@ -21,17 +21,15 @@ from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from analytics.services.ops import ROLLUP_KINDS
+from analytics.services.ops import ROLLUP_KINDS, ops_liveness, ops_snapshot
 from config.proxy import request_is_direct
+from dashboard.presence import group_members
 
 
 class ProductCollector:
     """The figures every process writes to Redis, as Prometheus metric families."""
 
     def collect(self):
-        from analytics.services.ops import ops_liveness, ops_snapshot
-        from dashboard.presence import group_members
-
         up = GaugeMetricFamily("botflow_live_state_up", "1 when the live Redis answers")
         try:
             snapshot, members, liveness = ops_snapshot(), group_members(), ops_liveness()

@@ -81,15 +81,26 @@ def setup(rules: int, orgs: int, bots_per_org: int, rng: random.Random) -> list[
         bots = Bot.objects.bulk_create(
             Bot(organization=org, slug=f"bot-{b}", name=f"Bot {b}") for b in range(bots_per_org)
         )
-        campaign = Campaign.objects.create(organization=org, slug="outbound", name="Outbound",
-                                           bot=bots[0], status="active")  # fmt: skip
+        campaign = Campaign.objects.create(
+            organization=org, slug="outbound", name="Outbound", bot=bots[0], status="active"
+        )
         pipe = r.pipeline(transaction=False)
         for minute in range(minute_now - 120, minute_now + 1):
             org_fields = {}
             for bot in bots:
-                fields = {"in": rng.randint(5, 40), "out": rng.randint(5, 40), "ok": 30, "fail": 1,
-                          "fb": 2, "rt_n": 30, "rt_sum": 30 * 900, "cs": 2, "ce": 2, "esc": 0,
-                          "cost_u": 40_000}  # fmt: skip
+                fields = {
+                    "in": rng.randint(5, 40),
+                    "out": rng.randint(5, 40),
+                    "ok": 30,
+                    "fail": 1,
+                    "fb": 2,
+                    "rt_n": 30,
+                    "rt_sum": 30 * 900,
+                    "cs": 2,
+                    "ce": 2,
+                    "esc": 0,
+                    "cost_u": 40_000,
+                }
                 hist = sketch.histogram_of(rng.lognormvariate(6.7, 0.5) for _ in range(30))
                 pipe.hset(bot_key(bot.pk, "m", minute), mapping=fields)
                 pipe.hset(bot_key(bot.pk, "h", minute), mapping=hist)
@@ -105,25 +116,46 @@ def setup(rules: int, orgs: int, bots_per_org: int, rng: random.Random) -> list[
         pipe.execute()
         hour0 = now.replace(minute=0, second=0, microsecond=0)
         BotHourlyRollup.objects.bulk_create(
-            BotHourlyRollup(organization=org, bot=bot, hour=hour0 - timedelta(hours=h),
-                            messages_in=900, messages_out=900, successes=800, failures=20,
-                            fallbacks=30, cost_usd=1.5, response_count=850,
-                            response_sum_ms=850 * 900, conversations_started=60,
-                            conversations_ended=60, handoffs=3)
-            for bot in bots for h in range(1, 25)
-        )  # fmt: skip
+            BotHourlyRollup(
+                organization=org,
+                bot=bot,
+                hour=hour0 - timedelta(hours=h),
+                messages_in=900,
+                messages_out=900,
+                successes=800,
+                failures=20,
+                fallbacks=30,
+                cost_usd=1.5,
+                response_count=850,
+                response_sum_ms=850 * 900,
+                conversations_started=60,
+                conversations_ended=60,
+                handoffs=3,
+            )
+            for bot in bots
+            for h in range(1, 25)
+        )
         per_org = rules // orgs + (1 if o < rules % orgs else 0)
         batch = []
         for i in range(per_org):
             metric, warning, critical, comparison = METRIC_MIX[i % len(METRIC_MIX)]
             scope = rng.random()
             bot = rng.choice(bots) if scope < 0.6 and metric != AlertMetric.QUEUE_DEPTH else None
-            batch.append(AlertRule(
-                organization=org, name=f"rule {i}", metric=metric, bot=bot,
-                campaign=campaign if metric == AlertMetric.QUEUE_DEPTH and scope < 0.5 else None,
-                comparison=comparison, warning_threshold=warning, critical_threshold=critical,
-                window_minutes=rng.choice([5, 10, 15, 30, 60]),
-            ))  # fmt: skip
+            batch.append(
+                AlertRule(
+                    organization=org,
+                    name=f"rule {i}",
+                    metric=metric,
+                    bot=bot,
+                    campaign=campaign
+                    if metric == AlertMetric.QUEUE_DEPTH and scope < 0.5
+                    else None,
+                    comparison=comparison,
+                    warning_threshold=warning,
+                    critical_threshold=critical,
+                    window_minutes=rng.choice([5, 10, 15, 30, 60]),
+                )
+            )
         AlertRule.objects.bulk_create(batch)
     return made
 
@@ -162,8 +194,10 @@ def main() -> None:
                 times.append(time.perf_counter() - started)
                 assert stats.rules == n, stats
             med = statistics.median(times)
-            print(f"| {n:,} | {args.orgs} | {args.orgs * args.bots} | {args.cycles} | "
-                  f"{min(times):.2f} | {med:.2f} | {max(times):.2f} | {n / med:,.0f} |")  # fmt: skip
+            print(
+                f"| {n:,} | {args.orgs} | {args.orgs * args.bots} | {args.cycles} | "
+                f"{min(times):.2f} | {med:.2f} | {max(times):.2f} | {n / med:,.0f} |"
+            )
         finally:
             teardown(orgs)
 

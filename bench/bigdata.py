@@ -49,9 +49,17 @@ DAYS = 30
 SPIKE_DAY_MESSAGES = 1_000_000
 SPIKE_HOUR_MESSAGES = 100_000
 TIMEZONES = [
-    "Europe/Berlin", "America/New_York", "UTC", "Asia/Kolkata", "Europe/London",
-    "America/Los_Angeles", "Asia/Tokyo", "Australia/Sydney", "America/Sao_Paulo", "Africa/Lagos",
-]  # fmt: skip
+    "Europe/Berlin",
+    "America/New_York",
+    "UTC",
+    "Asia/Kolkata",
+    "Europe/London",
+    "America/Los_Angeles",
+    "Asia/Tokyo",
+    "Australia/Sydney",
+    "America/Sao_Paulo",
+    "Africa/Lagos",
+]
 BOTS = [  # slug, kind, channel
     ("support", "chatbot", "whatsapp"),
     ("sales", "chatbot", "web"),
@@ -67,14 +75,25 @@ TEXTS = [
     ("Can I talk to a person please", "Of course, I'm connecting you with a colleague now."),
     ("Thanks, that's all!", "You're welcome, have a great day!"),
 ]
-CALL_OUTCOMES = [("answered", 0.45), ("no_answer", 0.25), ("busy", 0.12), ("converted", 0.10),
-                 ("failed", 0.05), ("opt_out", 0.03)]  # fmt: skip
+CALL_OUTCOMES = [
+    ("answered", 0.45),
+    ("no_answer", 0.25),
+    ("busy", 0.12),
+    ("converted", 0.10),
+    ("failed", 0.05),
+    ("opt_out", 0.03),
+]
 SEEDED_TABLES = ("analytics_conversation", "analytics_message", "analytics_activity")
 ROLLUP_TABLES = (
-    "analytics_bothourlyrollup", "analytics_orghourlyusage", "analytics_botdailymetrics",
-    "analytics_conversationmetrics", "analytics_rollupdirtyhour", "analytics_rollupdirtyday",
-    "analytics_rollupbackfillunit", "analytics_rollupbackfill",
-)  # fmt: skip
+    "analytics_bothourlyrollup",
+    "analytics_orghourlyusage",
+    "analytics_botdailymetrics",
+    "analytics_conversationmetrics",
+    "analytics_rollupdirtyhour",
+    "analytics_rollupdirtyday",
+    "analytics_rollupbackfillunit",
+    "analytics_rollupbackfill",
+)
 
 
 def plan(now: datetime, scale: float) -> dict:
@@ -84,10 +103,12 @@ def plan(now: datetime, scale: float) -> dict:
     berlin = ZoneInfo(TIMEZONES[0])
     spike_day = (now - timedelta(days=3)).astimezone(berlin).date()
     spike_start = datetime.combine(spike_day, datetime.min.time(), tzinfo=berlin).astimezone(UTC)
-    spike_end = datetime.combine(spike_day + timedelta(days=1), datetime.min.time(),
-                                 tzinfo=berlin).astimezone(UTC)  # fmt: skip
-    spike_hour = datetime(spike_day.year, spike_day.month, spike_day.day, 14,
-                          tzinfo=berlin).astimezone(UTC)  # fmt: skip
+    spike_end = datetime.combine(
+        spike_day + timedelta(days=1), datetime.min.time(), tzinfo=berlin
+    ).astimezone(UTC)
+    spike_hour = datetime(
+        spike_day.year, spike_day.month, spike_day.day, 14, tzinfo=berlin
+    ).astimezone(UTC)
     hours = [first + timedelta(hours=h) for h in range(DAYS * 24)]
     weights = [10 - i for i in range(10)]
     mean_messages = 10.0  # per conversation (see _conversation)
@@ -106,8 +127,13 @@ def plan(now: datetime, scale: float) -> dict:
     rest = [h for h in spike_hours if h != spike_hour]
     curve = [diurnal(h.astimezone(berlin).hour + 0.5) for h in rest]
     for h, c in zip(rest, curve, strict=True):
-        units.append((0, h, (SPIKE_DAY_MESSAGES - SPIKE_HOUR_MESSAGES) * scale * c / sum(curve)
-                      / mean_messages))  # fmt: skip
+        units.append(
+            (
+                0,
+                h,
+                (SPIKE_DAY_MESSAGES - SPIKE_HOUR_MESSAGES) * scale * c / sum(curve) / mean_messages,
+            )
+        )
     units.append((0, spike_hour, SPIKE_HOUR_MESSAGES * scale / mean_messages))
     units.sort(key=lambda u: (u[1], u[0]))
     return {
@@ -141,8 +167,9 @@ def _conversation(rng, conv_id, org_id, bot, hour, end, customers, conv_rows, ms
         tokens = rng.randint(120, 650)
         cost = Decimal(tokens * 25).scaleb(-7)
         kb = None if outcome == "failed" else rng.random() < 0.72
-        msg_rows.append((org_id, bot_id, conv_id, "outbound", answer, t, rt, outcome, tokens, cost,
-                         kb))  # fmt: skip
+        msg_rows.append(
+            (org_id, bot_id, conv_id, "outbound", answer, t, rt, outcome, tokens, cost, kb)
+        )
         t = t + timedelta(seconds=rng.uniform(8, 40))
     if t >= end:  # still going at the end of the window
         while msg_rows and msg_rows[-1][5] >= end:
@@ -155,8 +182,24 @@ def _conversation(rng, conv_id, org_id, bot, hour, end, customers, conv_rows, ms
         ended, last, handoff = t, t, status == "escalated"
         csat = max(1, min(5, round(rng.gauss(4.2 if status == "resolved" else 2.6, 0.8))))
         csat = csat if rng.random() < 0.4 else None
-    conv_rows.append((conv_id, org_id, bot_id, None, f"c{conv_id}", customers[rng.randrange(len(customers))],
-                      "web", status, started, last, ended, handoff, csat, call_outcome))  # fmt: skip
+    conv_rows.append(
+        (
+            conv_id,
+            org_id,
+            bot_id,
+            None,
+            f"c{conv_id}",
+            customers[rng.randrange(len(customers))],
+            "web",
+            status,
+            started,
+            last,
+            ended,
+            handoff,
+            csat,
+            call_outcome,
+        )
+    )
     if kind == "ai_employee" and rng.random() < 0.3:
         value = Decimal(rng.choice([80, 120, 150, 220])) if rng.random() < 0.3 else None
         act_kind = "booking" if value is not None else rng.choice(["call", "email", "task"])
@@ -169,10 +212,14 @@ def _seed_part(args) -> tuple[int, int, int]:
     import psycopg
 
     rng = random.Random(f"{seed}:{part}")
-    conv_cols = ("id, organization_id, bot_id, campaign_id, external_id, customer, channel, status, "
-                 "started_at, last_activity_at, ended_at, handoff, csat, call_outcome")  # fmt: skip
-    msg_cols = ("organization_id, bot_id, conversation_id, direction, text, created_at, "
-                "response_time_ms, outcome, tokens, cost_usd, kb_hit")  # fmt: skip
+    conv_cols = (
+        "id, organization_id, bot_id, campaign_id, external_id, customer, channel, status, "
+        "started_at, last_activity_at, ended_at, handoff, csat, call_outcome"
+    )
+    msg_cols = (
+        "organization_id, bot_id, conversation_id, direction, text, created_at, "
+        "response_time_ms, outcome, tokens, cost_usd, kb_hit"
+    )
     act_cols = "organization_id, bot_id, kind, description, customer, value, created_at"
     customers = [f"customer-{i}" for i in range(20_000)]
     n_conv = n_msg = n_act = 0
@@ -184,9 +231,11 @@ def _seed_part(args) -> tuple[int, int, int]:
 
         def flush():
             nonlocal n_conv, n_msg, n_act
-            for table, cols, rows in (("analytics_conversation", conv_cols, batch_c),
-                                      ("analytics_message", msg_cols, batch_m),
-                                      ("analytics_activity", act_cols, batch_a)):  # fmt: skip
+            for table, cols, rows in (
+                ("analytics_conversation", conv_cols, batch_c),
+                ("analytics_message", msg_cols, batch_m),
+                ("analytics_activity", act_cols, batch_a),
+            ):
                 if rows:
                     with cur.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
                         for row in rows:
@@ -201,8 +250,9 @@ def _seed_part(args) -> tuple[int, int, int]:
             count = poisson(rng, mean)
             for _ in range(count):
                 bot = bots[o][rng.randrange(5)]
-                _conversation(rng, conv_id, orgs[o], bot, hour, end, customers, batch_c, batch_m,
-                              batch_a)  # fmt: skip
+                _conversation(
+                    rng, conv_id, orgs[o], bot, hour, end, customers, batch_c, batch_m, batch_a
+                )
                 conv_id += parts
             if len(batch_m) > 200_000:
                 flush()
@@ -263,8 +313,14 @@ def _seed(scratch: Scratch, scale: float, quiet: bool) -> dict:
     now = datetime.now(UTC)
     p = plan(now, scale)
     with scratch.connect() as conn:
-        for table in (*ROLLUP_TABLES, *SEEDED_TABLES, "analytics_eventreceipt", "analytics_gauge",
-                      "analytics_bot", "analytics_organization"):  # fmt: skip
+        for table in (
+            *ROLLUP_TABLES,
+            *SEEDED_TABLES,
+            "analytics_eventreceipt",
+            "analytics_gauge",
+            "analytics_bot",
+            "analytics_organization",
+        ):
             conn.execute(f"TRUNCATE {table} CASCADE")
         orgs, bots = [], []
         for i, tz in enumerate(TIMEZONES):
@@ -292,11 +348,18 @@ def _seed(scratch: Scratch, scale: float, quiet: bool) -> dict:
             conn.execute(f'DROP INDEX "{name}"')
     _say(quiet, f"seeding {len(p['units']):,} org-hours with COPY (indexes dropped)")
     db = scratch.db
-    url_params = {"dbname": DB_NAME, "user": db["USER"], "password": db["PASSWORD"],
-                  "host": db["HOST"], "port": db["PORT"] or None}  # fmt: skip
+    url_params = {
+        "dbname": DB_NAME,
+        "user": db["USER"],
+        "password": db["PASSWORD"],
+        "host": db["HOST"],
+        "port": db["PORT"] or None,
+    }
     parts = 2
-    jobs = [(url_params, part, parts, p["units"], p["end"], orgs, bots, 1 + part, 42)
-            for part in range(parts)]  # fmt: skip
+    jobs = [
+        (url_params, part, parts, p["units"], p["end"], orgs, bots, 1 + part, 42)
+        for part in range(parts)
+    ]
     with multiprocessing.get_context("spawn").Pool(parts) as pool:
         results = pool.map(_seed_part, jobs)
     conversations = sum(r[0] for r in results)
@@ -335,8 +398,11 @@ def _seed(scratch: Scratch, scale: float, quiet: bool) -> dict:
             "rollups_built": False,
         }
         _set_meta(conn, meta)
-    _say(quiet, f"seeded in {meta['seed_seconds']:.0f} s ({messages:,} messages, "
-                f"{conversations:,} conversations)")  # fmt: skip
+    _say(
+        quiet,
+        f"seeded in {meta['seed_seconds']:.0f} s ({messages:,} messages, "
+        f"{conversations:,} conversations)",
+    )
     return meta
 
 
@@ -353,11 +419,26 @@ def backfill_all(scratch: Scratch, meta: dict, *, parallel: int = 2, restart: bo
             zone = ZoneInfo(TIMEZONES[i])
             since: date = first.astimezone(zone).date()
             until: date = last.astimezone(zone).date()
-            running.append(subprocess.Popen(
-                [sys.executable, str(ROOT / "manage.py"), "backfill", "--org", slug, "--since",
-                 str(since), "--until", str(until), "--no-progress", *(["--restart"] if restart else [])],
-                cwd=ROOT, env=scratch.env, stdout=subprocess.DEVNULL,
-            ))  # fmt: skip
+            running.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        str(ROOT / "manage.py"),
+                        "backfill",
+                        "--org",
+                        slug,
+                        "--since",
+                        str(since),
+                        "--until",
+                        str(until),
+                        "--no-progress",
+                        *(["--restart"] if restart else []),
+                    ],
+                    cwd=ROOT,
+                    env=scratch.env,
+                    stdout=subprocess.DEVNULL,
+                )
+            )
         time.sleep(0.2)
         for proc in list(running):
             if proc.poll() is not None:

@@ -250,16 +250,30 @@ class Server:
             env = {**scratch.env, "BENCH_LAYER_PREFIX": self.layer_prefix}
             daphne = str(Path(sys.executable).parent / "daphne")
             self.proc = subprocess.Popen(
-                [daphne, "-b", "127.0.0.1", "-p", str(self.port), "bench.baseline_channels:application"],
-                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )  # fmt: skip
+                [
+                    daphne,
+                    "-b",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    "bench.baseline_channels:application",
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             self.path = "/"
         else:
             self.channel = f"{self.prefix}:floor"
             self.proc = start(
-                scratch, sys.executable, str(ROOT / "bench" / "baseline_websockets.py"),
-                str(self.port), scratch.env["REDIS_URL"], self.channel,
-            )  # fmt: skip
+                scratch,
+                sys.executable,
+                str(ROOT / "bench" / "baseline_websockets.py"),
+                str(self.port),
+                scratch.env["REDIS_URL"],
+                self.channel,
+            )
             self.path = "/"
         if kind != "product":
             wait_listening(self.port)
@@ -286,10 +300,24 @@ def profile(args, pid: int, name: str, seconds: int) -> None:
     spy = str(Path(sys.executable).parent / "py-spy")
     out = Path(args.profile) / f"{name}-{int(time.time())}.txt"
     subprocess.Popen(
-        [spy, "record", "-p", str(pid), "-d", str(seconds), "-r", "200", "--format", "raw",
-         "-o", str(out), "--nonblocking"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            spy,
+            "record",
+            "-p",
+            str(pid),
+            "-d",
+            str(seconds),
+            "-r",
+            "200",
+            "--format",
+            "raw",
+            "-o",
+            str(out),
+            "--nonblocking",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def wait_listening(port: int) -> None:
@@ -513,7 +541,7 @@ def main() -> None:
         f"200 events/s ingested (product) · {args.seconds:g} s per row · median of {args.runs}"
     )
     print(HEADER)
-    for (_kind, _n), rows in results.items():
+    for rows in results.values():
         print(fmt(median_row(rows)))
 
 

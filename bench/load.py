@@ -97,8 +97,10 @@ def database(reuse: bool) -> Scratch:
     started = time.perf_counter()
     scratch.manage("migrate", "-v", "0")
     out = scratch.manage("seed_demo", "--no-progress", capture_output=True, text=True).stdout
-    print(f"database: {BENCH_DB}, {out.strip().splitlines()[-1]} "
-          f"(migrated and seeded in {time.perf_counter() - started:.0f} s)")  # fmt: skip
+    print(
+        f"database: {BENCH_DB}, {out.strip().splitlines()[-1]} "
+        f"(migrated and seeded in {time.perf_counter() - started:.0f} s)"
+    )
     return scratch
 
 
@@ -133,8 +135,15 @@ def prepare_accounts(n: int) -> None:
             keys[slug, group] = api_key_create(
                 organization=orgs[slug], name=f"bench-load-read-{group}", scopes="read"
             ).secret
-        accounts.append({"username": f"load-{i:04d}", "password": PASSWORD, "org": slug,
-                         "role": ROLES[(i // 2) % len(ROLES)], "key": keys[slug, group]})  # fmt: skip
+        accounts.append(
+            {
+                "username": f"load-{i:04d}",
+                "password": PASSWORD,
+                "org": slug,
+                "role": ROLES[(i // 2) % len(ROLES)],
+                "key": keys[slug, group],
+            }
+        )
     users = User.objects.bulk_create(
         User(username=a["username"], email=f"{a['username']}@example.com", password=hashed)
         for a in accounts
@@ -276,15 +285,40 @@ def start_processes(scratch: Scratch, ports: list[int]) -> Processes:
     bin_dir = Path(sys.executable).parent
     procs = Processes()
     procs.add("pulse", start(scratch, sys.executable, "manage.py", "pulse", log=OUT / "pulse.log"))
-    procs.add("worker", start(
-        scratch, str(bin_dir / "celery"), "-A", "config", "worker", "--loglevel", "WARNING",
-        "--concurrency", "1", "--without-gossip", "--without-mingle", "-n", "bench-load@%h",
-        log=OUT / "worker.log",
-    ))  # fmt: skip
-    procs.add("beat", start(
-        scratch, str(bin_dir / "celery"), "-A", "config", "beat", "--loglevel", "WARNING",
-        "-s", str(OUT / "beat-schedule"), log=OUT / "beat.log",
-    ))  # fmt: skip
+    procs.add(
+        "worker",
+        start(
+            scratch,
+            str(bin_dir / "celery"),
+            "-A",
+            "config",
+            "worker",
+            "--loglevel",
+            "WARNING",
+            "--concurrency",
+            "1",
+            "--without-gossip",
+            "--without-mingle",
+            "-n",
+            "bench-load@%h",
+            log=OUT / "worker.log",
+        ),
+    )
+    procs.add(
+        "beat",
+        start(
+            scratch,
+            str(bin_dir / "celery"),
+            "-A",
+            "config",
+            "beat",
+            "--loglevel",
+            "WARNING",
+            "-s",
+            str(OUT / "beat-schedule"),
+            log=OUT / "beat.log",
+        ),
+    )
     for i, port in enumerate(ports, 1):
         procs.add(f"web {i} (:{port})", start_web(scratch, port, log=OUT / f"web{i}.log"))
     return procs
@@ -295,12 +329,34 @@ def run_locust(args, ports: list[int], data_path: Path, env: dict) -> tuple[int,
     spawn_rate = args.spawn_rate or max(0.1, (args.users / 2) / (0.2 * args.duration))
     prefix = OUT / "locust"
     command = [
-        str(Path(sys.executable).parent / "locust"), "-f", str(BENCH_DIR / "locustfile.py"),
-        "--headless", "-u", str(args.users), "-r", f"{spawn_rate:.2f}", "-t", f"{args.duration}s",
-        "--host", hosts[0], "--hosts", ",".join(hosts), "--bench-data", str(data_path),
-        "--csv", str(prefix), "--only-summary", "--stop-timeout", "20", "--exit-code-on-error", "0",
-        "--loglevel", "WARNING", "--logfile", str(OUT / "locust.log"),
-    ]  # fmt: skip
+        str(Path(sys.executable).parent / "locust"),
+        "-f",
+        str(BENCH_DIR / "locustfile.py"),
+        "--headless",
+        "-u",
+        str(args.users),
+        "-r",
+        f"{spawn_rate:.2f}",
+        "-t",
+        f"{args.duration}s",
+        "--host",
+        hosts[0],
+        "--hosts",
+        ",".join(hosts),
+        "--bench-data",
+        str(data_path),
+        "--csv",
+        str(prefix),
+        "--only-summary",
+        "--stop-timeout",
+        "20",
+        "--exit-code-on-error",
+        "0",
+        "--loglevel",
+        "WARNING",
+        "--logfile",
+        str(OUT / "locust.log"),
+    ]
     print(f"$ {' '.join(command[1:])}", flush=True)
     with open(OUT / "locust.out", "wb") as out:
         code = subprocess.call(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -309,9 +365,11 @@ def run_locust(args, ports: list[int], data_path: Path, env: dict) -> tuple[int,
 
 def report(args, prefix: Path, ingest_totals: dict, problems: list[str], cpu: str) -> bool:
     rows = list(csv.DictReader(open(f"{prefix}_stats.csv")))  # noqa: SIM115 - read whole at once
-    print(f"\n{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} cores, "
-          f"{args.users} users, {args.duration} s, {args.rate:g} events/s ingested, "
-          "2 daphne processes\n")  # fmt: skip
+    print(
+        f"\n{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} cores, "
+        f"{args.users} users, {args.duration} s, {args.rate:g} events/s ingested, "
+        "2 daphne processes\n"
+    )
     print("| request | count | failures | p50 ms | p95 ms | p99 ms | max ms | |")
     print("|---|---:|---:|---:|---:|---:|---:|---|")
     passed = True
@@ -322,21 +380,31 @@ def report(args, prefix: Path, ingest_totals: dict, problems: list[str], cpu: st
         total = row["Name"] == "Aggregated"
         passed &= ok or total
         label = "**all requests**" if total else f"{row['Type']} {row['Name']}"
-        print(f"| {label} | {count:,} | {failures:,} | {p50} | {p95} | {p99} | "
-              f"{float(row['Max Response Time']):.0f} | {'PASS' if ok else 'FAIL'} |")  # fmt: skip
+        print(
+            f"| {label} | {count:,} | {failures:,} | {p50} | {p95} | {p99} | "
+            f"{float(row['Max Response Time']):.0f} | {'PASS' if ok else 'FAIL'} |"
+        )
     failures = list(csv.DictReader(open(f"{prefix}_failures.csv")))  # noqa: SIM115
     for row in failures:
         print(f"  failed: {row['Method']} {row['Name']}: {row['Error']} x{row['Occurrences']}")
     i = ingest_totals
     ingest_ok = i.get("errors", 1) == 0 and i.get("requests", 0) > 0
     passed &= ingest_ok
-    print(f"\ningestion: {i.get('events', 0):,} events in {i.get('requests', 0):,} requests "
-          f"({i.get('events', 0) / max(1, i.get('seconds', 1)):,.0f} events/s), "
-          f"{i.get('accepted', 0):,} accepted, {i.get('errors', '?')} failed requests "
-          f"{i.get('error_kinds') or ''}, p95 {i.get('p95_ms', 0):.0f} ms: "
-          f"{'PASS' if ingest_ok else 'FAIL'}")  # fmt: skip
-    print("processes: " + ("; ".join(problems) + ": FAIL" if problems else
-                           "web x2, pulse, worker and beat ran throughout (same pids): PASS"))  # fmt: skip
+    print(
+        f"\ningestion: {i.get('events', 0):,} events in {i.get('requests', 0):,} requests "
+        f"({i.get('events', 0) / max(1, i.get('seconds', 1)):,.0f} events/s), "
+        f"{i.get('accepted', 0):,} accepted, {i.get('errors', '?')} failed requests "
+        f"{i.get('error_kinds') or ''}, p95 {i.get('p95_ms', 0):.0f} ms: "
+        f"{'PASS' if ingest_ok else 'FAIL'}"
+    )
+    print(
+        "processes: "
+        + (
+            "; ".join(problems) + ": FAIL"
+            if problems
+            else "web x2, pulse, worker and beat ran throughout (same pids): PASS"
+        )
+    )
     passed &= not problems
     print(cpu + " (the rest of the machine: PostgreSQL, Redis and whatever else runs)")
     print(
@@ -375,27 +443,45 @@ def main() -> None:
         old.unlink()
     scratch = database(args.reuse)
     scratch.manage("collectstatic", "--noinput", "-v", "0")  # served as in production (manifest)
-    env = {**scratch.env, "LIVE_KEY_PREFIX": LIVE_PREFIX, "LOG_LEVEL": "WARNING",
-           "DJANGO_SETTINGS_MODULE": "config.settings", "PYTHONUNBUFFERED": "1"}  # fmt: skip
+    env = {
+        **scratch.env,
+        "LIVE_KEY_PREFIX": LIVE_PREFIX,
+        "LOG_LEVEL": "WARNING",
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "PYTHONUNBUFFERED": "1",
+    }
     scratch.env = env
     data = json.loads(
         subprocess.run(
             [sys.executable, __file__, "--prepare-accounts", str(args.users)],
-            cwd=ROOT, env=env, check=True, capture_output=True, text=True,
-        ).stdout.strip().splitlines()[-1]
-    )  # fmt: skip
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     data_path = OUT / "users.json"
     data_path.write_text(json.dumps(data))
     ports = [free_port(), free_port()]
     procs = start_processes(scratch, ports)
     ingester = None
     try:
-        spec = {"ports": ports, "rate": args.rate, "duration": args.duration,
-                "keys": {slug: org["ingest_key"] for slug, org in data["orgs"].items()}}  # fmt: skip
+        spec = {
+            "ports": ports,
+            "rate": args.rate,
+            "duration": args.duration,
+            "keys": {slug: org["ingest_key"] for slug, org in data["orgs"].items()},
+        }
         ingester = subprocess.Popen(
             [sys.executable, __file__, "--ingest", json.dumps(spec)],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=open(OUT / "ingest.log", "wb"),  # noqa: SIM115
-        )  # fmt: skip
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=open(OUT / "ingest.log", "wb"),  # noqa: SIM115
+        )
         ingest_out: list[bytes] = []
         reader = threading.Thread(target=lambda: ingest_out.append(ingester.stdout.read()))
         reader.start()
@@ -426,8 +512,10 @@ def main() -> None:
     lines = b"".join(ingest_out).decode().strip().splitlines()
     ingest_totals = json.loads(lines[-1]) if lines else {}
     cores = os.cpu_count() or 1
-    cpu = (f"CPU over the run ({elapsed:.0f} s, in cores): machine {busy / elapsed:.2f} of {cores}; "
-           + ", ".join(f"{name} {cpu / elapsed:.2f}" for name, cpu in usage.items()))  # fmt: skip
+    cpu = (
+        f"CPU over the run ({elapsed:.0f} s, in cores): machine {busy / elapsed:.2f} of {cores}; "
+        + ", ".join(f"{name} {cpu / elapsed:.2f}" for name, cpu in usage.items())
+    )
     passed = report(args, prefix, ingest_totals, problems, cpu)
     if args.strict and not passed:
         raise SystemExit(1)

@@ -168,14 +168,16 @@ class OrgMember(FastHttpUser):
         path, name = random.choice(
             (
                 ("/api/v1/analytics/realtime", "api: realtime"),
-                (f"/api/v1/analytics/response-times?period={random.choice(PERIODS)}",
-                 "api: response-times"),
+                (
+                    f"/api/v1/analytics/response-times?period={random.choice(PERIODS)}",
+                    "api: response-times",
+                ),
                 ("/api/v1/analytics/message-volume?period=24h", "api: message-volume"),
                 ("/api/v1/bots/", "api: bots"),
                 (f"/api/v1/bots/{bot}/percentiles?period=7d", "api: bot percentiles"),
                 ("/api/v1/conversations/", "api: conversations"),
             )
-        )  # fmt: skip
+        )
         self.page(path, name, self.api)
 
     @task(1)

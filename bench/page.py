@@ -200,11 +200,19 @@ def _insert_traffic(org, bot_ids, start, end, messages: int, bulk: bool = False)
                 LATERAL (SELECT (%(bots)s::bigint[])[1 + i %% %(nb)s] AS bot) AS b
             """,
             {
-                "org": org.pk, "dialer": dialer, "campaign": campaign.pk, "first": first_id,
-                "end": end, "start": start, "step": span / conversations, "n": conversations,
-                "bots": bot_ids, "nb": len(bot_ids), "outcomes": list(_OUTCOMES),
+                "org": org.pk,
+                "dialer": dialer,
+                "campaign": campaign.pk,
+                "first": first_id,
+                "end": end,
+                "start": start,
+                "step": span / conversations,
+                "n": conversations,
+                "bots": bot_ids,
+                "nb": len(bot_ids),
+                "outcomes": list(_OUTCOMES),
             },
-        )  # fmt: skip
+        )
         cursor.execute(
             """
             INSERT INTO analytics_message (organization_id, bot_id, conversation_id, direction, text,
@@ -281,8 +289,14 @@ def first_load(session, base: str, html: str) -> list[tuple[str, str, int, int]]
     """(path, encoding, bytes on the wire, bytes decoded) of the page and each asset it loads."""
     page = session.get(f"{base}/o/acme/", headers={"Accept-Encoding": "br, gzip"}, stream=True)
     wire = page.raw.read(decode_content=False)
-    rows = [("/o/acme/ (HTML)", page.headers.get("Content-Encoding", "identity"), len(wire),
-             len(html.encode()))]  # fmt: skip
+    rows = [
+        (
+            "/o/acme/ (HTML)",
+            page.headers.get("Content-Encoding", "identity"),
+            len(wire),
+            len(html.encode()),
+        )
+    ]
     assets = re.findall(r'<script[^>]+src="([^"]+)"', html) + re.findall(
         r'<link[^>]+href="([^"]+)"', html
     )

@@ -80,8 +80,12 @@ print(json.dumps({{"session": session.session_key, "key": key, "bot": bot.slug,
 """
     out = subprocess.run(
         [sys.executable, str(ROOT / "manage.py"), "shell", "-c", code],
-        cwd=ROOT, env=env, check=True, capture_output=True, text=True,
-    ).stdout  # fmt: skip
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -143,8 +147,13 @@ def export_over_http(port: int, pid: int, cookie: dict) -> dict:
             lines += chunk.count(b"\n")
             size += len(chunk)
         seconds = time.perf_counter() - started
-    return {"rows": lines - 1, "seconds": seconds, "bytes": size, "rss_before": rss.before,
-            "rss_peak": rss.peak}  # fmt: skip
+    return {
+        "rows": lines - 1,
+        "seconds": seconds,
+        "bytes": size,
+        "rss_before": rss.before,
+        "rss_peak": rss.peak,
+    }
 
 
 def export_in_process() -> None:
@@ -168,8 +177,17 @@ def export_in_process() -> None:
             peak = max(peak, proc.memory_info().rss)
     seconds = time.perf_counter() - started
     peak = max(peak, proc.memory_info().rss)
-    print(json.dumps({"rows": lines - 1, "seconds": seconds, "bytes": size, "rss_before": before,
-                      "rss_peak": peak}))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "rows": lines - 1,
+                "seconds": seconds,
+                "bytes": size,
+                "rss_before": before,
+                "rss_peak": peak,
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -182,12 +200,19 @@ def main() -> None:
         export_in_process()
         return
     scratch = database(args.reuse)
-    env = {**scratch.env, "LIVE_KEY_PREFIX": LIVE_PREFIX, "STATIC_MANIFEST": "false",
-           "EXPORT_ASYNC_ROWS": "5000000", "LOG_LEVEL": "WARNING"}  # fmt: skip
+    env = {
+        **scratch.env,
+        "LIVE_KEY_PREFIX": LIVE_PREFIX,
+        "STATIC_MANIFEST": "false",
+        "EXPORT_ASYNC_ROWS": "5000000",
+        "LOG_LEVEL": "WARNING",
+    }
     scratch.env = env
     meta = getattr(scratch, "meta", {})
-    print(f"database: {scratch.name}, {meta.get('messages', '?'):,} messages, "
-          f"{meta.get('conversations', '?'):,} conversations")  # fmt: skip
+    print(
+        f"database: {scratch.name}, {meta.get('messages', '?'):,} messages, "
+        f"{meta.get('conversations', '?'):,} conversations"
+    )
     found = credentials(env)
     cookie = {"Cookie": f"sessionid={found['session']}"}
     bearer = {"Authorization": f"Bearer {found['key']}"}
@@ -195,67 +220,129 @@ def main() -> None:
     today = datetime.now(UTC).date()
     start_30 = (today - timedelta(days=29)).isoformat()
     paths = [
-        ("explorer, 30 days, first page", f"/o/{ORG}/conversations/?period=30d", cookie, "explorer"),
-        ("explorer, 30 days, search 'invoice'", f"/o/{ORG}/conversations/?period=30d&q=invoice",
-         cookie, "search"),
-        ("explorer, 30 days, search 'parking thursday'",
-         f"/o/{ORG}/conversations/?period=30d&q=parking+thursday", cookie, "search"),
+        (
+            "explorer, 30 days, first page",
+            f"/o/{ORG}/conversations/?period=30d",
+            cookie,
+            "explorer",
+        ),
+        (
+            "explorer, 30 days, search 'invoice'",
+            f"/o/{ORG}/conversations/?period=30d&q=invoice",
+            cookie,
+            "search",
+        ),
+        (
+            "explorer, 30 days, search 'parking thursday'",
+            f"/o/{ORG}/conversations/?period=30d&q=parking+thursday",
+            cookie,
+            "search",
+        ),
         ("bot page, 30 days", f"/o/{ORG}/bots/{bot}/?period=30d", cookie, "bot"),
         ("GET analytics/realtime", "/api/v1/analytics/realtime", bearer, "api"),
-        ("GET analytics/response-times 30d", "/api/v1/analytics/response-times?period=30d", bearer,
-         "api"),
-        ("GET analytics/response-times 30d bot",
-         f"/api/v1/analytics/response-times?period=30d&bot={bot}", bearer, "api"),
-        ("GET analytics/message-volume 30d", "/api/v1/analytics/message-volume?period=30d", bearer,
-         "api"),
+        (
+            "GET analytics/response-times 30d",
+            "/api/v1/analytics/response-times?period=30d",
+            bearer,
+            "api",
+        ),
+        (
+            "GET analytics/response-times 30d bot",
+            f"/api/v1/analytics/response-times?period=30d&bot={bot}",
+            bearer,
+            "api",
+        ),
+        (
+            "GET analytics/message-volume 30d",
+            "/api/v1/analytics/message-volume?period=30d",
+            bearer,
+            "api",
+        ),
         ("GET bots/", "/api/v1/bots/", bearer, "api"),
-        ("GET bots/<slug>/performance 30 days",
-         f"/api/v1/bots/{bot}/performance?start_date={start_30}", bearer, "api"),
-        ("GET bots/<slug>/percentiles 30d", f"/api/v1/bots/{bot}/percentiles?period=30d", bearer,
-         "api"),
+        (
+            "GET bots/<slug>/performance 30 days",
+            f"/api/v1/bots/{bot}/performance?start_date={start_30}",
+            bearer,
+            "api",
+        ),
+        (
+            "GET bots/<slug>/percentiles 30d",
+            f"/api/v1/bots/{bot}/percentiles?period=30d",
+            bearer,
+            "api",
+        ),
         ("GET campaigns/", "/api/v1/campaigns/", bearer, "api"),
         ("GET conversations/ 30 days", f"/api/v1/conversations/?start={start_30}", bearer, "api"),
-        ("GET conversations/ 30 days, q=invoice",
-         f"/api/v1/conversations/?start={start_30}&q=invoice", bearer, "api"),
-        ("GET conversations/<id>/", f"/api/v1/conversations/{found['conversation']}/", bearer,
-         "api"),
+        (
+            "GET conversations/ 30 days, q=invoice",
+            f"/api/v1/conversations/?start={start_30}&q=invoice",
+            bearer,
+            "api",
+        ),
+        (
+            "GET conversations/<id>/",
+            f"/api/v1/conversations/{found['conversation']}/",
+            bearer,
+            "api",
+        ),
         ("GET system/health", "/api/v1/system/health", bearer, "api"),
-    ]  # fmt: skip
+    ]
     if campaign:
-        paths.insert(12, ("GET campaigns/<slug>/metrics 30 days",
-                          f"/api/v1/campaigns/{campaign}/metrics?start_date={start_30}", bearer,
-                          "api"))  # fmt: skip
-        paths.insert(4, ("campaign page, 30 days", f"/o/{ORG}/campaigns/{campaign}/?period=30d",
-                         cookie, "bot"))  # fmt: skip
+        paths.insert(
+            12,
+            (
+                "GET campaigns/<slug>/metrics 30 days",
+                f"/api/v1/campaigns/{campaign}/metrics?start_date={start_30}",
+                bearer,
+                "api",
+            ),
+        )
+        paths.insert(
+            4,
+            ("campaign page, 30 days", f"/o/{ORG}/campaigns/{campaign}/?period=30d", cookie, "bot"),
+        )
     port = free_port()
     web = start_web(scratch, port)
     try:
-        print(f"\n{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
-              f"{os.cpu_count()} cores, {args.requests} requests each, one daphne process\n")  # fmt: skip
+        print(
+            f"\n{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
+            f"{os.cpu_count()} cores, {args.requests} requests each, one daphne process\n"
+        )
         print("| path | p50 ms | p95 ms | max ms | target p95 |")
         print("|---|---:|---:|---:|---:|")
         for label, path, headers, kind in paths:
             r = measure(port, path, headers, args.requests)
             ok = "ok" if r["p95"] <= TARGETS[kind] else "MISSED"
-            print(f"| {label} | {r['p50']:.1f} | {r['p95']:.1f} | {r['max']:.1f} | "
-                  f"<= {TARGETS[kind]} ({ok}) |", flush=True)  # fmt: skip
+            print(
+                f"| {label} | {r['p50']:.1f} | {r['p95']:.1f} | {r['max']:.1f} | "
+                f"<= {TARGETS[kind]} ({ok}) |",
+                flush=True,
+            )
         http_export = export_over_http(port, web.pid, cookie)
     finally:
         stop(web)
     in_process = json.loads(
         subprocess.run(
             [sys.executable, __file__, "--in-process-export"],
-            cwd=ROOT, env=env, check=True, capture_output=True, text=True,
-        ).stdout.strip().splitlines()[-1]
-    )  # fmt: skip
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     print("\n| CSV export | rows | seconds | rows/s | MB | RSS before MB | peak RSS MB |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for label, r in (
         (f"HTTP, {ORG}, 30 days (daphne process)", http_export),
         ("in process, every conversation", in_process),
     ):
-        print(f"| {label} | {r['rows']:,} | {r['seconds']:.1f} | {r['rows'] / r['seconds']:,.0f} | "
-              f"{r['bytes'] / 1e6:.0f} | {r['rss_before'] / 2**20:.0f} | {r['rss_peak'] / 2**20:.0f} |")  # fmt: skip
+        print(
+            f"| {label} | {r['rows']:,} | {r['seconds']:.1f} | {r['rows'] / r['seconds']:,.0f} | "
+            f"{r['bytes'] / 1e6:.0f} | {r['rss_before'] / 2**20:.0f} | {r['rss_peak'] / 2**20:.0f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -151,16 +151,31 @@ def main() -> None:
     ]
     n_days = (
         BotDailyMetrics.objects.for_org(org)
-        .filter(bot=bot, response_hist__isnull=False,
-                date__in=daily_hist_days(org, dict.fromkeys(range_hours, 0), range_hours))
+        .filter(
+            bot=bot,
+            response_hist__isnull=False,
+            date__in=daily_hist_days(org, dict.fromkeys(range_hours, 0), range_hours),
+        )
         .count()
-    )  # fmt: skip
+    )
     read_rollups = timed(from_rollups, max(args.runs, 10))
     read_raw = timed(from_raw, args.runs)
-    rows.append(("p95 over 30 days, one bot, from rollups",
-                 f"{n_days} daily rows + hourly rows of partial days", read_rollups, 0.02))  # fmt: skip
-    rows.append(("p95 over 30 days, one bot, percentile_cont on raw rows",
-                 f"{bot_messages:,} response times", read_raw, None))  # fmt: skip
+    rows.append(
+        (
+            "p95 over 30 days, one bot, from rollups",
+            f"{n_days} daily rows + hourly rows of partial days",
+            read_rollups,
+            0.02,
+        )
+    )
+    rows.append(
+        (
+            "p95 over 30 days, one bot, percentile_cont on raw rows",
+            f"{bot_messages:,} response times",
+            read_raw,
+            None,
+        )
+    )
 
     print()
     print(

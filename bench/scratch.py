@@ -134,9 +134,17 @@ def start_web(
     /healthz answers."""
     daphne = str(Path(sys.executable).parent / "daphne")
     web = start(
-        scratch, daphne, "-b", "127.0.0.1", "-p", str(port), *procfile_daphne_options(), *options,
-        "config.asgi:application", log=log,
-    )  # fmt: skip
+        scratch,
+        daphne,
+        "-b",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        *procfile_daphne_options(),
+        *options,
+        "config.asgi:application",
+        log=log,
+    )
     deadline = time.time() + 30
     while time.time() < deadline:
         try:

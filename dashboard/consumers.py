@@ -13,6 +13,9 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.utils.html import format_html
 
+from analytics.api.auth import cached_api_key
+from analytics.models import Bot, Campaign
+from analytics.services.api_keys import api_key_find
 from dashboard.access import SessionUser, member_access, session_user
 from dashboard.broadcast import org_group, scoped_group, stream_group
 from dashboard.hub import Subscriber, WireWriter, get_hub
@@ -186,8 +189,6 @@ class DashboardConsumer(AsyncWebsocketConsumer):
 
 @database_sync_to_async
 def _stream_key(secret: str):
-    from analytics.api.auth import cached_api_key
-
     api_key = cached_api_key(secret)
     if api_key is None or not api_key.has_scope("read"):
         return None
@@ -198,8 +199,6 @@ def _stream_key(secret: str):
 def _stream_key_access(secret: str) -> int | None:
     """Re-checks a stream socket's key, uncached: None while it may read, 4401 once revoked or
     deleted, 4403 once it lost the `read` scope."""
-    from analytics.services.api_keys import api_key_find
-
     api_key = api_key_find(secret)
     if api_key is None or not api_key.is_active:
         return CLOSE_AUTH_ENDED
@@ -209,8 +208,6 @@ def _stream_key_access(secret: str) -> int | None:
 @database_sync_to_async
 def _target_in_org(org_id: int, kind: str, slug: str) -> int | None:
     """The id of the org's bot or campaign with this slug (None for anything else)."""
-    from analytics.models import Bot, Campaign
-
     model = Bot if kind == "bot" else Campaign
     return model.objects.for_org(org_id).filter(slug=slug).values_list("id", flat=True).first()
 

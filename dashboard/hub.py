@@ -63,7 +63,7 @@ class WireWriter:
     def for_send(cls, send) -> WireWriter | None:
         """The writer for the daphne socket behind an ASGI `send` (through Channels' session
         wrapper), or None for any other server (the consumer then sends as usual)."""
-        try:
+        try:  # here, not at the top: the hub must load (and fall back) under any ASGI server
             from daphne.ws_protocol import WebSocketProtocol
         except ImportError:  # pragma: no cover - daphne is a dependency
             return None

@@ -30,7 +30,8 @@ from analytics.selectors import (
     live_snapshot,
     period_get,
 )
-from dashboard.charts import _TIME_FORMATS, activity_figure, drill_figure, outcome_pie_figure
+from dashboard.charts import activity_figure, bucket_label, drill_figure, outcome_pie_figure
+from dashboard.presence import connected_viewers
 
 
 @dataclass(frozen=True)
@@ -243,7 +244,6 @@ def live_context(org, scope: Scope = WHOLE_ORG) -> dict:
         # The page still renders from PostgreSQL; the live figures come back with Redis.
         return {
             "scope": scope,
-            "live_down": True,
             "metrics": None,
             "cards": live_cards(None),
             "feed": [],
@@ -322,8 +322,6 @@ class Health:
 def system_health(org, campaigns: list) -> Health:
     """The health panel: calls answered, traffic, viewers. The host's CPU and memory are the
     platform's, not the tenant's: staff read them from /api/v1/ops/queues."""
-    from dashboard.presence import connected_viewers
-
     done = sum(sum(c.outcomes.values()) for c in campaigns)
     answered = sum(
         c.outcomes.get("answered", 0) + c.outcomes.get("converted", 0) for c in campaigns
@@ -403,10 +401,6 @@ def explore_url(org, **params) -> str:
     return f"{base}?{urlencode({k: v for k, v in params.items() if v not in (None, '')})}"
 
 
-def _bucket_label(period: Period, start: datetime) -> str:
-    return start.strftime(_TIME_FORMATS[period.key][2])
-
-
 def round1(value):
     return None if value is None else round(value, 1)
 
@@ -428,7 +422,7 @@ def chart_card(key, title, period, x, urls, y_title, series, **layout) -> dict:
             trace["dash"] = style
         traces.append(trace)
     fig = drill_figure(period=period, x=x, traces=traces, y_title=y_title, urls=urls, **layout)
-    labels = [_bucket_label(period, datetime.fromisoformat(v)) for v in x]
+    labels = [bucket_label(period, datetime.fromisoformat(v)) for v in x]
     rows = [
         {"label": label, "url": url, "values": [s[1][i] for s in series]}
         for i, (label, url) in enumerate(zip(labels, urls, strict=True))

@@ -25,6 +25,8 @@ from channels import DEFAULT_CHANNEL_LAYER
 from channels.layers import channel_layers, get_channel_layer
 from django.db import transaction
 
+from analytics.api.auth import forget_api_key
+
 log = logging.getLogger(__name__)
 
 CLOSE_AUTH_ENDED = 4401  # signed out, session deleted, user deactivated or deleted, key revoked
@@ -222,8 +224,6 @@ class Revoker:
         while self.recent and self.recent[0][0] < now - RECENT_SECONDS:
             self.recent.popleft()
         if message["group"].startswith("apikey."):
-            from analytics.api.auth import forget_api_key
-
             forget_api_key(int(message["group"].split(".", 1)[1]))
         for watch in list(self.watches.get(message["group"], ())):
             if not watch.matches(message):

@@ -16,6 +16,7 @@ from django.views.decorators.http import require_GET
 from analytics.redis import get_redis_probe
 from analytics.roles import role_allows, role_perms
 from analytics.selectors import bot_today_list
+from analytics.services.ops import broker_ping, ops_liveness
 from analytics.tenancy import get_membership, orgs_for_user
 from analytics.timeutil import org_day_start
 from dashboard import charts
@@ -137,8 +138,6 @@ def healthz(request):
     drop every web process because one background process died — alert on the ages instead
     (also in /metrics). Each check has a short timeout, and a failing one is reported, never
     raised."""
-    from analytics.services.ops import broker_ping, ops_liveness
-
     checks = {}
     try:
         with connection.cursor() as cursor:

@@ -90,7 +90,7 @@ def bot_detail(request, org, bot_slug):
             period_figure("emails", "Emails", c.emails, p.emails, "int"),
             period_figure("tasks", "Tasks", c.tasks, p.tasks, "int"),
         ]
-    ms = charts._ms
+    ms = charts.round_ms
     chart_list = [
         chart_card(
             "response",

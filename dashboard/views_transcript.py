@@ -47,7 +47,6 @@ def conversation_detail(request, org, conversation_id):
             "truncated": len(messages) > TRANSCRIPT_LIMIT,
             "metrics": metrics,
             "computed": computed,
-            "back_query": request.GET.get("back", ""),
         },
     )
 

@@ -44,11 +44,28 @@ class Worker:
             "DB_POOL": "false",
         }
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", "worker", "--concurrency", "1",
-             "-Q", "default,followups,rollups", "-n", self.name, "--without-gossip",
-             "--without-mingle", "--loglevel", "WARNING"],
-            cwd=ROOT, env=env, start_new_session=True,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "worker",
+                "--concurrency",
+                "1",
+                "-Q",
+                "default,followups,rollups",
+                "-n",
+                self.name,
+                "--without-gossip",
+                "--without-mingle",
+                "--loglevel",
+                "WARNING",
+            ],
+            cwd=ROOT,
+            env=env,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -15,8 +15,11 @@ PACKAGES = ("config", "analytics", "dashboard")
 def test_no_module_imports_a_layer_above_its_own():
     done = subprocess.run(
         [str(Path(sys.executable).parent / "lint-imports"), "--no-cache"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
 
 
@@ -45,3 +48,29 @@ def test_no_module_is_over_600_lines():
         if "migrations" not in path.parts and (n := len(path.read_text().splitlines())) > 600
     }
     assert not long, long
+
+
+def _ruff(*args):
+    ruff = str(Path(sys.executable).parent / "ruff")
+    return subprocess.run(
+        [ruff, *args], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_the_code_passes_the_linter_and_is_laid_out_by_the_formatter():
+    checked = _ruff("check", "--no-cache", "--output-format", "concise", ".")
+    assert checked.returncode == 0, checked.stdout[-6000:]
+    formatted = _ruff("format", "--check", "--no-cache", ".")
+    assert formatted.returncode == 0, formatted.stdout[-6000:] + "\n(run `make format`)"
+
+
+def test_the_formatter_is_not_switched_off():
+    skipped = [
+        f"{path.relative_to(ROOT)}:{n}"
+        for top in (*PACKAGES, "tests", "bench")
+        for path in (ROOT / top).rglob("*.py")
+        if "migrations" not in path.parts and path.name != "test_layers.py"
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if "fmt: skip" in line or "fmt: off" in line
+    ]
+    assert not skipped, skipped

@@ -43,10 +43,19 @@ class Rule:
 
 
 def _rule_form(ctx):
-    return {"name": f"Rule by {ctx.user}", "metric": "volume", "comparison": "above",
-            "warning_threshold": "100", "critical_threshold": "200", "window_minutes": "5",
-            "cooldown_minutes": "30", "hysteresis_percent": "10", "email_recipients": "",
-            "webhook_url": "", "enabled": "on"}  # fmt: skip
+    return {
+        "name": f"Rule by {ctx.user}",
+        "metric": "volume",
+        "comparison": "above",
+        "warning_threshold": "100",
+        "critical_threshold": "200",
+        "window_minutes": "5",
+        "cooldown_minutes": "30",
+        "hysteresis_percent": "10",
+        "email_recipients": "",
+        "webhook_url": "",
+        "enabled": "on",
+    }
 
 
 #: dashboard route name (under /o/<org>/) -> the permission per method it accepts
@@ -76,7 +85,7 @@ PAGES: dict[str, Rule] = {
             "email": f"new-{ctx.user.pk}-{uuid.uuid4().hex[:6]}@example.com",
             "role": "viewer",
         },
-    ),  # fmt: skip
+    ),
     "dashboard:team_member": Rule(
         post="members.manage", body=lambda ctx: {"action": "role", "role": "analyst"}
     ),
@@ -114,7 +123,7 @@ API: dict[str, ApiRule] = {
             "metric": "volume",
             "warning_threshold": 5,
             "window_minutes": 10,
-        },  # fmt: skip
+        },
     ),
     "api:alert-rule": ApiRule(
         {"GET": "org.view", "PATCH": "alerts.manage", "DELETE": "alerts.manage"},
@@ -141,32 +150,32 @@ ADMIN: dict[str, dict[str, str | None]] = {
         "change": "members.manage",
         "delete": "members.manage",
         "delete_selected": "members.manage",
-    },  # fmt: skip
+    },
     "apikey": {
         "add": "apikeys.manage",
         "change": "apikeys.manage",
         "delete": "apikeys.manage",
         "delete_selected": "apikeys.manage",
         "revoke": "apikeys.manage",
-    },  # fmt: skip
+    },
     "bot": {
         "add": "bots.manage",
         "change": "bots.manage",
         "delete": "bots.manage",
         "delete_selected": "bots.manage",
-    },  # fmt: skip
+    },
     "campaign": {
         "add": "campaigns.manage",
         "change": "campaigns.manage",
         "delete": "campaigns.manage",
         "delete_selected": "campaigns.manage",
-    },  # fmt: skip
+    },
     "conversation": {
         "add": "bots.manage",
         "change": "bots.manage",
         "delete": "org.delete",
         "delete_selected": "org.delete",
-    },  # fmt: skip
+    },
     "alertrule": {
         "add": "alerts.manage",
         "change": "alerts.manage",
@@ -174,7 +183,7 @@ ADMIN: dict[str, dict[str, str | None]] = {
         "delete_selected": "alerts.manage",
         "mute_one_hour": "alerts.manage",
         "unmute": "alerts.manage",
-    },  # fmt: skip
+    },
     "alertevent": {"add": None, "change": None, "delete": None, "acknowledge": "alerts.ack"},
     **{
         name: {"add": None, "change": None, "delete": None}
@@ -189,7 +198,7 @@ ADMIN: dict[str, dict[str, str | None]] = {
             "orghourlyusage",
             "alertnotification",
         )
-    },  # fmt: skip
+    },
 }
 
 
@@ -260,20 +269,21 @@ urlpatterns = [
 def test_it_fails_loudly_for_a_route_nobody_declared():
     problems = undeclared_org_routes()
     assert problems == [
-        f"reports (o/<slug:org_slug>/reports/) has no rule: add it to PAGES in {WHERE} with the "
-        f"permission each method needs (analytics/roles.py), and wrap the view in "
-        f"org_view(perm=...)"
+        (
+            f"reports (o/<slug:org_slug>/reports/) has no rule: add it to PAGES in {WHERE} with the "
+            f"permission each method needs (analytics/roles.py), and wrap the view in "
+            f"org_view(perm=...)"
+        )
     ]
 
 
 def test_every_api_route_declares_what_a_session_needs():
-    problems = []
     names = {name for _, name in named_routes("api/v1/")}
-    for name in sorted(names - set(API) - API_NOT_FOR_SESSIONS):
-        problems.append(
-            f"{name} has no rule: add it to API (or API_NOT_FOR_SESSIONS) in {WHERE}, with the "
-            f"permission a signed-in user needs per method"
-        )
+    problems = [
+        f"{name} has no rule: add it to API (or API_NOT_FOR_SESSIONS) in {WHERE}, with the "
+        f"permission a signed-in user needs per method"
+        for name in sorted(names - set(API) - API_NOT_FOR_SESSIONS)
+    ]
     assert problems == []
     assert all(perm in PERMISSIONS for rule in API.values() for perm in rule.methods.values())
 
@@ -296,20 +306,35 @@ def world(org, alice, bot):
         users[role] = f.UserFactory(username=name)
         f.MembershipFactory(organization=org, user=users[role], role=role)
     outsider = f.UserFactory(username="otto")
-    f.MembershipFactory(organization=f.OrganizationFactory(slug="elsewhere"), user=outsider,
-                        role=Role.OWNER)  # fmt: skip
+    f.MembershipFactory(
+        organization=f.OrganizationFactory(slug="elsewhere"), user=outsider, role=Role.OWNER
+    )
     campaign = f.CampaignFactory(organization=org, slug="winter", bot=bot)
     conversation = f.ConversationFactory(bot=bot, campaign=campaign)
-    return {"org": org, "users": users, "outsider": outsider, "bot": bot,
-            "campaign": campaign, "conversation": conversation}  # fmt: skip
+    return {
+        "org": org,
+        "users": users,
+        "outsider": outsider,
+        "bot": bot,
+        "campaign": campaign,
+        "conversation": conversation,
+    }
 
 
 def _ready_export(org, user, tmp_path, settings) -> str:
     """A finished export file started by `user` (its creator)."""
     settings.EXPORT_DIR = str(tmp_path)
-    job = ExportJob(id=str(uuid.uuid4()), org_id=org.pk, kind="conversations",
-                    query="", now="2026-12-01T00:00:00+00:00", filename="x.csv",
-                    status="ready", rows=0, user_id=user.pk)  # fmt: skip
+    job = ExportJob(
+        id=str(uuid.uuid4()),
+        org_id=org.pk,
+        kind="conversations",
+        query="",
+        now="2026-12-01T00:00:00+00:00",
+        filename="x.csv",
+        status="ready",
+        rows=0,
+        user_id=user.pk,
+    )
     job.path.parent.mkdir(parents=True, exist_ok=True)
     job.path.write_text("id\n")
     _job_save(job)
@@ -325,9 +350,11 @@ def _values(world, user, route, tmp_path, settings) -> dict[str, str]:
         pk = f.MembershipFactory(organization=org, role=Role.VIEWER).pk
     elif "team/invitations/" in route:
         pk = Invitation.objects.create(
-            organization=org, email=f"{uuid.uuid4().hex[:8]}@example.com",
-            token_hash=uuid.uuid4().hex, expires_at=timezone.now() + timedelta(days=7),
-        ).pk  # fmt: skip
+            organization=org,
+            email=f"{uuid.uuid4().hex[:8]}@example.com",
+            token_hash=uuid.uuid4().hex,
+            expires_at=timezone.now() + timedelta(days=7),
+        ).pk
     else:
         pk = event.pk if "events/" in route else rule.pk
     return {
@@ -368,8 +395,7 @@ def test_every_org_route_answers_each_role_as_the_matrix_says(world, tmp_path, s
     settings.ALERT_WEBHOOK_ALLOWED_NETWORKS = []
     client = Client()
     failures = []
-    people = [*((role, user) for role, user in world["users"].items()),
-              (None, world["outsider"])]  # fmt: skip
+    people = [*((role, user) for role, user in world["users"].items()), (None, world["outsider"])]
     for route, name in named_routes("o/<slug:org_slug>/"):
         rule = PAGES.get(name)
         if rule is None:
@@ -382,12 +408,17 @@ def test_every_org_route_answers_each_role_as_the_matrix_says(world, tmp_path, s
                 client.force_login(user)
                 url = _fill(route, _values(world, user, route, tmp_path, settings))
                 data = rule.body(Ctx(world["org"], user, {})) if method == "post" else None
-                response = getattr(client, method)(url, data) if data is not None else (
-                    getattr(client, method)(url))  # fmt: skip
+                response = (
+                    getattr(client, method)(url, data)
+                    if data is not None
+                    else (getattr(client, method)(url))
+                )
                 got, want = _outcome(response.status_code), _expect(perm, role)
                 if got != want:
-                    failures.append(f"{method.upper()} {url} as {role or 'outsider'}: "
-                                    f"{response.status_code}, expected {want} ({perm})")  # fmt: skip
+                    failures.append(
+                        f"{method.upper()} {url} as {role or 'outsider'}: "
+                        f"{response.status_code}, expected {want} ({perm})"
+                    )
     assert failures == []
 
 
@@ -413,8 +444,7 @@ def test_every_session_api_route_answers_each_role_as_the_matrix_says(world, tmp
     settings.ALERT_WEBHOOK_ALLOWED_NETWORKS = []
     client = Client()
     failures = []
-    people = [*((role, user) for role, user in world["users"].items()),
-              (None, world["outsider"])]  # fmt: skip
+    people = [*((role, user) for role, user in world["users"].items()), (None, world["outsider"])]
     for route, name in named_routes("api/v1/"):
         if name in API_NOT_FOR_SESSIONS:
             continue
@@ -435,13 +465,17 @@ def test_every_session_api_route_answers_each_role_as_the_matrix_says(world, tmp
                 )
                 kwargs = {}
                 if method != "GET" and rule.body is not None:
-                    kwargs = {"data": rule.body(Ctx(world["org"], user, {})),
-                              "content_type": "application/json"}  # fmt: skip
+                    kwargs = {
+                        "data": rule.body(Ctx(world["org"], user, {})),
+                        "content_type": "application/json",
+                    }
                 response = getattr(client, method.lower())(url, **kwargs)
                 got, want = _outcome(response.status_code), _expect(perm, role)
                 if got != want:
-                    failures.append(f"{method} {url} as {role or 'outsider'}: "
-                                    f"{response.status_code}, expected {want} ({perm})")  # fmt: skip
+                    failures.append(
+                        f"{method} {url} as {role or 'outsider'}: "
+                        f"{response.status_code}, expected {want} ({perm})"
+                    )
     assert failures == []
 
 
@@ -555,8 +589,10 @@ def test_an_admin_acknowledges_from_admin_and_the_event_records_it(world, admin_
     adam = world["users"][Role.ADMIN]
     client.force_login(adam)
     event = admin_rows["alertevent"]
-    client.post(reverse("admin:analytics_alertevent_changelist"),
-                {"action": "acknowledge", "_selected_action": [event.pk]})  # fmt: skip
+    client.post(
+        reverse("admin:analytics_alertevent_changelist"),
+        {"action": "acknowledge", "_selected_action": [event.pk]},
+    )
     assert AlertEvent.objects.get(pk=event.pk).acknowledged_by == adam
 
 

@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from analytics.api.errors import error_response
+from analytics.services.ops import host_load, ops_snapshot
 
 
 class IsPlatformStaff(permissions.BasePermission):
@@ -49,8 +50,6 @@ class OpsQueuesApi(APIView):
         },
     )
     def get(self, request):
-        from analytics.services.ops import host_load, ops_snapshot
-
         try:
             snapshot = ops_snapshot()
         except (redis.RedisError, OSError) as exc:

@@ -7,7 +7,9 @@ every query goes through `.for_org(self.org)`. Another org's id or slug is a 404
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 from datetime import datetime, time, timedelta
 
 import redis
@@ -56,9 +58,6 @@ class CsvRenderer(renderers.BaseRenderer):
     charset = "utf-8"
 
     def render(self, data, accepted_media_type=None, renderer_context=None):
-        import csv
-        import io
-
         rows = data if isinstance(data, list) else [data]
         out = io.StringIO()
         if rows and isinstance(rows[0], dict):

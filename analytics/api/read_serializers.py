@@ -12,9 +12,11 @@ from rest_framework import exceptions, serializers
 from analytics.models import Bot, Campaign
 from analytics.selectors import PERIODS
 
-PERIOD_FIELD = dict(
-    choices=list(PERIODS), default="24h", help_text="24h (hourly), 7d (3-hourly) or 30d (daily)."
-)
+PERIOD_FIELD = {
+    "choices": list(PERIODS),
+    "default": "24h",
+    "help_text": "24h (hourly), 7d (3-hourly) or 30d (daily).",
+}
 
 
 class ErrorSerializer(serializers.Serializer):

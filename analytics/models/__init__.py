@@ -22,6 +22,10 @@ from analytics.models.events import (
     Outcome,
 )
 from analytics.models.rollups import (
+    DAILY_FIGURES,
+    DAILY_MEASURES,
+    HOURLY_COUNTERS,
+    HOURLY_MEASURES,
     BotDailyMetrics,
     BotHourlyRollup,
     ConversationMetrics,
@@ -47,6 +51,10 @@ from analytics.models.tenancy import (
 
 __all__ = [
     "ADMIN_ROLES",
+    "DAILY_FIGURES",
+    "DAILY_MEASURES",
+    "HOURLY_COUNTERS",
+    "HOURLY_MEASURES",
     "Activity",
     "AlertEvent",
     "AlertMetric",

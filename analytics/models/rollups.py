@@ -148,6 +148,22 @@ class BotDailyMetrics(TenantModel):
         return f"{self.bot_id} on {self.date}"
 
 
+def _measures(model: type[models.Model], key: str) -> tuple[str, ...]:
+    """A rollup's measured columns in field order: every concrete field but its keys."""
+    keys = {"id", "organization", "bot", "updated_at", key}
+    return tuple(f.column for f in model._meta.concrete_fields if f.name not in keys)
+
+
+#: What a bot-hour measures (services.rollup.hourly builds and upserts exactly these).
+HOURLY_MEASURES = _measures(BotHourlyRollup, "hour")
+#: The same without the histogram: the counters a range of hours sums.
+HOURLY_COUNTERS = tuple(c for c in HOURLY_MEASURES if c != "response_hist")
+#: What a bot-day measures (services.rollup.daily builds and upserts exactly these).
+DAILY_MEASURES = _measures(BotDailyMetrics, "date")
+#: The same without the histogram: the daily-metrics CSV's figures.
+DAILY_FIGURES = tuple(c for c in DAILY_MEASURES if c != "response_hist")
+
+
 class OrgHourlyUsage(TenantModel):
     hour = models.DateTimeField()
     messages_sent = models.PositiveIntegerField(default=0)

@@ -14,36 +14,11 @@ from django.db.models import Q, Sum
 from django.utils import timezone
 
 from analytics import sketch
-from analytics.models import BotHourlyRollup, Organization
+from analytics.models import HOURLY_COUNTERS, BotHourlyRollup, Organization
 from analytics.selectors.bots import scoped_bot_ids
 from analytics.selectors.periods import Period, bucket_firsts, period_buckets
 from analytics.selectors.rollups import rollup_bucket_hists
 from analytics.timeutil import floor_hour, hours_between
-
-_SUMMARY_SUMS = (
-    "messages_in",
-    "messages_out",
-    "conversations_started",
-    "conversations_ended",
-    "duration_sum_seconds",
-    "successes",
-    "failures",
-    "fallbacks",
-    "handoffs",
-    "kb_hits",
-    "kb_misses",
-    "tokens",
-    "cost_usd",
-    "response_count",
-    "response_sum_ms",
-    "csat_sum",
-    "csat_count",
-    "calls",
-    "bookings",
-    "emails",
-    "tasks",
-    "revenue",
-)
 
 
 def ratio(part, whole, scale: float = 100.0) -> float | None:
@@ -113,7 +88,7 @@ def bot_period_summaries(
             **{
                 f"{name}__{i}": Sum(name, default=0, filter=Q(hour__gte=first, hour__lt=last))
                 for i, (first, last) in enumerate(zip(firsts, lasts, strict=True))
-                for name in _SUMMARY_SUMS
+                for name in HOURLY_COUNTERS
             }
         )
     )
@@ -123,7 +98,7 @@ def bot_period_summaries(
     hists = rollup_bucket_hists(org, ids, index, list(index))
     return [
         _summary(
-            start, end, {name: sums[f"{name}__{i}"] for name in _SUMMARY_SUMS}, hists.get(i, {})
+            start, end, {name: sums[f"{name}__{i}"] for name in HOURLY_COUNTERS}, hists.get(i, {})
         )
         for i, (start, end) in enumerate(ranges)
     ]

@@ -30,7 +30,8 @@ from django.db.models.functions import Cast
 from django.http import QueryDict, StreamingHttpResponse
 from django.utils import timezone
 
-from analytics.models import Bot, BotDailyMetrics, Message, Organization
+from analytics.filters import conversation_filter
+from analytics.models import DAILY_FIGURES, Bot, BotDailyMetrics, Message, Organization
 from analytics.redis import get_redis
 from analytics.services.enqueue import EXPORT_BUILD, task_send
 from analytics.tenancy import user_can
@@ -117,39 +118,10 @@ MESSAGE_COLUMNS = [
     ("cost_usd", F("cost_usd")),
 ]
 
-DAILY_FIELDS = [
-    "total_conversations",
-    "total_messages",
-    "messages_in",
-    "messages_out",
-    "avg_response_time_ms",
-    "p50_response_time_ms",
-    "p95_response_time_ms",
-    "p99_response_time_ms",
-    "success_rate",
-    "error_rate",
-    "fallback_rate",
-    "handoff_rate",
-    "kb_hit_rate",
-    "total_tokens",
-    "avg_tokens_per_conversation",
-    "total_cost_usd",
-    "cost_per_conversation_usd",
-    "avg_duration_seconds",
-    "avg_messages_per_conversation",
-    "csat_avg",
-    "call_attempts",
-    "calls_answered",
-    "calls_busy",
-    "calls_no_answer",
-    "calls_failed",
-    "calls_converted",
-    "calls_opt_out",
-]
 DAILY_COLUMNS = [
     ("date", Cast(F("date"), TextField())),
     ("bot", _text("bot__slug")),
-    *((name, F(name)) for name in DAILY_FIELDS),
+    *((name, F(name)) for name in DAILY_FIGURES),
 ]
 
 
@@ -333,8 +305,6 @@ def export_job_start(
 
 def export_job_run(*, job_id: str) -> ExportJob | None:
     """Write the job's CSV to its file (atomically: a temporary file, then a rename)."""
-    from analytics.filters import conversation_filter
-
     raw = get_redis().get(_job_key(job_id))
     if raw is None:
         return None

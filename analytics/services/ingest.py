@@ -34,6 +34,7 @@ from analytics.models import (
     Organization,
     Outcome,
 )
+from analytics.services.live import live_apply
 from analytics.services.rollup import conversation_metrics_enqueue, rollup_mark_hours
 
 EVENT_TYPES = ("conversation.started", "message", "conversation.ended", "activity", "gauge")
@@ -342,8 +343,6 @@ class _ConversationDelta:
 
 def events_ingest(*, org: Organization, events: list, now: datetime | None = None) -> IngestResult:
     """Validate and store a batch; the bad events are reported, the good ones are kept."""
-    from analytics.services.live import live_apply
-
     now = now or timezone.now()
     result = IngestResult()
     validator = Validator(org, now)

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 
 import orjson
+import psutil
 import redis
 from celery import current_app
 from django.conf import settings
@@ -229,8 +230,6 @@ def broker_ping(timeout: float = 2.0) -> str:
 
 def host_load() -> dict[str, float]:
     """This machine's CPU and memory use (percent): for platform staff, never for a tenant."""
-    import psutil
-
     return {
         "cpu_percent": psutil.cpu_percent(interval=None),
         "memory_percent": psutil.virtual_memory().percent,

@@ -253,8 +253,10 @@ def test_the_last_owner_is_never_demoted_or_removed(client, alice, org, staff):
         assert response.status_code == 200
         errors = response.context["adminform"].form.errors["role"]
         assert errors == [
-            "Cannot demote alice: they are the last owner of Acme. Make another member an "
-            "owner first."
+            (
+                "Cannot demote alice: they are the last owner of Acme. Make another member an "
+                "owner first."
+            )
         ]
         delete = client.post(
             reverse("admin:analytics_membership_delete", args=[owner.pk]), {"post": "yes"}
@@ -275,11 +277,23 @@ def test_an_org_admin_cannot_change_the_orgs_settings(client, alice, erin, org):
 
 
 def _rule_form(org, **changes):
-    data = {"organization": org.pk, "name": "Slow replies", "metric": "p95_response_ms",
-            "comparison": "above", "warning_threshold": "2000", "critical_threshold": "5000",
-            "window_minutes": "15", "cooldown_minutes": "30", "hysteresis_percent": "10",
-            "email_recipients": "", "webhook_url": "", "webhook_secret": "", "enabled": "on",
-            "created_at_0": "2026-11-01", "created_at_1": "10:00:00"}  # fmt: skip
+    data = {
+        "organization": org.pk,
+        "name": "Slow replies",
+        "metric": "p95_response_ms",
+        "comparison": "above",
+        "warning_threshold": "2000",
+        "critical_threshold": "5000",
+        "window_minutes": "15",
+        "cooldown_minutes": "30",
+        "hysteresis_percent": "10",
+        "email_recipients": "",
+        "webhook_url": "",
+        "webhook_secret": "",
+        "enabled": "on",
+        "created_at_0": "2026-11-01",
+        "created_at_1": "10:00:00",
+    }
     data.update(changes)
     return data
 
@@ -290,8 +304,10 @@ def test_an_org_admin_creates_and_changes_a_rule_like_the_page_and_the_api(
     settings.ALERT_WEBHOOK_ALLOWED_NETWORKS = []
     client.force_login(alice)
     add = reverse("admin:analytics_alertrule_add")
-    for bad, field in [({"warning_threshold": "6000"}, "warning_threshold"),
-                       ({"webhook_url": "http://10.0.0.5/hook"}, "webhook_url")]:  # fmt: skip
+    for bad, field in [
+        ({"warning_threshold": "6000"}, "warning_threshold"),
+        ({"webhook_url": "http://10.0.0.5/hook"}, "webhook_url"),
+    ]:
         response = client.post(add, _rule_form(org, **bad))
         assert response.status_code == 200 and field in response.context["adminform"].form.errors
     assert not AlertRule.objects.exists()
@@ -302,8 +318,13 @@ def test_an_org_admin_creates_and_changes_a_rule_like_the_page_and_the_api(
     change = reverse("admin:analytics_alertrule_change", args=[rule.pk])
     # as a browser sends it: created_at has a callable default, so its initial value travels too
     initial = {"initial-created_at_0": "2026-11-01", "initial-created_at_1": "10:00:00"}
-    form = _rule_form(org, webhook_url=rule.webhook_url, webhook_secret=rule.webhook_secret,
-                      warning_threshold="2500", **initial)  # fmt: skip
+    form = _rule_form(
+        org,
+        webhook_url=rule.webhook_url,
+        webhook_secret=rule.webhook_secret,
+        warning_threshold="2500",
+        **initial,
+    )
     assert client.post(change, form).status_code == 302
     entries = AuditEvent.objects.for_org(org).order_by("pk")
     assert [(e.action, e.actor_label, e.target) for e in entries] == [

@@ -27,18 +27,35 @@ def seed(org):
     start = datetime(2026, 10, 23, 22, tzinfo=UTC)  # 00:00 on the 24th in Berlin
     for i in range(36):
         at = start + timedelta(hours=2 * i, minutes=7)
-        conv = ConversationFactory(bot=bots[i % 2], started_at=at, ended_at=at + timedelta(minutes=5),
-                                   status="resolved", customer=f"c{i % 5}")  # fmt: skip
+        conv = ConversationFactory(
+            bot=bots[i % 2],
+            started_at=at,
+            ended_at=at + timedelta(minutes=5),
+            status="resolved",
+            customer=f"c{i % 5}",
+        )
         MessageFactory(conversation=conv, direction="inbound", created_at=at, response_time_ms=None)
-        MessageFactory(conversation=conv, created_at=at + timedelta(seconds=30),
-                       response_time_ms=100 + 10 * i)  # fmt: skip
+        MessageFactory(
+            conversation=conv, created_at=at + timedelta(seconds=30), response_time_ms=100 + 10 * i
+        )
     return bots
 
 
 def run(*args, **kwargs) -> str:
     out = StringIO()
-    call_command("backfill", "--org", "acme", "--since", str(SINCE), "--until", str(UNTIL),
-                 "--no-progress", *args, stdout=out, **kwargs)  # fmt: skip
+    call_command(
+        "backfill",
+        "--org",
+        "acme",
+        "--since",
+        str(SINCE),
+        "--until",
+        str(UNTIL),
+        "--no-progress",
+        *args,
+        stdout=out,
+        **kwargs,
+    )
     return out.getvalue()
 
 
@@ -67,9 +84,13 @@ def test_the_units_cover_the_range_in_the_org_time_zone(db):
     assert len(hours) == 24 + 25 + 24
     assert hours[0] == "h:2026-10-23T22:00:00+00:00"
     assert [u for u in units if u[0] != "h"] == [
-        "d:2026-10-24", "d:2026-10-25", "d:2026-10-26",
-        "c:2026-10-24", "c:2026-10-25", "c:2026-10-26",
-    ]  # fmt: skip
+        "d:2026-10-24",
+        "d:2026-10-25",
+        "d:2026-10-26",
+        "c:2026-10-24",
+        "c:2026-10-25",
+        "c:2026-10-26",
+    ]
     # only complete hours and days
     now = datetime(2026, 10, 25, 12, 30, tzinfo=UTC)
     partial = backfill_units(org=org, since=SINCE, until=UNTIL, now=now)

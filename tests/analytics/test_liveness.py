@@ -70,39 +70,65 @@ def test_the_freshest_worker_counts_and_a_silent_one_is_stale(client):
 
 
 def _pulse() -> subprocess.Popen:
-    env = {**os.environ, "DATABASE_URL": database_url_of_tests(),
-           "LIVE_KEY_PREFIX": settings.LIVE_KEY_PREFIX}  # fmt: skip
-    return subprocess.Popen([sys.executable, "manage.py", "pulse"], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url_of_tests(),
+        "LIVE_KEY_PREFIX": settings.LIVE_KEY_PREFIX,
+    }
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "pulse"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def test_pulse_tick_age_is_reported_while_it_runs_and_grows_once_it_is_killed(client):
     pulse = _pulse()
     try:
         wait_for(lambda: (healthz(client)[1]["pulse"]["last_tick_age_seconds"] or 99) < 2, 60)
-        assert metric(client.get("/metrics").content.decode(),
-                      "botflow_pulse_last_tick_age_seconds") < 2  # fmt: skip
+        assert (
+            metric(client.get("/metrics").content.decode(), "botflow_pulse_last_tick_age_seconds")
+            < 2
+        )
     finally:
         pulse.kill()
         pulse.wait()
     time.sleep(3)
     assert healthz(client)[1]["pulse"]["last_tick_age_seconds"] >= 3
-    assert metric(client.get("/metrics").content.decode(),
-                  "botflow_pulse_last_tick_age_seconds") >= 3  # fmt: skip
+    assert (
+        metric(client.get("/metrics").content.decode(), "botflow_pulse_last_tick_age_seconds") >= 3
+    )
 
 
 def test_a_real_worker_beats_and_the_rollups_it_runs_are_stamped(client, org, bot):
     now = datetime.now(UTC)
-    events_ingest(org=org, events=[{
-        "id": str(uuid.uuid4()), "type": "message", "bot": "support-bot", "conversation": "c",
-        "direction": "inbound", "text": "hi", "timestamp": (now - timedelta(hours=2)).isoformat(),
-    }])  # fmt: skip
+    events_ingest(
+        org=org,
+        events=[
+            {
+                "id": str(uuid.uuid4()),
+                "type": "message",
+                "bot": "support-bot",
+                "conversation": "c",
+                "direction": "inbound",
+                "text": "hi",
+                "timestamp": (now - timedelta(hours=2)).isoformat(),
+            }
+        ],
+    )
     with celery_worker() as worker:
         body = wait_for(lambda: (b := healthz(client)[1])["worker"]["status"] == "ok" and b, 30)
         assert body["worker"]["alive"] >= 1 and body["worker"]["last_heartbeat_age_seconds"] < 5
         rollup_hourly_dispatch.delay()  # one hour is due: its build stamps "hourly"
-        wait_for(lambda: "botflow_rollup_last_success_timestamp_seconds{kind=\"hourly\"}"
-                 in client.get("/metrics").content.decode(), 60)  # fmt: skip
+        wait_for(
+            lambda: (
+                'botflow_rollup_last_success_timestamp_seconds{kind="hourly"}'
+                in client.get("/metrics").content.decode()
+            ),
+            60,
+        )
         text = client.get("/metrics").content.decode()
         stamped = metric(text, 'botflow_rollup_last_success_timestamp_seconds{kind="hourly"}')
         assert time.time() - 60 < stamped <= time.time()
@@ -118,11 +144,17 @@ def test_healthz_answers_503_within_seconds_when_redis_hangs(client, settings):
     couple of seconds, never a 500."""
     server = shutil.which("redis-server")
     port = free_port()
-    redis = subprocess.Popen([server, "--port", str(port), "--save", "", "--appendonly", "no"],
-                             stdout=subprocess.DEVNULL)  # fmt: skip
+    redis = subprocess.Popen(
+        [server, "--port", str(port), "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL
+    )
     try:
-        wait_for(lambda: subprocess.run(["redis-cli", "-p", str(port), "ping"],
-                                        capture_output=True).stdout == b"PONG\n", 10)  # fmt: skip
+        wait_for(
+            lambda: (
+                subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True).stdout
+                == b"PONG\n"
+            ),
+            10,
+        )
         settings.REDIS_URL = f"redis://127.0.0.1:{port}/0"
         os.kill(redis.pid, signal.SIGSTOP)
         started = time.monotonic()
@@ -142,12 +174,20 @@ def test_healthz_answers_503_within_seconds_when_redis_hangs(client, settings):
 def test_healthz_names_the_database_when_postgresql_is_unreachable():
     """A web process whose PostgreSQL does not answer: 503 JSON naming it, not a 500 page."""
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": f"postgres://postgres@127.0.0.1:{free_port()}/none",
-           "LIVE_KEY_PREFIX": settings.LIVE_KEY_PREFIX, "ALLOWED_HOSTS": "127.0.0.1"}  # fmt: skip
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://postgres@127.0.0.1:{free_port()}/none",
+        "LIVE_KEY_PREFIX": settings.LIVE_KEY_PREFIX,
+        "ALLOWED_HOSTS": "127.0.0.1",
+    }
     daphne = os.path.join(os.path.dirname(sys.executable), "daphne")
-    web = subprocess.Popen([daphne, "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
-                           cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)  # fmt: skip
+    web = subprocess.Popen(
+        [daphne, "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
     def answer():
         try:

@@ -35,8 +35,14 @@ def test_metrics_count_ingested_events_and_requests(client, org, bot):
     before = client.get("/metrics").content.decode()
     accepted = metric(before, 'botflow_events_total{result="accepted"}')
     rejected = metric(before, 'botflow_events_total{result="rejected"}')
-    event = {"id": str(uuid.uuid4()), "type": "message", "bot": "support-bot",
-             "conversation": "c1", "direction": "inbound", "text": "hi"}  # fmt: skip
+    event = {
+        "id": str(uuid.uuid4()),
+        "type": "message",
+        "bot": "support-bot",
+        "conversation": "c1",
+        "direction": "inbound",
+        "text": "hi",
+    }
     post_events(client, key, [event, {**event, "id": str(uuid.uuid4()), "bot": "nope"}, event])
     after = client.get("/metrics").content.decode()
     assert metric(after, 'botflow_events_total{result="accepted"}') == accepted + 1
@@ -52,8 +58,12 @@ def test_metrics_are_not_public(client, settings, db):
     denied = client.get("/metrics", REMOTE_ADDR="203.0.113.7")
     assert denied.status_code == 403 and b"METRICS_TOKEN" in denied.content
     settings.METRICS_TOKEN = "scrape-me"
-    assert client.get("/metrics", REMOTE_ADDR="203.0.113.7",
-                      HTTP_AUTHORIZATION="Bearer wrong").status_code == 403  # fmt: skip
+    assert (
+        client.get(
+            "/metrics", REMOTE_ADDR="203.0.113.7", HTTP_AUTHORIZATION="Bearer wrong"
+        ).status_code
+        == 403
+    )
     ok = client.get("/metrics", REMOTE_ADDR="203.0.113.7", HTTP_AUTHORIZATION="Bearer scrape-me")
     assert ok.status_code == 200 and b"botflow_events_total" in ok.content
 

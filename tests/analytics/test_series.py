@@ -277,10 +277,16 @@ def kolkata_day(org, bots):
         for outcome, rt in replies:
             events.append(
                 _event(
-                    bot, when, "message", conversation=conv, direction="outbound",
-                    text="hello", outcome=outcome, response_time_ms=rt,
+                    bot,
+                    when,
+                    "message",
+                    conversation=conv,
+                    direction="outbound",
+                    text="hello",
+                    outcome=outcome,
+                    response_time_ms=rt,
                 )
-            )  # fmt: skip
+            )
     for when, kind, value in [
         (at(22, 18, 20), "booking", "90.00"),  # yesterday there
         (at(22, 23, 0), "booking", "120.50"),
@@ -475,8 +481,10 @@ def test_only_days_inside_one_bucket_come_from_daily_histograms(db):
     first = datetime(2026, 11, 9, 23, tzinfo=UTC)  # 10 Nov, 00:00 in Berlin
     hours = [first + i * H for i in range(24 * 2 + 5)]
     one_bucket_a_day = {h: (h - first) // timedelta(days=1) for h in hours}
-    assert daily_hist_days(org, one_bucket_a_day, hours) == {date(2026, 11, 10): 0,
-                                                             date(2026, 11, 11): 1}  # fmt: skip
+    assert daily_hist_days(org, one_bucket_a_day, hours) == {
+        date(2026, 11, 10): 0,
+        date(2026, 11, 11): 1,
+    }
     three_hour_buckets = {h: (h - first) // (3 * H) for h in hours}
     assert daily_hist_days(org, three_hour_buckets, hours) == {}
     assert daily_hist_days(org, one_bucket_a_day, hours[1:]) == {date(2026, 11, 11): 1}

@@ -34,16 +34,23 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def event(kind, at, **fields):
-    return {"id": str(uuid.uuid4()), "type": kind, "bot": "support-bot",
-            "timestamp": at.isoformat(), **fields}  # fmt: skip
+    return {
+        "id": str(uuid.uuid4()),
+        "type": kind,
+        "bot": "support-bot",
+        "timestamp": at.isoformat(),
+        **fields,
+    }
 
 
 def rows(model, org):
     return sorted(
-        ({k: v for k, v in r.items() if k not in ("id", "updated_at")}
-         for r in model.objects.for_org(org).values()),
+        (
+            {k: v for k, v in r.items() if k not in ("id", "updated_at")}
+            for r in model.objects.for_org(org).values()
+        ),
         key=lambda r: (str(r.get("hour")), r.get("bot_id") or 0),
-    )  # fmt: skip
+    )
 
 
 def test_the_schedules_exist_from_the_migration():
@@ -109,14 +116,34 @@ def test_the_hourly_run_and_conversation_metrics_through_a_real_worker():
     now = datetime.now(UTC)
     past = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
     with celery_worker():
-        events_ingest(org=org, events=[
-            event("message", past + timedelta(minutes=1), conversation="x", direction="inbound",
-                  customer="Ana"),
-            event("message", past + timedelta(minutes=2), conversation="x", direction="outbound",
-                  response_time_ms=640, outcome="success", tokens=12),
-            event("conversation.ended", past + timedelta(minutes=3), conversation="x",
-                  status="resolved", csat=5),
-        ])  # fmt: skip
+        events_ingest(
+            org=org,
+            events=[
+                event(
+                    "message",
+                    past + timedelta(minutes=1),
+                    conversation="x",
+                    direction="inbound",
+                    customer="Ana",
+                ),
+                event(
+                    "message",
+                    past + timedelta(minutes=2),
+                    conversation="x",
+                    direction="outbound",
+                    response_time_ms=640,
+                    outcome="success",
+                    tokens=12,
+                ),
+                event(
+                    "conversation.ended",
+                    past + timedelta(minutes=3),
+                    conversation="x",
+                    status="resolved",
+                    csat=5,
+                ),
+            ],
+        )
         # ingestion queued the ended conversation's metrics on the followups queue
         metrics = wait_for(lambda: ConversationMetrics.objects.for_org(org).first())
         assert (metrics.total_messages, metrics.p50_response_time_ms, metrics.csat) == (2, 640, 5)
@@ -134,11 +161,15 @@ def test_a_worker_killed_mid_rollup_leaves_nothing_partial_and_the_retry_matches
     for slug in ("a", "b", "c"):
         bot = BotFactory(organization=org, slug=slug)
         for i in range(30):
-            conv = ConversationFactory(bot=bot, started_at=hour + timedelta(minutes=i),
-                                       customer=f"cust{i % 9}")  # fmt: skip
+            conv = ConversationFactory(
+                bot=bot, started_at=hour + timedelta(minutes=i), customer=f"cust{i % 9}"
+            )
             for j in range(4):
-                MessageFactory(conversation=conv, response_time_ms=50 * (i + j + 1),
-                               created_at=hour + timedelta(minutes=i, seconds=j))  # fmt: skip
+                MessageFactory(
+                    conversation=conv,
+                    response_time_ms=50 * (i + j + 1),
+                    created_at=hour + timedelta(minutes=i, seconds=j),
+                )
     rollup_build_hourly(org_id=org.pk, hour=hour)  # the undisturbed result
     expected = (rows(BotHourlyRollup, org), rows(OrgHourlyUsage, org))
     assert len(expected[0]) == 3
@@ -147,21 +178,31 @@ def test_a_worker_killed_mid_rollup_leaves_nothing_partial_and_the_retry_matches
     RollupDirtyHour.objects.create(organization=org, hour=hour)
 
     db = connection.settings_dict
-    params = {"dbname": db["NAME"], "user": db["USER"], "password": db["PASSWORD"] or None,
-              "host": db["HOST"] or None, "port": db["PORT"] or None}  # fmt: skip
+    params = {
+        "dbname": db["NAME"],
+        "user": db["USER"],
+        "password": db["PASSWORD"] or None,
+        "host": db["HOST"] or None,
+        "port": db["PORT"] or None,
+    }
 
     def waiting_on_locks() -> list[int]:
         with psycopg.connect(**params, autocommit=True) as watcher:
-            return [row[0] for row in watcher.execute(
-                "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-                " AND wait_event_type = 'Lock' AND wait_event = 'relation'"
-            )]  # fmt: skip
+            return [
+                row[0]
+                for row in watcher.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND wait_event_type = 'Lock' AND wait_event = 'relation'"
+                )
+            ]
 
     def alive(pids: list[int]) -> bool:
         with psycopg.connect(**params, autocommit=True) as watcher:
-            return bool(watcher.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", [pids]
-            ).fetchone()[0])  # fmt: skip
+            return bool(
+                watcher.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", [pids]
+                ).fetchone()[0]
+            )
 
     with psycopg.connect(**params) as blocker:
         # hold the usage table so the worker stops half-way: bot rows written, usage row not yet

@@ -42,8 +42,12 @@ class Daphne:
 
     def __init__(self, host: str, trusted: str):
         self.host, self.port = host, free_port(host)
-        env = {**os.environ, "TRUSTED_PROXIES": trusted, "METRICS_TOKEN": TOKEN,
-               "ALLOWED_HOSTS": f"{host},127.0.0.1,localhost"}  # fmt: skip
+        env = {
+            **os.environ,
+            "TRUSTED_PROXIES": trusted,
+            "METRICS_TOKEN": TOKEN,
+            "ALLOWED_HOSTS": f"{host},127.0.0.1,localhost",
+        }
         procfile = (ROOT / "Procfile").read_text().splitlines()[0].removeprefix("web:").split()
         assert procfile[0] == "daphne" and "--proxy-headers" not in procfile
         args = procfile[1:]
@@ -51,8 +55,11 @@ class Daphne:
         args[args.index("-p") + 1] = str(self.port)
         self.proc = subprocess.Popen(
             [str(Path(sys.executable).parent / "daphne"), *args],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.time() + 30
         while time.time() < deadline and self.proc.poll() is None:
             try:
@@ -130,8 +137,12 @@ def test_it_needs_the_token_behind_a_proxy_it_was_not_told_about(daphne):
 
 def _scope(peer: str, *headers: tuple[bytes, bytes], kind: str = "http") -> dict:
     scheme = "ws" if kind == "websocket" else "http"
-    return {"type": kind, "scheme": scheme, "client": (peer, 5555), "headers": [
-        (b"host", b"example.com"), *headers]}  # fmt: skip
+    return {
+        "type": kind,
+        "scheme": scheme,
+        "client": (peer, 5555),
+        "headers": [(b"host", b"example.com"), *headers],
+    }
 
 
 PROXIES = [ipaddress.ip_network("10.0.0.0/8")]
@@ -139,8 +150,13 @@ PROXIES = [ipaddress.ip_network("10.0.0.0/8")]
 
 def test_it_takes_scheme_and_address_from_a_trusted_proxy_only():
     trusted = forwarded_scope(
-        _scope("10.0.0.2", (b"x-forwarded-for", b"198.51.100.1, 203.0.113.9, 10.0.0.3"),
-               (b"x-forwarded-proto", b"https")), PROXIES)  # fmt: skip
+        _scope(
+            "10.0.0.2",
+            (b"x-forwarded-for", b"198.51.100.1, 203.0.113.9, 10.0.0.3"),
+            (b"x-forwarded-proto", b"https"),
+        ),
+        PROXIES,
+    )
     assert trusted["client"] == ("203.0.113.9", 0) and trusted["scheme"] == "https"
     assert trusted["headers"] == [(b"host", b"example.com")]  # nothing left to misread later
     socket_scope = forwarded_scope(

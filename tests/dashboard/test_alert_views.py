@@ -23,10 +23,16 @@ def history(org, bot):
     values = seasonal(21 * 24, seed=1)
     values[-3] = values[-3] * 5 + 80  # a spike three hours ago
     BotHourlyRollup.objects.bulk_create(
-        BotHourlyRollup(organization=org, bot=bot, hour=now - timedelta(hours=21 * 24 - i),
-                        messages_in=int(v), bookings=int(v // 20), revenue=v * 2)
+        BotHourlyRollup(
+            organization=org,
+            bot=bot,
+            hour=now - timedelta(hours=21 * 24 - i),
+            messages_in=int(v),
+            bookings=int(v // 20),
+            revenue=v * 2,
+        )
         for i, v in enumerate(values)
-    )  # fmt: skip
+    )
     insights_refresh(org_id=org.pk, now=now)
 
 
@@ -68,10 +74,19 @@ def test_a_page_without_a_report_queues_one_and_says_so(client, bob, org):
 
 
 def _rule_form(**changes):
-    data = {"name": "Slow replies", "metric": "p95_response_ms", "comparison": "above",
-            "warning_threshold": "2000", "critical_threshold": "5000", "window_minutes": "15",
-            "cooldown_minutes": "30", "hysteresis_percent": "10", "email_recipients": "",
-            "webhook_url": "", "enabled": "on"}  # fmt: skip
+    data = {
+        "name": "Slow replies",
+        "metric": "p95_response_ms",
+        "comparison": "above",
+        "warning_threshold": "2000",
+        "critical_threshold": "5000",
+        "window_minutes": "15",
+        "cooldown_minutes": "30",
+        "hysteresis_percent": "10",
+        "email_recipients": "",
+        "webhook_url": "",
+        "enabled": "on",
+    }
     data.update(changes)
     return data
 
@@ -129,10 +144,12 @@ def test_an_outsider_cannot_act_on_another_orgs_alerts(client, charlie, org):
     rule = f.AlertRuleFactory(organization=org)
     event = f.AlertEventFactory(rule=rule)
     client.force_login(charlie)
-    for url in (reverse("dashboard:alert_rule_action", args=[org.slug, rule.pk]),
-                reverse("dashboard:alert_event_ack", args=[org.slug, event.pk]),
-                reverse("dashboard:alert_rule_action", args=["globex", rule.pk]),
-                reverse("dashboard:alert_event_ack", args=["globex", event.pk])):  # fmt: skip
+    for url in (
+        reverse("dashboard:alert_rule_action", args=[org.slug, rule.pk]),
+        reverse("dashboard:alert_event_ack", args=[org.slug, event.pk]),
+        reverse("dashboard:alert_rule_action", args=["globex", rule.pk]),
+        reverse("dashboard:alert_event_ack", args=["globex", event.pk]),
+    ):
         assert client.post(url, {"action": "delete"}).status_code == 404, url
     assert AlertRule.objects.filter(pk=rule.pk).exists()
     assert AlertEvent.objects.get(pk=event.pk).acknowledged_at is None
@@ -152,15 +169,24 @@ def test_the_api_creates_lists_and_refuses_rules(client, org, other_org, bot, se
     settings.ALERT_WEBHOOK_ALLOWED_NETWORKS = []
     auth = _key(org, ["alerts"])
     url = reverse("api:alert-rules")
-    body = {"name": "Errors", "metric": "error_rate", "bot": "support-bot",
-            "warning_threshold": 5, "critical_threshold": 20, "window_minutes": 10}  # fmt: skip
+    body = {
+        "name": "Errors",
+        "metric": "error_rate",
+        "bot": "support-bot",
+        "warning_threshold": 5,
+        "critical_threshold": 20,
+        "window_minutes": 10,
+    }
     response = client.post(url, body, content_type="application/json", **auth)
     assert response.status_code == 201, response.content
     assert response.json()["bot"] == "support-bot"
-    for bad, field in [({"warning_threshold": 50}, "warning_threshold"),
-                       ({"metric": "nope"}, "metric"), ({"window_minutes": 0}, "window_minutes"),
-                       ({"webhook_url": "file:///etc/passwd"}, "webhook_url"),
-                       ({"webhook_url": "http://169.254.169.254/"}, "webhook_url")]:  # fmt: skip
+    for bad, field in [
+        ({"warning_threshold": 50}, "warning_threshold"),
+        ({"metric": "nope"}, "metric"),
+        ({"window_minutes": 0}, "window_minutes"),
+        ({"webhook_url": "file:///etc/passwd"}, "webhook_url"),
+        ({"webhook_url": "http://169.254.169.254/"}, "webhook_url"),
+    ]:
         response = client.post(url, {**body, **bad}, content_type="application/json", **auth)
         assert response.status_code == 400 and field in response.json(), (bad, response.content)
     assert AlertRule.objects.count() == 1
@@ -253,8 +279,11 @@ HOOK = "https://hooks.example.com/services/T000/B111/s3cretP4th?token=abc"
 
 def test_a_read_key_sees_a_webhook_url_masked_and_an_alerts_key_in_full(client, org):
     rule = f.AlertRuleFactory(organization=org, webhook_url=HOOK)
-    for scopes, shown in ((["read"], "https://hooks.example.com/***"), (["alerts"], HOOK),
-                          (["read", "alerts"], HOOK)):  # fmt: skip
+    for scopes, shown in (
+        (["read"], "https://hooks.example.com/***"),
+        (["alerts"], HOOK),
+        (["read", "alerts"], HOOK),
+    ):
         auth = _key(org, scopes)
         listed = client.get(reverse("api:alert-rules"), **auth)
         detail = client.get(reverse("api:alert-rule", args=[rule.pk]), **auth)
@@ -269,8 +298,9 @@ def test_the_page_masks_webhook_urls_below_admin_and_the_admin_list_masks_them(
 ):
     f.AlertNotificationFactory(
         event=f.AlertEventFactory(rule=f.AlertRuleFactory(organization=org, webhook_url=HOOK)),
-        channel="webhook", target=HOOK,
-    )  # fmt: skip
+        channel="webhook",
+        target=HOOK,
+    )
     url = reverse("dashboard:alerts", args=[org.slug])
     client.force_login(bob)  # a viewer
     page = client.get(url).content.decode()
@@ -292,19 +322,31 @@ def test_a_rule_with_too_many_recipients_is_refused_on_the_page_and_the_api(
     settings.ALERT_MAX_RECIPIENTS = 50
     many = ", ".join(f"ops{i}@example.com" for i in range(2000))
     client.force_login(alice)
-    response = client.post(reverse("dashboard:alerts", args=[org.slug]),
-                           _rule_form(email_recipients=many))  # fmt: skip
+    response = client.post(
+        reverse("dashboard:alerts", args=[org.slug]), _rule_form(email_recipients=many)
+    )
     assert response.status_code == 400
     assert response.context["form"].errors["email_recipients"] == [
         "At most 50 email addresses per rule (2000 given); use a mailing list for more."
     ]
-    body = {"name": "Volume", "metric": "volume", "warning_threshold": 5,
-            "critical_threshold": 20, "window_minutes": 10, "email_recipients": many}  # fmt: skip
-    response = client.post(reverse("api:alert-rules"), body, content_type="application/json",
-                           **_key(org, ["alerts"]))  # fmt: skip
+    body = {
+        "name": "Volume",
+        "metric": "volume",
+        "warning_threshold": 5,
+        "critical_threshold": 20,
+        "window_minutes": 10,
+        "email_recipients": many,
+    }
+    response = client.post(
+        reverse("api:alert-rules"), body, content_type="application/json", **_key(org, ["alerts"])
+    )
     assert response.status_code == 400 and "At most 50" in response.json()["email_recipients"][0]
     assert not AlertRule.objects.exists()
     fifty = ", ".join(f"ops{i}@example.com" for i in range(50))
-    response = client.post(reverse("api:alert-rules"), {**body, "email_recipients": fifty},
-                           content_type="application/json", **_key(org, ["alerts"]))  # fmt: skip
+    response = client.post(
+        reverse("api:alert-rules"),
+        {**body, "email_recipients": fifty},
+        content_type="application/json",
+        **_key(org, ["alerts"]),
+    )
     assert response.status_code == 201

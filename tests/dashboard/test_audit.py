@@ -54,29 +54,42 @@ def erin(org):
 def test_it_shows_keys_rules_and_exports_with_actor_and_ip(client, org, alice, erin, bot):
     # erin (admin) creates and revokes an API key in admin, from 203.0.113.7
     client.force_login(erin.user)
-    client.post(reverse("admin:analytics_apikey_add"),
-                {"organization": org.pk, "name": "warehouse", "scopes": ["read"]},
-                REMOTE_ADDR=IP)  # fmt: skip
+    client.post(
+        reverse("admin:analytics_apikey_add"),
+        {"organization": org.pk, "name": "warehouse", "scopes": ["read"]},
+        REMOTE_ADDR=IP,
+    )
     key = ApiKey.objects.get(name="warehouse")
-    client.post(reverse("admin:analytics_apikey_changelist"),
-                {"action": "revoke", "_selected_action": [key.pk]}, REMOTE_ADDR=IP)  # fmt: skip
+    client.post(
+        reverse("admin:analytics_apikey_changelist"),
+        {"action": "revoke", "_selected_action": [key.pk]},
+        REMOTE_ADDR=IP,
+    )
     # erin disables a rule on the alerts page
     rule = f.AlertRuleFactory(organization=org, name="Slow replies")
-    client.post(reverse("dashboard:alert_rule_action", args=[org.slug, rule.pk]),
-                {"action": "disable"}, REMOTE_ADDR=IP)  # fmt: skip
+    client.post(
+        reverse("dashboard:alert_rule_action", args=[org.slug, rule.pk]),
+        {"action": "disable"},
+        REMOTE_ADDR=IP,
+    )
     # an API key with the alerts scope changes a threshold
     alerts_key = f.ApiKeyFactory.build(organization=org, scopes=["alerts"])
     secret = api_key_issue_secret(alerts_key)
     alerts_key.save()
-    response = client.patch(reverse("api:alert-rule", args=[rule.pk]), {"warning_threshold": 150},
-                            content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {secret}",
-                            REMOTE_ADDR="198.51.100.4")  # fmt: skip
+    response = client.patch(
+        reverse("api:alert-rule", args=[rule.pk]),
+        {"warning_threshold": 150},
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {secret}",
+        REMOTE_ADDR="198.51.100.4",
+    )
     assert response.status_code == 200, response.content
     # an analyst downloads the conversations CSV
     ann = member(org, Role.ANALYST, "ann")
     client.force_login(ann.user)
-    export = client.get(f"/o/{org.slug}/conversations/export.csv?period=7d&bot={bot.slug}",
-                        REMOTE_ADDR=IP)  # fmt: skip
+    export = client.get(
+        f"/o/{org.slug}/conversations/export.csv?period=7d&bot={bot.slug}", REMOTE_ADDR=IP
+    )
     assert export.status_code == 200
     b"".join(export.streaming_content)
 
@@ -103,8 +116,11 @@ def test_it_records_the_api_csv_and_the_bot_daily_csv(client, org, alice, bot):
     from analytics.services.api_keys import api_key_create
 
     created = api_key_create(organization=org, name="bi", scopes="read")
-    response = client.get("/api/v1/conversations/?format=csv&period=24h",
-                          HTTP_AUTHORIZATION=f"Bearer {created.secret}", REMOTE_ADDR=IP)  # fmt: skip
+    response = client.get(
+        "/api/v1/conversations/?format=csv&period=24h",
+        HTTP_AUTHORIZATION=f"Bearer {created.secret}",
+        REMOTE_ADDR=IP,
+    )
     assert response.status_code == 200
     b"".join(response.streaming_content)
     client.force_login(alice)
@@ -149,19 +165,30 @@ def test_it_records_a_background_exports_download_not_its_start(client, org, ali
 
 def test_it_keeps_invitations_and_member_changes(client, org, alice, mailoutbox):
     client.force_login(alice)
-    client.post(reverse("dashboard:team", args=[org.slug]),
-                {"email": "dana@example.com", "role": "analyst"}, REMOTE_ADDR=IP)  # fmt: skip
+    client.post(
+        reverse("dashboard:team", args=[org.slug]),
+        {"email": "dana@example.com", "role": "analyst"},
+        REMOTE_ADDR=IP,
+    )
     token = re.search(r"/invite/([\w-]+)/", mailoutbox[0].body).group(1)
     client.logout()
-    client.post(f"/invite/{token}/", {"username": "dana", "password": "a-long-secret-97",
-                                      "password_again": "a-long-secret-97"},
-                REMOTE_ADDR="192.0.2.8")  # fmt: skip
+    client.post(
+        f"/invite/{token}/",
+        {"username": "dana", "password": "a-long-secret-97", "password_again": "a-long-secret-97"},
+        REMOTE_ADDR="192.0.2.8",
+    )
     client.force_login(alice)
     dana = Membership.objects.get(user__username="dana")
-    client.post(reverse("dashboard:team_member", args=[org.slug, dana.pk]),
-                {"action": "role", "role": "viewer"}, REMOTE_ADDR=IP)  # fmt: skip
-    client.post(reverse("dashboard:team_member", args=[org.slug, dana.pk]),
-                {"action": "remove"}, REMOTE_ADDR=IP)  # fmt: skip
+    client.post(
+        reverse("dashboard:team_member", args=[org.slug, dana.pk]),
+        {"action": "role", "role": "viewer"},
+        REMOTE_ADDR=IP,
+    )
+    client.post(
+        reverse("dashboard:team_member", args=[org.slug, dana.pk]),
+        {"action": "remove"},
+        REMOTE_ADDR=IP,
+    )
 
     rows = audit_rows(client, org)
 
@@ -199,8 +226,12 @@ def test_it_never_shows_another_orgs_events(client, org, other_org, alice, charl
 
 def test_it_filters_by_action_actor_and_day(client, org, alice, erin):
     now = timezone.now()
-    for days, actor, action in [(0, alice, "apikey.created"), (1, erin.user, "apikey.revoked"),
-                                (3, erin.user, "apikey.created"), (10, alice, "member.invited")]:  # fmt: skip
+    for days, actor, action in [
+        (0, alice, "apikey.created"),
+        (1, erin.user, "apikey.revoked"),
+        (3, erin.user, "apikey.created"),
+        (10, alice, "member.invited"),
+    ]:
         entry = audit_record(org=org, actor=actor, action=action, target=f"t{days}")
         AuditEvent.objects.filter(pk=entry.pk).update(created_at=now - timedelta(days=days))
     client.force_login(alice)
@@ -250,12 +281,16 @@ def test_it_pages_newest_first(client, org, alice):
 def test_it_records_member_changes_made_in_django_admin(client, org, alice, erin):
     bob = member(org, Role.VIEWER, "bob")
     client.force_login(erin.user)
-    client.post(reverse("admin:analytics_membership_change", args=[bob.pk]),
-                {"role": "analyst", "created_at_0": "2026-11-01", "created_at_1": "10:00:00"},
-                REMOTE_ADDR=IP)  # fmt: skip
-    client.post(reverse("admin:analytics_membership_changelist"),
-                {"action": "delete_selected", "_selected_action": [bob.pk], "post": "yes"},
-                REMOTE_ADDR=IP)  # fmt: skip
+    client.post(
+        reverse("admin:analytics_membership_change", args=[bob.pk]),
+        {"role": "analyst", "created_at_0": "2026-11-01", "created_at_1": "10:00:00"},
+        REMOTE_ADDR=IP,
+    )
+    client.post(
+        reverse("admin:analytics_membership_changelist"),
+        {"action": "delete_selected", "_selected_action": [bob.pk], "post": "yes"},
+        REMOTE_ADDR=IP,
+    )
     assert not Membership.objects.filter(pk=bob.pk).exists()
 
     client.force_login(alice)

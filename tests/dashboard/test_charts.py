@@ -53,10 +53,17 @@ def traffic(org, bot):
         response_hist=sketch.histogram_of([400, 600, 2000]),
     )
     events = [
-        {"id": str(uuid.uuid4()), "type": "message", "bot": bot.slug, "conversation": "c1",
-         "direction": "outbound", "response_time_ms": rt, "outcome": "success"}
+        {
+            "id": str(uuid.uuid4()),
+            "type": "message",
+            "bot": bot.slug,
+            "conversation": "c1",
+            "direction": "outbound",
+            "response_time_ms": rt,
+            "outcome": "success",
+        }
         for rt in (100, 300)
-    ]  # fmt: skip
+    ]
     assert events_ingest(org=org, events=events).accepted == 2
     return {"rolled": rolled, "current": current}
 
@@ -155,11 +162,22 @@ def test_the_campaign_panel_draws_an_outcome_donut_with_a_text_alternative(clien
     events = []
     for i, outcome in enumerate(["answered", "answered", "converted", "busy", "opt_out"]):
         events += [
-            {"id": str(uuid.uuid4()), "type": "conversation.started", "bot": bot.slug,
-             "conversation": f"call-{i}", "campaign": "winter"},
-            {"id": str(uuid.uuid4()), "type": "conversation.ended", "bot": bot.slug,
-             "conversation": f"call-{i}", "status": "resolved", "call_outcome": outcome},
-        ]  # fmt: skip
+            {
+                "id": str(uuid.uuid4()),
+                "type": "conversation.started",
+                "bot": bot.slug,
+                "conversation": f"call-{i}",
+                "campaign": "winter",
+            },
+            {
+                "id": str(uuid.uuid4()),
+                "type": "conversation.ended",
+                "bot": bot.slug,
+                "conversation": f"call-{i}",
+                "status": "resolved",
+                "call_outcome": outcome,
+            },
+        ]
     assert events_ingest(org=org, events=events).accepted == len(events)
     client.force_login(bob)
     page = client.get("/o/acme/").content.decode()

@@ -82,8 +82,14 @@ def data(org, bot, other_org):
     foreign_bot = f.BotFactory(organization=other_org, slug="support-bot")
     foreign = f.ConversationFactory(bot=foreign_bot, customer="Ana Costa", started_at=NOW)
     f.MessageFactory(conversation=foreign, text="refund please")
-    return {"refund": refund, "call": call, "old": old, "foreign": foreign, "sales": sales,
-            "winter": winter}  # fmt: skip
+    return {
+        "refund": refund,
+        "call": call,
+        "old": old,
+        "foreign": foreign,
+        "sales": sales,
+        "winter": winter,
+    }
 
 
 def rows(response) -> list[int]:
@@ -127,9 +133,13 @@ def test_it_combines_filters_search_and_sorting(client, dave, data, query, expec
 @pytest.mark.parametrize("plan", ["rare: GIN lists the conversations", "common: walk and probe"])
 @pytest.mark.parametrize(
     ("query", "expected"),
-    [("period=30d&q=refund", ["refund", "old"]), ("period=30d&q=refund -policy", ["refund"]),
-     ('q="on its way"', ["refund"]), ("q=nothingmatcheszz", [])],
-)  # fmt: skip
+    [
+        ("period=30d&q=refund", ["refund", "old"]),
+        ("period=30d&q=refund -policy", ["refund"]),
+        ('q="on its way"', ["refund"]),
+        ("q=nothingmatcheszz", []),
+    ],
+)
 def test_both_search_plans_find_the_same_conversations(
     client, dave, data, query, expected, plan, monkeypatch
 ):
@@ -166,8 +176,9 @@ def test_it_takes_a_custom_range_of_dates_and_date_times(client, dave, data):
         ("sort=-whatever", "sort", "Select a valid choice"),
     ],
 )
-def test_it_explains_bad_filters_in_the_page_without_a_500(client, dave, data, other_org, query,
-                                                           field, message):  # fmt: skip
+def test_it_explains_bad_filters_in_the_page_without_a_500(
+    client, dave, data, other_org, query, field, message
+):
     f.BotFactory(organization=other_org, slug="other-bot")
     client.force_login(dave)
     response = client.get(f"/o/acme/conversations/?{query}")
@@ -297,12 +308,36 @@ def _rollup(bot, hours_ago, **values):
 
 def test_the_bot_page_compares_with_the_previous_period(client, dave, bot):
     # This 24 hours: 30 in, 30 out, 27 of 30 replies ok; the 24 before: 10 in, 10 out, 5 of 10.
-    _rollup(bot, 3, messages_in=30, messages_out=30, successes=27, failures=3, tokens=3000,
-            cost_usd=Decimal("3"), response_count=30, response_sum_ms=30 * 800,
-            response_hist={"336": 30}, conversations_ended=4, duration_sum_seconds=4 * 150)  # fmt: skip
-    _rollup(bot, 30, messages_in=10, messages_out=10, successes=5, failures=5, tokens=1000,
-            cost_usd=Decimal("1"), response_count=10, response_sum_ms=10 * 400,
-            response_hist={"300": 10}, conversations_ended=2, duration_sum_seconds=2 * 60)  # fmt: skip
+    _rollup(
+        bot,
+        3,
+        messages_in=30,
+        messages_out=30,
+        successes=27,
+        failures=3,
+        tokens=3000,
+        cost_usd=Decimal("3"),
+        response_count=30,
+        response_sum_ms=30 * 800,
+        response_hist={"336": 30},
+        conversations_ended=4,
+        duration_sum_seconds=4 * 150,
+    )
+    _rollup(
+        bot,
+        30,
+        messages_in=10,
+        messages_out=10,
+        successes=5,
+        failures=5,
+        tokens=1000,
+        cost_usd=Decimal("1"),
+        response_count=10,
+        response_sum_ms=10 * 400,
+        response_hist={"300": 10},
+        conversations_ended=2,
+        duration_sum_seconds=2 * 60,
+    )
     client.force_login(dave)
     response = client.get("/o/acme/bots/support-bot/?period=24h")
     assert response.status_code == 200
@@ -369,10 +404,12 @@ def test_an_unknown_period_says_so(client, dave, bot):
 def test_the_campaign_page_counts_attempts_and_outcomes_with_deltas(client, dave, data):
     sales, winter = data["sales"], data["winter"]
     for outcome in ("answered", "no_answer", "busy"):
-        f.ConversationFactory(bot=sales, campaign=winter, call_outcome=outcome,
-                              started_at=NOW - timedelta(days=1))  # fmt: skip
-    f.ConversationFactory(bot=sales, campaign=winter, call_outcome="busy",
-                          started_at=NOW - timedelta(days=10))  # fmt: skip
+        f.ConversationFactory(
+            bot=sales, campaign=winter, call_outcome=outcome, started_at=NOW - timedelta(days=1)
+        )
+    f.ConversationFactory(
+        bot=sales, campaign=winter, call_outcome="busy", started_at=NOW - timedelta(days=10)
+    )
     client.force_login(dave)
     response = client.get("/o/acme/campaigns/winter/?period=7d")
     figures = {fig.id: fig for fig in response.context["figures"]}
@@ -463,9 +500,10 @@ def test_an_export_file_is_its_creators_and_the_owners_only(
     job_url = _large_export(client, dave, settings)
     assert client.get(job_url + "download").status_code == 200
     other_analyst = f.MembershipFactory(
-        organization=data["call"].organization, user=f.UserFactory(username="greta"),
+        organization=data["call"].organization,
+        user=f.UserFactory(username="greta"),
         role="analyst",
-    ).user  # fmt: skip
+    ).user
     for user, status in ((other_analyst, 404), (erin, 404), (bob, 403), (alice, 200)):
         client.force_login(user)
         assert client.get(job_url).status_code == status, user

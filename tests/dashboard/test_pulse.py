@@ -11,6 +11,7 @@ from django.conf import settings
 from analytics.live_keys import kept_key
 from analytics.redis import get_redis
 from analytics.services.ingest import events_ingest
+from analytics.services.ops import ops_liveness
 from dashboard.broadcast import org_group
 from dashboard.hub import channel_prefix
 from tests.e2e.live_servers import ROOT, database_url_of_tests
@@ -26,17 +27,32 @@ def test_an_idle_pulse_publishes_new_data_within_moments(org, bot):
     # Redis holds this run's live state: pulse's first tick rebuilds nothing and is not busy
     # (a busy tick would hold the next one 30 s).
     get_redis().set(kept_key(), "1")
+    before = ops_liveness().pulse_at or 0.0
     pulse = subprocess.Popen(
         [sys.executable, "manage.py", "pulse", "--interval", "30"],  # ticks 30 s apart
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     frames = get_redis().pubsub()
     frames.subscribe(channel_prefix() + org_group(org.pk))
     try:
         assert b"at once when idle" in pulse.stdout.readline()
-        time.sleep(1.5)  # its first tick is over; it now waits for data
-        event = {"id": str(uuid.uuid4()), "type": "message", "bot": "support-bot",
-                 "conversation": "c", "direction": "inbound", "text": "wake up"}  # fmt: skip
+        # Its first tick is over (it records each tick's time): it now waits for data.
+        deadline = time.monotonic() + 30
+        while (ops_liveness().pulse_at or 0.0) <= before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert (ops_liveness().pulse_at or 0.0) > before, "pulse never finished its first tick"
+        time.sleep(0.2)
+        event = {
+            "id": str(uuid.uuid4()),
+            "type": "message",
+            "bot": "support-bot",
+            "conversation": "c",
+            "direction": "inbound",
+            "text": "wake up",
+        }
         sent = time.monotonic()
         events_ingest(org=org, events=[event])
         message = None
@@ -83,8 +99,14 @@ def test_a_scope_watched_after_its_data_arrived_is_rendered_at_the_next_tick(org
     try:
         _report({org_group(org.pk): 1})
         pulse_tick()  # the heartbeat tick: only the whole org is watched
-        event = {"id": str(uuid.uuid4()), "type": "message", "bot": "sales-bot",
-                 "conversation": "s", "direction": "inbound", "text": "for sales"}  # fmt: skip
+        event = {
+            "id": str(uuid.uuid4()),
+            "type": "message",
+            "bot": "sales-bot",
+            "conversation": "s",
+            "direction": "inbound",
+            "text": "for sales",
+        }
         events_ingest(org=org, events=[event])
         pulse_tick()  # new data; the scope is not reported yet
         assert frames.get_message(timeout=0.2) is None

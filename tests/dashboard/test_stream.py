@@ -144,8 +144,12 @@ def test_a_campaign_subscription_gets_its_calls_figures_and_status_changes(org, 
     campaign = CampaignFactory(organization=org, slug="spring", name="Spring", bot=bot)
     CampaignFactory(organization=other_org, slug="autumn")
     key = api_key_create(organization=org, name="r", scopes="read").secret
-    call = {"type": "conversation.started", "bot": "support-bot", "customer": "+44 20 7946 0000",
-            "channel": "voice"}  # fmt: skip
+    call = {
+        "type": "conversation.started",
+        "bot": "support-bot",
+        "customer": "+44 20 7946 0000",
+        "channel": "voice",
+    }
 
     async def scenario():
         communicator, connected, _ = await open_stream(subprotocols=[f"bearer.{key}"])
@@ -172,7 +176,7 @@ def test_a_campaign_subscription_gets_its_calls_figures_and_status_changes(org, 
                     "status": "resolved",
                     "call_outcome": "converted",
                 },
-            ],  # fmt: skip
+            ],
         )
         campaign.status = "paused"
         await sync_to_async(campaign.save)()
@@ -195,8 +199,11 @@ def test_a_campaign_subscription_gets_its_calls_figures_and_status_changes(org, 
         assert {e["data"]["campaign"] for e in by_type["call_event"]} == {"spring"}
         (change,) = by_type["campaign_status_change"]
         assert change["data"] == {
-            "campaign": "spring", "name": "Spring", "status": "paused", "previous": "active"
-        }  # fmt: skip
+            "campaign": "spring",
+            "name": "Spring",
+            "status": "paused",
+            "previous": "active",
+        }
         await communicator.disconnect()
 
     run(scenario)

@@ -190,8 +190,9 @@ def test_it_shows_field_errors_for_a_bad_invitation(client, org, alice, mailoutb
 
 def test_it_withdraws_an_invitation(client, org, alice, mailoutbox):
     client.force_login(alice)
-    client.post(reverse("dashboard:team", args=[org.slug]),
-                {"email": "dana@example.com", "role": "viewer"})  # fmt: skip
+    client.post(
+        reverse("dashboard:team", args=[org.slug]), {"email": "dana@example.com", "role": "viewer"}
+    )
     invitation = Invitation.objects.get()
 
     response = client.post(
@@ -215,9 +216,12 @@ def test_it_forbids_members_below_admin(client, org, alice, ann, role):
     assert client.get(team_url(org)).status_code == 403
     response = client.post(member_url(org, ann), {"action": "role", "role": "admin"})
     assert response.status_code == 403
-    assert client.post(
-        reverse("dashboard:team", args=[org.slug]), {"email": "x@example.com", "role": "viewer"}
-    ).status_code == 403  # fmt: skip
+    assert (
+        client.post(
+            reverse("dashboard:team", args=[org.slug]), {"email": "x@example.com", "role": "viewer"}
+        ).status_code
+        == 403
+    )
     ann.refresh_from_db()
     assert ann.role == Role.ANALYST
     assert 'href="/o/acme/team/"' not in client.get(f"/o/{org.slug}/alerts/").content.decode()
@@ -273,9 +277,13 @@ def test_it_shows_the_form_errors_of_a_new_account(client, org, alice, bob, mail
     token = invite(client, org, alice, mailoutbox=mailoutbox)
 
     response = client.post(
-        f"/invite/{token}/", {"username": "bob", "password": "a-long-secret-97",
-                              "password_again": "different-secret-97"},
-    )  # fmt: skip
+        f"/invite/{token}/",
+        {
+            "username": "bob",
+            "password": "a-long-secret-97",
+            "password_again": "different-secret-97",
+        },
+    )
     assert response.status_code == 400
     assert "The two passwords differ." in response.content.decode()
     response = client.post(
@@ -322,8 +330,10 @@ def test_it_shows_a_clear_page_for_an_expired_or_unknown_link(client, org, alice
     expired = client.get(f"/invite/{token}/")
     assert expired.status_code == 410
     assert "This invitation has expired (links work for 7 days)." in expired.content.decode()
-    posted = client.post(f"/invite/{token}/", {"username": "dana", "password": "a-long-97-x",
-                                               "password_again": "a-long-97-x"})  # fmt: skip
+    posted = client.post(
+        f"/invite/{token}/",
+        {"username": "dana", "password": "a-long-97-x", "password_again": "a-long-97-x"},
+    )
     assert posted.status_code == 410
     unknown = client.get("/invite/not-a-real-token/")
     assert unknown.status_code == 404

@@ -234,12 +234,18 @@ def test_the_live_part_can_be_narrowed_to_a_bot_or_a_campaign(client, bob, org, 
         org=org,
         events=[
             event("support-bot", "w1", type="message", direction="inbound", text="support q"),
-            event("sales-bot", "s1", type="conversation.started", campaign="spring",
-                  channel="voice", customer="Ana"),
+            event(
+                "sales-bot",
+                "s1",
+                type="conversation.started",
+                campaign="spring",
+                channel="voice",
+                customer="Ana",
+            ),
             event("sales-bot", "s1", type="message", direction="inbound", text="sales q"),
             event("sales-bot", "s2", type="message", direction="inbound", text="no campaign"),
         ],
-    )  # fmt: skip
+    )
     client.force_login(bob)
     whole = client.get("/o/acme/").content.decode()
     assert 'data-scope=""' in whole and "support q" in whole and "sales q" in whole

@@ -32,8 +32,12 @@ def test_every_socket_gets_exact_frames_and_a_stalled_reader_is_dropped(org, ali
 
     async def scenario():
         url = servers.url.replace("http://", "ws://") + "/ws/o/acme/live/"
-        options = {"additional_headers": {"Cookie": cookie}, "origin": servers.url,
-                   "compression": None, "max_size": None}  # fmt: skip
+        options = {
+            "additional_headers": {"Cookie": cookie},
+            "origin": servers.url,
+            "compression": None,
+            "max_size": None,
+        }
         async with connect(url, **options) as fast, connect(url, max_queue=1, **options) as stalled:
             deadline = time.monotonic() + 10
             while group_members()[group] < 2 and time.monotonic() < deadline:

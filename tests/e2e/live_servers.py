@@ -38,8 +38,13 @@ class Servers:
     the servers given (the fault suite's private ones); with `logs`, each process's output goes
     to `<logs>/<name>.log` instead of nowhere."""
 
-    def __init__(self, *, database_url: str | None = None, redis_url: str | None = None,
-                 logs: Path | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        *,
+        database_url: str | None = None,
+        redis_url: str | None = None,
+        logs: Path | None = None,
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
@@ -63,8 +68,9 @@ class Servers:
     def _spawn(self, name: str, command: list[str]) -> subprocess.Popen:
         output = self._output(name)
         try:
-            return subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=output,
-                                    stderr=subprocess.STDOUT)  # fmt: skip
+            return subprocess.Popen(
+                command, cwd=ROOT, env=self.env, stdout=output, stderr=subprocess.STDOUT
+            )
         finally:
             if output is not subprocess.DEVNULL:
                 output.close()  # the child holds its own copy

@@ -44,17 +44,35 @@ def month(org, bot):
     employee = BotFactory(organization=org, slug="luna", name="Luna", kind=Bot.Kind.AI_EMPLOYEE)
     CampaignFactory(organization=org, slug="winter", name="Winter Renewals", bot=employee)
     events = [
-        {"id": str(uuid.uuid4()), "type": "message", "bot": bot.slug, "conversation": "live-1",
-         "direction": "outbound", "response_time_ms": rt, "outcome": "success"}
+        {
+            "id": str(uuid.uuid4()),
+            "type": "message",
+            "bot": bot.slug,
+            "conversation": "live-1",
+            "direction": "outbound",
+            "response_time_ms": rt,
+            "outcome": "success",
+        }
         for rt in (350, 500, 900)
-    ]  # fmt: skip
+    ]
     for i, outcome in enumerate(["answered"] * 5 + ["converted"] * 2 + ["busy", "no_answer"]):
         events += [
-            {"id": str(uuid.uuid4()), "type": "conversation.started", "bot": "luna",
-             "conversation": f"call-{i}", "campaign": "winter"},
-            {"id": str(uuid.uuid4()), "type": "conversation.ended", "bot": "luna",
-             "conversation": f"call-{i}", "status": "resolved", "call_outcome": outcome},
-        ]  # fmt: skip
+            {
+                "id": str(uuid.uuid4()),
+                "type": "conversation.started",
+                "bot": "luna",
+                "conversation": f"call-{i}",
+                "campaign": "winter",
+            },
+            {
+                "id": str(uuid.uuid4()),
+                "type": "conversation.ended",
+                "bot": "luna",
+                "conversation": f"call-{i}",
+                "status": "resolved",
+                "call_outcome": outcome,
+            },
+        ]
     assert events_ingest(org=org, events=events).accepted == len(events)
     return org
 
@@ -123,9 +141,12 @@ def test_the_campaign_donut_is_drawn_beside_the_bars(sign_in, page: Page, alice,
 
 @pytest.mark.parametrize(
     ("name", "width", "scheme"),
-    [("charts-desktop-1280", 1280, "light"), ("charts-desktop-1280-dark", 1280, "dark"),
-     ("charts-mobile-390", 390, "light")],
-)  # fmt: skip
+    [
+        ("charts-desktop-1280", 1280, "light"),
+        ("charts-desktop-1280-dark", 1280, "dark"),
+        ("charts-mobile-390", 390, "light"),
+    ],
+)
 def test_screenshots_of_the_charts(
     sign_in, page: Page, screenshot, alice, month, name, width, scheme
 ):
@@ -152,11 +173,22 @@ def test_the_donut_updates_in_place_when_the_campaign_panel_is_refreshed(
     events = []
     for i in range(3):
         events += [
-            {"id": str(uuid.uuid4()), "type": "conversation.started", "bot": "luna",
-             "conversation": f"late-{i}", "campaign": "winter"},
-            {"id": str(uuid.uuid4()), "type": "conversation.ended", "bot": "luna",
-             "conversation": f"late-{i}", "status": "resolved", "call_outcome": "opt_out"},
-        ]  # fmt: skip
+            {
+                "id": str(uuid.uuid4()),
+                "type": "conversation.started",
+                "bot": "luna",
+                "conversation": f"late-{i}",
+                "campaign": "winter",
+            },
+            {
+                "id": str(uuid.uuid4()),
+                "type": "conversation.ended",
+                "bot": "luna",
+                "conversation": f"late-{i}",
+                "status": "resolved",
+                "call_outcome": "opt_out",
+            },
+        ]
     assert events_ingest(org=org, events=events).accepted == len(events)
     # No socket under the test server: the page polls the same fragments every 2 s.
     wait_for_js(

@@ -23,36 +23,74 @@ from tests.e2e.test_accessibility import serious
 def explore_data(org):
     now = timezone.now()
     support = f.BotFactory(organization=org, slug="support-bot", name="Support Assistant")
-    luna = f.BotFactory(organization=org, slug="luna", name="Luna", kind=Bot.Kind.AI_EMPLOYEE,
-                        persona="Sales Specialist", avatar="🌙")  # fmt: skip
+    luna = f.BotFactory(
+        organization=org,
+        slug="luna",
+        name="Luna",
+        kind=Bot.Kind.AI_EMPLOYEE,
+        persona="Sales Specialist",
+        avatar="🌙",
+    )
     winter = f.CampaignFactory(organization=org, slug="winter", name="Winter Renewals", bot=luna)
     outcomes = ["answered", "converted", "busy", "no_answer", "failed", "answered", "converted"]
     for i in range(14):
         bot = luna if i % 2 else support
         c = f.ConversationFactory(
-            bot=bot, customer=f"Customer {i}", started_at=now - timedelta(hours=i * 5 + 1),
-            campaign=winter if bot == luna else None, status=["resolved", "escalated"][i % 2],
-            call_outcome=outcomes[i % 7] if bot == luna else "", csat=(i % 5) + 1,
-        )  # fmt: skip
-        f.MessageFactory(conversation=c, direction="inbound", text=f"I need a refund, order {i}",
-                         response_time_ms=None, created_at=c.started_at)  # fmt: skip
-        f.MessageFactory(conversation=c, text="Sure, refund started.", response_time_ms=700 + i * 40,
-                         created_at=c.started_at + timedelta(seconds=4))  # fmt: skip
-        f.ConversationMetricsFactory(conversation=c, total_messages=2, duration_seconds=60 + i * 10,
-                                     avg_response_time_ms=700 + i * 40,
-                                     cost_usd=Decimal("0.01") * i)  # fmt: skip
+            bot=bot,
+            customer=f"Customer {i}",
+            started_at=now - timedelta(hours=i * 5 + 1),
+            campaign=winter if bot == luna else None,
+            status=["resolved", "escalated"][i % 2],
+            call_outcome=outcomes[i % 7] if bot == luna else "",
+            csat=(i % 5) + 1,
+        )
+        f.MessageFactory(
+            conversation=c,
+            direction="inbound",
+            text=f"I need a refund, order {i}",
+            response_time_ms=None,
+            created_at=c.started_at,
+        )
+        f.MessageFactory(
+            conversation=c,
+            text="Sure, refund started.",
+            response_time_ms=700 + i * 40,
+            created_at=c.started_at + timedelta(seconds=4),
+        )
+        f.ConversationMetricsFactory(
+            conversation=c,
+            total_messages=2,
+            duration_seconds=60 + i * 10,
+            avg_response_time_ms=700 + i * 40,
+            cost_usd=Decimal("0.01") * i,
+        )
     for h in range(1, 48):
         hour = (now - timedelta(hours=h)).replace(minute=0, second=0, microsecond=0)
         for bot in (support, luna):
             f.BotHourlyRollupFactory(
-                bot=bot, hour=hour, messages_in=20 + h % 7, messages_out=20 + h % 5,
-                successes=18, failures=1, fallbacks=1, kb_hits=12, kb_misses=3, tokens=4000 + h * 10,
-                cost_usd=Decimal("0.8"), response_count=20, response_sum_ms=20 * (700 + h * 5),
-                response_hist={str(330 + h % 9): 15, "360": 5}, conversations_started=3,
-                conversations_ended=3, handoffs=h % 2, csat_sum=12, csat_count=3,
-                calls=2 if bot == luna else 0, bookings=1 if bot == luna else 0,
+                bot=bot,
+                hour=hour,
+                messages_in=20 + h % 7,
+                messages_out=20 + h % 5,
+                successes=18,
+                failures=1,
+                fallbacks=1,
+                kb_hits=12,
+                kb_misses=3,
+                tokens=4000 + h * 10,
+                cost_usd=Decimal("0.8"),
+                response_count=20,
+                response_sum_ms=20 * (700 + h * 5),
+                response_hist={str(330 + h % 9): 15, "360": 5},
+                conversations_started=3,
+                conversations_ended=3,
+                handoffs=h % 2,
+                csat_sum=12,
+                csat_count=3,
+                calls=2 if bot == luna else 0,
+                bookings=1 if bot == luna else 0,
                 revenue=Decimal("120") if bot == luna else 0,
-            )  # fmt: skip
+            )
     return {"support": support, "luna": luna, "winter": winter}
 
 
@@ -86,8 +124,9 @@ def test_the_explore_pages_have_no_serious_violations(
         shutil.copy(path, os.environ["EXPLORE_SHOTS"])
 
 
-def test_filters_update_the_table_in_place_and_the_url(page: Page, sign_in, alice, explore_data,
-                                                       live_server):  # fmt: skip
+def test_filters_update_the_table_in_place_and_the_url(
+    page: Page, sign_in, alice, explore_data, live_server
+):
     sign_in("alice")
     page.wait_for_url("**/o/acme/")
     page.get_by_role("link", name="Conversations").first.click()
@@ -106,8 +145,9 @@ def test_filters_update_the_table_in_place_and_the_url(page: Page, sign_in, alic
     expect(page.get_by_role("alert")).to_contain_text("remove &")
 
 
-def test_clicking_a_bar_opens_the_explorer_for_that_bot_and_bucket(page: Page, sign_in, alice,
-                                                                   explore_data, live_server):  # fmt: skip
+def test_clicking_a_bar_opens_the_explorer_for_that_bot_and_bucket(
+    page: Page, sign_in, alice, explore_data, live_server
+):
     sign_in("alice")
     page.wait_for_url("**/o/acme/")
     page.goto(f"{live_server.url}/o/acme/bots/support-bot/?period=24h")

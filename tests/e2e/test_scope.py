@@ -11,10 +11,16 @@ from tests.factories import BotFactory
 
 def messages(bot: str, n: int, text: str) -> list[dict]:
     return [
-        {"id": str(uuid.uuid4()), "type": "message", "bot": bot, "conversation": f"{bot}-{i}",
-         "direction": "inbound", "text": text}
+        {
+            "id": str(uuid.uuid4()),
+            "type": "message",
+            "bot": bot,
+            "conversation": f"{bot}-{i}",
+            "direction": "inbound",
+            "text": text,
+        }
         for i in range(n)
-    ]  # fmt: skip
+    ]
 
 
 def test_a_user_narrows_the_live_page_to_one_bot_and_back(page: Page, servers, alice, org, bot):

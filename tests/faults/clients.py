@@ -45,8 +45,9 @@ class Ingestor(threading.Thread):
     429, a dropped connection) is sent again with the same ids until the API takes it, so every
     event it made is eventually either accepted once or still pending when it stops."""
 
-    def __init__(self, port: int | tuple[int, ...], key: str, *, batch: int = 20,
-                 every: float = 0.05) -> None:  # fmt: skip
+    def __init__(
+        self, port: int | tuple[int, ...], key: str, *, batch: int = 20, every: float = 0.05
+    ) -> None:
         super().__init__(daemon=True)
         self.ports = Ports(port)
         self.key, self.batch, self.every = key, batch, every
@@ -61,11 +62,16 @@ class Ingestor(threading.Thread):
         events = []
         for _ in range(self.batch):
             event_id = str(uuid.uuid4())
-            events.append({
-                "id": event_id, "type": "message", "bot": "support-bot",
-                "conversation": f"fault-{self.n % 40}", "direction": "inbound",
-                "text": event_id,  # one stored row per event id: duplicates would show
-            })  # fmt: skip
+            events.append(
+                {
+                    "id": event_id,
+                    "type": "message",
+                    "bot": "support-bot",
+                    "conversation": f"fault-{self.n % 40}",
+                    "direction": "inbound",
+                    "text": event_id,  # one stored row per event id: duplicates would show
+                }
+            )
             self.n += 1
         return events
 
@@ -131,8 +137,7 @@ class LiveSocket(threading.Thread):
             url = f"ws://127.0.0.1:{port}/ws/o/{self.org}/live/"
             headers = {"Cookie": f"sessionid={self.session}", "Origin": f"http://127.0.0.1:{port}"}
             try:
-                with connect(url, additional_headers=headers, open_timeout=5,
-                             max_size=None) as ws:  # fmt: skip
+                with connect(url, additional_headers=headers, open_timeout=5, max_size=None) as ws:
                     self.connects.append(time.monotonic())
                     self.connected_to.append(port)
                     while not self.stopping.is_set():

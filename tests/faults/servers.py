@@ -67,12 +67,29 @@ class PrivatePostgres:
         return ""
 
     def _run(self, *command: str, timeout: float = 60) -> None:
-        subprocess.run([str(PG_BIN / command[0]), *command[1:]], check=True, timeout=timeout,
-                       user=self.user, cwd=self.root, capture_output=True)  # fmt: skip
+        subprocess.run(
+            [str(PG_BIN / command[0]), *command[1:]],
+            check=True,
+            timeout=timeout,
+            user=self.user,
+            cwd=self.root,
+            capture_output=True,
+        )
 
     def create(self) -> None:
-        self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8",
-                  "--no-sync", "--no-instructions")  # fmt: skip
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+            "--no-instructions",
+        )
         self.start()
         with psycopg.connect(self.admin_url(), autocommit=True) as conn:
             conn.execute(f"CREATE DATABASE {PG_DATABASE}")
@@ -83,10 +100,23 @@ class PrivatePostgres:
     def start(self) -> None:
         # fsync off: an OS crash is not among the faults tested; a stop (fast or immediate) keeps
         # every committed transaction (synchronous_commit stays on, as in production).
-        options = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
-                   "-c full_page_writes=off -c max_connections=120 -c shared_buffers=32MB")  # fmt: skip
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"), "-o",
-                  options, "-w", "-t", "60", "start")  # fmt: skip
+        options = (
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c full_page_writes=off -c max_connections=120 -c shared_buffers=32MB"
+        )
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.root / "server.log"),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
 
     def stop(self, mode: str = "fast") -> None:
         """`fast` is a restart's shutdown (clients disconnected); `immediate` is a crash."""
@@ -120,10 +150,19 @@ class PrivateRedis:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no"],
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
             stdout=subprocess.DEVNULL,
-        )  # fmt: skip
+        )
         _wait_for_port(self.port, 10, self.proc)
 
     def kill(self) -> None:
@@ -140,8 +179,12 @@ def manage(database_url: str, redis_url: str, *args: str, timeout: float = 120) 
     env.pop("BOTFLOW_EMBEDDED", None)
     done = subprocess.run(
         [sys.executable, "manage.py", *args],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if done.returncode:
         raise RuntimeError(f"manage.py {' '.join(args[:1])} failed:\n{done.stderr[-2000:]}")
     return done.stdout

@@ -17,24 +17,56 @@ def test_the_worker_beat_and_simulator_outlive_a_postgres_restart(product, tmp_p
     web = product.servers
     celery = [sys.executable, "-m", "celery", "-A", "config"]
     children = {
-        "worker": web._spawn("worker", [*celery, "worker", "--concurrency", "1", "--without-gossip",
-                                        "--without-mingle", "--loglevel", "INFO"]),
-        "beat": web._spawn("beat", [*celery, "beat", "--loglevel", "INFO",
-                                    "--schedule", str(tmp_path / "beat-schedule")]),
-        "simulator": web._spawn("simulator", [sys.executable, "manage.py", "simulate", "--org",
-                                              product.slug, "--rate", "20", "--url", web.url,
-                                              "--key", product.key]),
-    }  # fmt: skip
+        "worker": web._spawn(
+            "worker",
+            [
+                *celery,
+                "worker",
+                "--concurrency",
+                "1",
+                "--without-gossip",
+                "--without-mingle",
+                "--loglevel",
+                "INFO",
+            ],
+        ),
+        "beat": web._spawn(
+            "beat",
+            [*celery, "beat", "--loglevel", "INFO", "--schedule", str(tmp_path / "beat-schedule")],
+        ),
+        "simulator": web._spawn(
+            "simulator",
+            [
+                sys.executable,
+                "manage.py",
+                "simulate",
+                "--org",
+                product.slug,
+                "--rate",
+                "20",
+                "--url",
+                web.url,
+                "--key",
+                product.key,
+            ],
+        ),
+    }
     try:
-        wait_until(lambda: product.stored_messages()[0] > 20, 30,
-                   message="the simulator's events were not stored")  # fmt: skip
+        wait_until(
+            lambda: product.stored_messages()[0] > 20,
+            30,
+            message="the simulator's events were not stored",
+        )
         time.sleep(3)  # beat has read its schedule, the worker is consuming
         product.pg.stop("fast")
         time.sleep(6)
         product.pg.start()
         after_restart = product.stored_messages()[0]
-        wait_until(lambda: product.stored_messages()[0] > after_restart + 20, 15,
-                   message="the simulator's events did not flow again after the restart")  # fmt: skip
+        wait_until(
+            lambda: product.stored_messages()[0] > after_restart + 20,
+            15,
+            message="the simulator's events did not flow again after the restart",
+        )
         time.sleep(5)  # beat's next ticks, the worker's next heartbeats, on the new server
         assert {name: proc.poll() for name, proc in children.items()} == dict.fromkeys(children)
     finally:

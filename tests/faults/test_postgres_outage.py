@@ -34,11 +34,17 @@ def test_it_survives_a_postgres_restart_during_ingestion(product):
         restarted = time.monotonic()
 
         # The open dashboard moves again within 5 s of PostgreSQL answering, without a reload.
-        wait_until(lambda: socket.frames_after(restarted), 5,
-                   message="no live frame within 5 s of the restart")  # fmt: skip
+        wait_until(
+            lambda: socket.frames_after(restarted),
+            5,
+            message="no live frame within 5 s of the restart",
+        )
         accepted_after = ingest.accepted
-        wait_until(lambda: ingest.accepted > accepted_after, 5,
-                   message="ingestion did not resume within 5 s")  # fmt: skip
+        wait_until(
+            lambda: ingest.accepted > accepted_after,
+            5,
+            message="ingestion did not resume within 5 s",
+        )
         time.sleep(2)
     finally:
         ingest.stop()
@@ -47,8 +53,11 @@ def test_it_survives_a_postgres_restart_during_ingestion(product):
     assert rows == ingest.accepted  # accepted == stored
     assert distinct == rows  # no event stored twice
     # The last figure the viewer sees is the stored count (nothing lost on the way to the page).
-    wait_until(lambda: socket.last_messages_hour() == rows, 10,
-               message=f"the card shows {socket.last_messages_hour()}, PostgreSQL holds {rows}")  # fmt: skip
+    wait_until(
+        lambda: socket.last_messages_hour() == rows,
+        10,
+        message=f"the card shows {socket.last_messages_hour()}, PostgreSQL holds {rows}",
+    )
     socket.stop()
     assert product.still_running() == {"web": None, "pulse": None}
     # One warning when the outage started, one line when it ended: not a traceback per tick.
@@ -78,8 +87,9 @@ def test_it_answers_pages_and_the_api_with_retry_later_while_postgres_is_down(pr
         assert status == 503  # not a 500 with a traceback
         assert b"Data temporarily unavailable, retrying" in body
         assert headers["Retry-After"] == "5"
-        status, headers, body = _get(product, "/api/v1/analytics/realtime",
-                                     Authorization=f"Bearer {product.key}")  # fmt: skip
+        status, headers, body = _get(
+            product, "/api/v1/analytics/realtime", Authorization=f"Bearer {product.key}"
+        )
         assert status == 503 and headers["Retry-After"] == "5"
         assert b"database is unavailable" in body
     finally:

@@ -20,8 +20,11 @@ def test_a_killed_pulse_restarted_loses_no_figure(product):
     try:
         wait_until(lambda: socket.connects, 15, message="the dashboard socket did not connect")
         ingest.start()
-        wait_until(lambda: (socket.last_messages_hour() or 0) > 0, 20,
-                   message="no live frame before the crash")  # fmt: skip
+        wait_until(
+            lambda: (socket.last_messages_hour() or 0) > 0,
+            20,
+            message="no live frame before the crash",
+        )
         web.stop_pulse()  # SIGKILL
         killed = time.monotonic()
         time.sleep(3)
@@ -30,16 +33,22 @@ def test_a_killed_pulse_restarted_loses_no_figure(product):
         assert not socket.frames_after(killed + 0.5)  # nothing pushes while pulse is dead
         web.start_pulse()
         restarted = time.monotonic()
-        wait_until(lambda: socket.frames_after(restarted), 10,
-                   message="no live frame after pulse started again")  # fmt: skip
+        wait_until(
+            lambda: socket.frames_after(restarted),
+            10,
+            message="no live frame after pulse started again",
+        )
         time.sleep(1)
     finally:
         ingest.stop()
 
     rows, distinct = product.stored_messages()
     assert rows == distinct == ingest.accepted
-    wait_until(lambda: socket.last_messages_hour() == rows, 10,
-               message=f"the card shows {socket.last_messages_hour()}, PostgreSQL holds {rows}")  # fmt: skip
+    wait_until(
+        lambda: socket.last_messages_hour() == rows,
+        10,
+        message=f"the card shows {socket.last_messages_hour()}, PostgreSQL holds {rows}",
+    )
     assert socket.connects == socket.connects[:1]  # the socket itself never dropped
     socket.stop()
     assert product.still_running() == {"web": None, "pulse": None}

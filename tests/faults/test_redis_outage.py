@@ -27,23 +27,31 @@ def test_it_survives_a_redis_restart_during_ingestion(product):
     try:
         wait_until(lambda: socket.connects, 15, message="the dashboard socket did not connect")
         ingest.start()
-        wait_until(lambda: (socket.last_messages_hour() or 0) > 100, 20,
-                   message="the card did not count the first events")  # fmt: skip
+        wait_until(
+            lambda: (socket.last_messages_hour() or 0) > 100,
+            20,
+            message="the card did not count the first events",
+        )
 
         product.redis.kill()
         killed = time.monotonic()
-        wait_until(lambda: socket.closes and socket.closes[-1][0] > killed, 10,
-                   message="the dashboard socket stayed open without Redis")  # fmt: skip
+        wait_until(
+            lambda: socket.closes and socket.closes[-1][0] > killed,
+            10,
+            message="the dashboard socket stayed open without Redis",
+        )
         time.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - killed)))
         accepted_during = ingest.accepted
         product.redis.start()
         restarted = time.monotonic()
 
         # The open dashboard reconnects and moves again within 5 s, without a reload.
-        wait_until(lambda: socket.frames_after(restarted), 5,
-                   message="no live frame within 5 s of Redis answering")  # fmt: skip
-        wait_until(lambda: ingest.accepted > accepted_during, 5,
-                   message="ingestion did not go on")  # fmt: skip
+        wait_until(
+            lambda: socket.frames_after(restarted),
+            5,
+            message="no live frame within 5 s of Redis answering",
+        )
+        wait_until(lambda: ingest.accepted > accepted_during, 5, message="ingestion did not go on")
         time.sleep(2)
     finally:
         ingest.stop()
@@ -52,8 +60,11 @@ def test_it_survives_a_redis_restart_during_ingestion(product):
     assert rows == ingest.accepted  # accepted == stored: PostgreSQL took events all along
     assert distinct == rows  # none stored twice
     # The card counts what PostgreSQL holds — also what arrived before Redis lost everything.
-    wait_until(lambda: within_one_percent(socket.last_messages_hour(), rows), 10,
-               message=f"the card shows {socket.last_messages_hour()}, PostgreSQL holds {rows}")  # fmt: skip
+    wait_until(
+        lambda: within_one_percent(socket.last_messages_hour(), rows),
+        10,
+        message=f"the card shows {socket.last_messages_hour()}, PostgreSQL holds {rows}",
+    )
     socket.stop()
     assert product.still_running() == {"web": None, "pulse": None}
     pulse_log = product.log("pulse")

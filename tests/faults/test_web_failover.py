@@ -26,22 +26,37 @@ def test_clients_of_a_killed_web_process_move_to_the_other(product, tmp_path):
         for socket in (moving, staying):
             socket.start()
         try:
-            wait_until(lambda: moving.connects and staying.connects, 15,
-                       message="the dashboard sockets did not connect")  # fmt: skip
+            wait_until(
+                lambda: moving.connects and staying.connects,
+                15,
+                message="the dashboard sockets did not connect",
+            )
             ingest.start()
-            wait_until(lambda: (moving.last_messages_hour() or 0) > 0, 20,
-                       message="no live frame before the kill")  # fmt: skip
+            wait_until(
+                lambda: (moving.last_messages_hour() or 0) > 0,
+                20,
+                message="no live frame before the kill",
+            )
             first.web.kill()
             first.web.wait()
             killed = time.monotonic()
 
-            wait_until(lambda: second.port in moving.connected_to, 5,
-                       message="the first server's dashboard did not move to the second")  # fmt: skip
-            wait_until(lambda: moving.frames_after(killed), 5,
-                       message="the moved dashboard got no frame from the second server")  # fmt: skip
+            wait_until(
+                lambda: second.port in moving.connected_to,
+                5,
+                message="the first server's dashboard did not move to the second",
+            )
+            wait_until(
+                lambda: moving.frames_after(killed),
+                5,
+                message="the moved dashboard got no frame from the second server",
+            )
             accepted = ingest.accepted
-            wait_until(lambda: ingest.accepted > accepted, 5,
-                       message="ingestion did not move to the second server")  # fmt: skip
+            wait_until(
+                lambda: ingest.accepted > accepted,
+                5,
+                message="ingestion did not move to the second server",
+            )
             time.sleep(1)
         finally:
             ingest.stop()
@@ -49,8 +64,11 @@ def test_clients_of_a_killed_web_process_move_to_the_other(product, tmp_path):
         rows, distinct = product.stored_messages()
         assert rows == distinct == ingest.accepted  # a batch resent after the kill is not doubled
         for socket in (moving, staying):
-            wait_until(lambda s=socket: s.last_messages_hour() == rows, 10,
-                       message=f"a card shows {socket.last_messages_hour()}, PostgreSQL {rows}")  # fmt: skip
+            wait_until(
+                lambda s=socket: s.last_messages_hour() == rows,
+                10,
+                message=f"a card shows {socket.last_messages_hour()}, PostgreSQL {rows}",
+            )
         assert staying.connected_to == [second.port]  # the other server's clients never noticed
         for socket in (moving, staying):
             socket.stop()

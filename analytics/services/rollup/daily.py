@@ -8,7 +8,7 @@ from datetime import date
 from django.db import connection, transaction
 
 from analytics import sketch
-from analytics.models import Organization
+from analytics.models import DAILY_MEASURES, Organization
 from analytics.services.rollup.common import (
     _T_CONV,
     _T_DAILY,
@@ -18,37 +18,6 @@ from analytics.services.rollup.common import (
     _derived,
 )
 from analytics.timeutil import HOUR, org_day_bounds
-
-_DAILY_COLUMNS = (
-    "total_conversations",
-    "total_messages",
-    "messages_in",
-    "messages_out",
-    "avg_response_time_ms",
-    "p50_response_time_ms",
-    "p95_response_time_ms",
-    "p99_response_time_ms",
-    "response_hist",
-    "success_rate",
-    "error_rate",
-    "fallback_rate",
-    "handoff_rate",
-    "kb_hit_rate",
-    "total_tokens",
-    "avg_tokens_per_conversation",
-    "total_cost_usd",
-    "cost_per_conversation_usd",
-    "avg_duration_seconds",
-    "avg_messages_per_conversation",
-    "csat_avg",
-    "call_attempts",
-    "calls_answered",
-    "calls_busy",
-    "calls_no_answer",
-    "calls_failed",
-    "calls_converted",
-    "calls_opt_out",
-)
 
 _DAILY_SQL = f"""
 WITH msg AS (
@@ -133,14 +102,14 @@ WITH msg AS (
     LEFT JOIN msg m USING (bot_id) LEFT JOIN started s USING (bot_id) LEFT JOIN ended e USING (bot_id)
     LEFT JOIN hist h USING (bot_id)
 ), upsert AS (
-    INSERT INTO {_T_DAILY} AS t (organization_id, bot_id, date, {", ".join(_DAILY_COLUMNS)},
+    INSERT INTO {_T_DAILY} AS t (organization_id, bot_id, date, {", ".join(DAILY_MEASURES)},
         updated_at)
-    SELECT %(org)s, bot_id, %(date)s, {", ".join(_DAILY_COLUMNS)}, now() FROM new
+    SELECT %(org)s, bot_id, %(date)s, {", ".join(DAILY_MEASURES)}, now() FROM new
     ORDER BY bot_id
     ON CONFLICT (organization_id, bot_id, date) DO UPDATE SET
-        {", ".join(f"{c} = EXCLUDED.{c}" for c in _DAILY_COLUMNS)}, updated_at = EXCLUDED.updated_at
-    WHERE ({", ".join(f"t.{c}" for c in _DAILY_COLUMNS)})
-        IS DISTINCT FROM ({", ".join(f"EXCLUDED.{c}" for c in _DAILY_COLUMNS)})
+        {", ".join(f"{c} = EXCLUDED.{c}" for c in DAILY_MEASURES)}, updated_at = EXCLUDED.updated_at
+    WHERE ({", ".join(f"t.{c}" for c in DAILY_MEASURES)})
+        IS DISTINCT FROM ({", ".join(f"EXCLUDED.{c}" for c in DAILY_MEASURES)})
     RETURNING 1
 ), gone AS (
     DELETE FROM {_T_DAILY}

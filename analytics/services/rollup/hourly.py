@@ -11,7 +11,7 @@ from django.db import connection, transaction
 
 from analytics import sketch
 from analytics.live_keys import org_key
-from analytics.models import Organization
+from analytics.models import HOURLY_MEASURES, Organization
 from analytics.redis import get_redis
 from analytics.services.rollup.common import (
     _T_ACT,
@@ -44,32 +44,6 @@ def _check_hour(hour: datetime) -> datetime:
         raise ValueError(f"{hour.isoformat()} is not the start of an hour")
     return hour
 
-
-_HOURLY_COLUMNS = (
-    "messages_in",
-    "messages_out",
-    "conversations_started",
-    "conversations_ended",
-    "duration_sum_seconds",
-    "successes",
-    "failures",
-    "fallbacks",
-    "handoffs",
-    "kb_hits",
-    "kb_misses",
-    "tokens",
-    "cost_usd",
-    "response_count",
-    "response_sum_ms",
-    "response_hist",
-    "csat_sum",
-    "csat_count",
-    "calls",
-    "bookings",
-    "emails",
-    "tasks",
-    "revenue",
-)
 
 _HOURLY_SQL = f"""
 WITH msg AS (
@@ -144,14 +118,14 @@ WITH msg AS (
     LEFT JOIN by_bot m USING (bot_id) LEFT JOIN started s USING (bot_id)
     LEFT JOIN ended e USING (bot_id) LEFT JOIN acts a USING (bot_id)
 ), upsert AS (
-    INSERT INTO {_T_HOURLY} AS t (organization_id, bot_id, hour, {", ".join(_HOURLY_COLUMNS)},
+    INSERT INTO {_T_HOURLY} AS t (organization_id, bot_id, hour, {", ".join(HOURLY_MEASURES)},
         updated_at)
-    SELECT %(org)s, bot_id, %(start)s, {", ".join(_HOURLY_COLUMNS)}, now() FROM new
+    SELECT %(org)s, bot_id, %(start)s, {", ".join(HOURLY_MEASURES)}, now() FROM new
     ORDER BY bot_id
     ON CONFLICT (organization_id, bot_id, hour) DO UPDATE SET
-        {", ".join(f"{c} = EXCLUDED.{c}" for c in _HOURLY_COLUMNS)}, updated_at = EXCLUDED.updated_at
-    WHERE ({", ".join(f"t.{c}" for c in _HOURLY_COLUMNS)})
-        IS DISTINCT FROM ({", ".join(f"EXCLUDED.{c}" for c in _HOURLY_COLUMNS)})
+        {", ".join(f"{c} = EXCLUDED.{c}" for c in HOURLY_MEASURES)}, updated_at = EXCLUDED.updated_at
+    WHERE ({", ".join(f"t.{c}" for c in HOURLY_MEASURES)})
+        IS DISTINCT FROM ({", ".join(f"EXCLUDED.{c}" for c in HOURLY_MEASURES)})
     RETURNING 1
 ), gone AS (
     DELETE FROM {_T_HOURLY}

@@ -69,9 +69,30 @@ json_junk = st.recursive(
     ),
     max_leaves=8,
 )
-FIELDS = ["id", "type", "bot", "conversation", "customer", "channel", "direction", "text",
-          "response_time_ms", "outcome", "tokens", "cost_usd", "kb_hit", "status", "csat",
-          "kind", "value", "name", "timestamp", "campaign", "handoff", "call_outcome"]  # fmt: skip
+FIELDS = [
+    "id",
+    "type",
+    "bot",
+    "conversation",
+    "customer",
+    "channel",
+    "direction",
+    "text",
+    "response_time_ms",
+    "outcome",
+    "tokens",
+    "cost_usd",
+    "kb_hit",
+    "status",
+    "csat",
+    "kind",
+    "value",
+    "name",
+    "timestamp",
+    "campaign",
+    "handoff",
+    "call_outcome",
+]
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
@@ -81,8 +102,16 @@ FIELDS = ["id", "type", "bot", "conversation", "customer", "channel", "direction
     kind=st.sampled_from(["conversation.started", "message", "conversation.ended", "activity"]),
 )
 def test_it_never_answers_500_to_junk_in_any_field(org, key, field, junk, kind):  # noqa: F811
-    event = {"id": eid(), "type": kind, "bot": "support-bot", "conversation": "wa-9",
-             "direction": "inbound", "status": "resolved", "kind": "booking", field: junk}  # fmt: skip
+    event = {
+        "id": eid(),
+        "type": kind,
+        "bot": "support-bot",
+        "conversation": "wa-9",
+        "direction": "inbound",
+        "status": "resolved",
+        "kind": "booking",
+        field: junk,
+    }
     good = conversation_batch(conv="wa-good")[0]
     body = json.dumps({"events": [event, good]}, allow_nan=True)
     response = post(Client(raise_request_exception=False), key, body)

@@ -45,21 +45,39 @@ def data(org, bot, other_org):
     convs = []
     for i in range(5):
         c = f.ConversationFactory(
-            bot=bot, customer=f"Customer {i}", started_at=NOW - timedelta(hours=i + 1),
-            campaign=winter if i % 2 == 0 else None, call_outcome="answered" if i % 2 == 0 else "",
-        )  # fmt: skip
+            bot=bot,
+            customer=f"Customer {i}",
+            started_at=NOW - timedelta(hours=i + 1),
+            campaign=winter if i % 2 == 0 else None,
+            call_outcome="answered" if i % 2 == 0 else "",
+        )
         f.MessageFactory(
             conversation=c, text="refund" if i == 3 else "hello", created_at=c.started_at
         )
         convs.append(c)
     f.ConversationMetricsFactory(conversation=convs[0], total_messages=4, cost_usd=Decimal("1.5"))
     hour = (NOW - timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
-    f.BotHourlyRollupFactory(bot=bot, hour=hour, messages_in=10, messages_out=10, successes=8,
-                             failures=2, response_count=10, response_sum_ms=5000,
-                             response_hist={"313": 10})  # fmt: skip
-    f.BotHourlyRollupFactory(bot=bot, hour=hour - timedelta(days=7), messages_in=5,
-                             messages_out=5, successes=5, response_count=5,
-                             response_sum_ms=5000, response_hist={"347": 5})  # fmt: skip
+    f.BotHourlyRollupFactory(
+        bot=bot,
+        hour=hour,
+        messages_in=10,
+        messages_out=10,
+        successes=8,
+        failures=2,
+        response_count=10,
+        response_sum_ms=5000,
+        response_hist={"313": 10},
+    )
+    f.BotHourlyRollupFactory(
+        bot=bot,
+        hour=hour - timedelta(days=7),
+        messages_in=5,
+        messages_out=5,
+        successes=5,
+        response_count=5,
+        response_sum_ms=5000,
+        response_hist={"347": 5},
+    )
     foreign_bot = f.BotFactory(organization=other_org, slug="globex-bot")
     foreign = f.ConversationFactory(bot=foreign_bot, started_at=NOW)
     f.CampaignFactory(organization=other_org, slug="globex-camp")
@@ -295,10 +313,19 @@ def test_every_read_route_is_closed_to_other_orgs_and_to_anonymous_clients(
 
 def test_the_schema_documents_every_read_endpoint_and_the_docs_are_served_locally(client):
     schema = client.get("/api/schema/").content.decode()
-    for operation in ("analytics_realtime", "analytics_response_times", "analytics_message_volume",
-                      "bots_list", "bots_performance", "bots_percentiles", "campaigns_list",
-                      "campaigns_metrics", "conversations_list", "conversations_retrieve",
-                      "system_health"):  # fmt: skip
+    for operation in (
+        "analytics_realtime",
+        "analytics_response_times",
+        "analytics_message_volume",
+        "bots_list",
+        "bots_performance",
+        "bots_percentiles",
+        "campaigns_list",
+        "campaigns_metrics",
+        "conversations_list",
+        "conversations_retrieve",
+        "system_health",
+    ):
         assert f"operationId: {operation}" in schema, operation
     assert "name: q" in schema and "name: cursor" in schema and "'400':" in schema
     docs = client.get("/api/docs/").content.decode()

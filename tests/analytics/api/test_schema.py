@@ -36,8 +36,9 @@ def test_it_documents_every_error_status_of_every_api_route(schema):
 def test_it_marks_the_events_body_required(schema, org):
     assert schema["paths"]["/api/v1/events"]["post"]["requestBody"]["required"] is True
     key = api_key_create(organization=org, name="i", scopes="ingest").secret
-    response = Client().post("/api/v1/events", b"", content_type="application/json",
-                             HTTP_AUTHORIZATION=f"Bearer {key}")  # fmt: skip
+    response = Client().post(
+        "/api/v1/events", b"", content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {key}"
+    )
     assert response.status_code == 400
 
 

@@ -27,35 +27,58 @@ def fuzz_data(transactional_db, org, bot):
     campaign = f.CampaignFactory(organization=org, slug="winter", bot=bot)
     now = timezone.now()
     for i in range(3):
-        c = f.ConversationFactory(bot=bot, campaign=campaign if i else None,
-                                  started_at=now - timedelta(hours=i), call_outcome="busy")  # fmt: skip
+        c = f.ConversationFactory(
+            bot=bot,
+            campaign=campaign if i else None,
+            started_at=now - timedelta(hours=i),
+            call_outcome="busy",
+        )
         f.MessageFactory(conversation=c, text=f"hello refund {i}")
         if i:
             f.ConversationMetricsFactory(conversation=c, total_messages=2)
-    f.BotHourlyRollupFactory(bot=bot, hour=(now - timedelta(hours=2)).replace(minute=0, second=0,
-                             microsecond=0), messages_in=3, response_count=3, response_sum_ms=900,
-                             response_hist={"280": 3})  # fmt: skip
+    f.BotHourlyRollupFactory(
+        bot=bot,
+        hour=(now - timedelta(hours=2)).replace(minute=0, second=0, microsecond=0),
+        messages_in=3,
+        response_count=3,
+        response_sum_ms=900,
+        response_hist={"280": 3},
+    )
     return api_key_create(organization=org, name="fuzz", scopes="read").secret
 
 
 def test_the_read_api_matches_its_schema_under_fuzzing(live_server, fuzz_data, tmp_path):
     schemathesis = Path(sys.executable).with_name("schemathesis")
     command = [
-        str(schemathesis), "run", f"{live_server.url}/api/schema/",
-        "--header", f"Authorization: Bearer {fuzz_data}",
-        "--checks", CHECKS,
-        "--include-method", "GET",
+        str(schemathesis),
+        "run",
+        f"{live_server.url}/api/schema/",
+        "--header",
+        f"Authorization: Bearer {fuzz_data}",
+        "--checks",
+        CHECKS,
+        "--include-method",
+        "GET",
         # The read API (issue 6): ops/ and alerts/ belong to other features with their own tests,
         # and the schema endpoint itself is drf-spectacular's.
-        "--exclude-path-regex", "^/api/(schema/|v1/ops/|v1/alerts/)",
-        "--phases", "examples,coverage,fuzzing",
-        "--max-examples", "30",
-        "--seed", "6",
-        "--workers", "1",
-        "--request-timeout", "20",
+        "--exclude-path-regex",
+        "^/api/(schema/|v1/ops/|v1/alerts/)",
+        "--phases",
+        "examples,coverage,fuzzing",
+        "--max-examples",
+        "30",
+        "--seed",
+        "6",
+        "--workers",
+        "1",
+        "--request-timeout",
+        "20",
         "--no-color",
-        "--report", "junit", "--report-dir", str(tmp_path),
-    ]  # fmt: skip
+        "--report",
+        "junit",
+        "--report-dir",
+        str(tmp_path),
+    ]
     # Every check, positive_data_acceptance too: the hooks let through only the documented 400s
     # of rules OpenAPI cannot state (an end before its start, a range before retention, a
     # cursor the API never issued); see schemathesis_hooks.py.

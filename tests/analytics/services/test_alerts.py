@@ -93,11 +93,19 @@ def test_it_fires_notifies_cools_down_and_recovers(
     org, webhook_server, django_capture_on_commit_callbacks
 ):
     receiver, url = webhook_server
-    rule = svc.alert_rule_prepare(f.AlertRuleFactory.build(
-        organization=org, name="Traffic", metric="volume", warning_threshold=100,
-        critical_threshold=200, window_minutes=5, cooldown_minutes=30,
-        email_recipients="ops@example.com", webhook_url=url,
-    ))  # fmt: skip
+    rule = svc.alert_rule_prepare(
+        f.AlertRuleFactory.build(
+            organization=org,
+            name="Traffic",
+            metric="volume",
+            warning_threshold=100,
+            critical_threshold=200,
+            window_minutes=5,
+            cooldown_minutes=30,
+            email_recipients="ops@example.com",
+            webhook_url=url,
+        )
+    )
     rule.full_clean()
     rule.save()
     put_messages(org, 150)
@@ -152,9 +160,14 @@ def test_it_fires_notifies_cools_down_and_recovers(
 
 def test_a_flapping_metric_notifies_once(org, settings):
     settings.ALERT_WEBHOOK_ALLOWED_NETWORKS = []
-    f.AlertRuleFactory(organization=org, metric="volume", warning_threshold=100,
-                       critical_threshold=None, email_recipients="a@example.com",
-                       cooldown_minutes=60)  # fmt: skip
+    f.AlertRuleFactory(
+        organization=org,
+        metric="volume",
+        warning_threshold=100,
+        critical_threshold=None,
+        email_recipients="a@example.com",
+        cooldown_minutes=60,
+    )
     for value in (120, 80, 130, 70, 125, 60):
         clear_minutes(org)
         put_messages(org, value)
@@ -164,8 +177,9 @@ def test_a_flapping_metric_notifies_once(org, settings):
 
 
 def test_another_org_never_triggers_or_sees_it(org, other_org):
-    rule = f.AlertRuleFactory(organization=org, metric="volume", warning_threshold=10,
-                              critical_threshold=None)  # fmt: skip
+    rule = f.AlertRuleFactory(
+        organization=org, metric="volume", warning_threshold=10, critical_threshold=None
+    )
     put_messages(other_org, 500)
     svc.alert_rules_evaluate()
     rule.refresh_from_db()
@@ -179,8 +193,9 @@ def test_another_org_never_triggers_or_sees_it(org, other_org):
 
 def test_a_bot_rule_reads_only_that_bot(org, bot):
     other_bot = f.BotFactory(organization=org, slug="sales")
-    f.AlertRuleFactory(organization=org, bot=bot, metric="error_rate", warning_threshold=10,
-                       critical_threshold=50)  # fmt: skip
+    f.AlertRuleFactory(
+        organization=org, bot=bot, metric="error_rate", warning_threshold=10, critical_threshold=50
+    )
     put_messages(org, 5, bot=other_bot, failed=40)
     svc.alert_rules_evaluate(org_ids=[org.pk])
     assert not AlertEvent.objects.exists()
@@ -190,8 +205,13 @@ def test_a_bot_rule_reads_only_that_bot(org, bot):
 
 
 def test_no_data_fires_after_n_silent_minutes(org):
-    f.AlertRuleFactory(organization=org, metric="no_data", warning_threshold=10,
-                       critical_threshold=None, window_minutes=5)  # fmt: skip
+    f.AlertRuleFactory(
+        organization=org,
+        metric="no_data",
+        warning_threshold=10,
+        critical_threshold=None,
+        window_minutes=5,
+    )
     put_messages(org, 3, minutes_ago=4)
     svc.alert_rules_evaluate(org_ids=[org.pk])
     assert not AlertEvent.objects.exists()
@@ -213,8 +233,12 @@ def test_a_rule_deleted_while_firing_resolves_cleanly(org):
 
 
 def test_muted_and_acknowledged_alerts_send_nothing(org):
-    rule = f.AlertRuleFactory(organization=org, warning_threshold=10, critical_threshold=100,
-                              email_recipients="a@example.com")  # fmt: skip
+    rule = f.AlertRuleFactory(
+        organization=org,
+        warning_threshold=10,
+        critical_threshold=100,
+        email_recipients="a@example.com",
+    )
     svc.alert_rule_mute(rule=rule, duration=timedelta(hours=1))
     put_messages(org, 50)
     svc.alert_rules_evaluate(org_ids=[org.pk])
@@ -233,8 +257,13 @@ def test_a_failing_webhook_is_retried_then_recorded_as_failed(org, webhook_serve
     receiver, url = webhook_server
     receiver.status = 500
     settings.ALERT_NOTIFY_MAX_ATTEMPTS = 3
-    f.AlertRuleFactory(organization=org, warning_threshold=10, critical_threshold=None,
-                       webhook_url=url, webhook_secret="s3cret")  # fmt: skip
+    f.AlertRuleFactory(
+        organization=org,
+        warning_threshold=10,
+        critical_threshold=None,
+        webhook_url=url,
+        webhook_secret="s3cret",
+    )
     put_messages(org, 50)
     svc.alert_rules_evaluate(org_ids=[org.pk])
     notification = AlertNotification.objects.for_org(org).get()
@@ -250,8 +279,13 @@ def test_a_failing_webhook_is_retried_then_recorded_as_failed(org, webhook_serve
 def test_an_unreachable_webhook_fails_without_losing_the_alert(org, settings):
     settings.ALERT_WEBHOOK_ALLOWED_NETWORKS = [ipaddress.ip_network("127.0.0.1/32")]
     settings.ALERT_NOTIFY_MAX_ATTEMPTS = 2
-    f.AlertRuleFactory(organization=org, warning_threshold=10, critical_threshold=None,
-                       webhook_url="http://127.0.0.1:9/hook", webhook_secret="x")  # fmt: skip
+    f.AlertRuleFactory(
+        organization=org,
+        warning_threshold=10,
+        critical_threshold=None,
+        webhook_url="http://127.0.0.1:9/hook",
+        webhook_secret="x",
+    )
     put_messages(org, 50)
     svc.alert_rules_evaluate(org_ids=[org.pk])
     n = AlertNotification.objects.for_org(org).get()
@@ -261,9 +295,17 @@ def test_an_unreachable_webhook_fails_without_losing_the_alert(org, settings):
 
 
 @pytest.mark.parametrize(
-    "url", ["http://127.0.0.1/x", "http://localhost:8000/", "http://169.254.169.254/latest",
-            "http://[::1]/", "http://10.0.0.5/", "ftp://example.com/x", "http://u:p@example.com/"]
-)  # fmt: skip
+    "url",
+    [
+        "http://127.0.0.1/x",
+        "http://localhost:8000/",
+        "http://169.254.169.254/latest",
+        "http://[::1]/",
+        "http://10.0.0.5/",
+        "ftp://example.com/x",
+        "http://u:p@example.com/",
+    ],
+)
 def test_it_refuses_internal_and_non_http_webhooks(url, settings):
     settings.ALERT_WEBHOOK_ALLOWED_NETWORKS = []
     assert svc.webhook_url_check(url)
@@ -298,8 +340,9 @@ def test_it_pushes_the_banner_and_a_stream_event_when_an_alert_fires(org):
     pubsub.subscribe(channel_prefix() + org_group(org.pk), channel_prefix() + stream_group(org.pk))
     pubsub.get_message(timeout=1)
     pubsub.get_message(timeout=1)
-    f.AlertRuleFactory(organization=org, name="Busy <b>", warning_threshold=10,
-                       critical_threshold=None)  # fmt: skip
+    f.AlertRuleFactory(
+        organization=org, name="Busy <b>", warning_threshold=10, critical_threshold=None
+    )
     put_messages(org, 50)
     svc.alert_rules_evaluate(org_ids=[org.pk])
     frames = {}
@@ -339,8 +382,12 @@ NOT_PUBLIC = [
     "http://[fe80::1]/",
     "http://localhost:8000/",  # a name that resolves to loopback
 ]
-PUBLIC = ["http://93.184.215.14/hook", "https://[2606:4700:4700::1111]/x",
-          "http://[::ffff:8.8.8.8]/", "http://[64:ff9b::808:808]/"]  # fmt: skip
+PUBLIC = [
+    "http://93.184.215.14/hook",
+    "https://[2606:4700:4700::1111]/x",
+    "http://[::ffff:8.8.8.8]/",
+    "http://[64:ff9b::808:808]/",
+]
 
 
 @pytest.mark.parametrize("url", NOT_PUBLIC)
@@ -372,9 +419,14 @@ def test_it_checks_the_address_again_at_delivery_and_sends_nothing_to_a_private_
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        rule = svc.alert_rule_prepare(f.AlertRuleFactory.build(
-            organization=org, warning_threshold=10, critical_threshold=None,
-            webhook_url="http://93.184.215.14/hook"))  # fmt: skip
+        rule = svc.alert_rule_prepare(
+            f.AlertRuleFactory.build(
+                organization=org,
+                warning_threshold=10,
+                critical_threshold=None,
+                webhook_url="http://93.184.215.14/hook",
+            )
+        )
         rule.full_clean()
         rule.save()
         AlertRule.objects.filter(pk=rule.pk).update(
@@ -395,8 +447,13 @@ def test_it_follows_no_redirect(org, webhook_server, settings):
     receiver, url = webhook_server
     receiver.status = 302  # Location-less here; a 3xx is the answer, whatever it points to
     settings.ALERT_NOTIFY_MAX_ATTEMPTS = 1
-    f.AlertRuleFactory(organization=org, warning_threshold=10, critical_threshold=None,
-                       webhook_url=url, webhook_secret="s")  # fmt: skip
+    f.AlertRuleFactory(
+        organization=org,
+        warning_threshold=10,
+        critical_threshold=None,
+        webhook_url=url,
+        webhook_secret="s",
+    )
     put_messages(org, 50)
     svc.alert_rules_evaluate(org_ids=[org.pk])
     deliver_all()

@@ -54,8 +54,18 @@ def test_it_has_no_forecast_under_14_days():
 def series_of(values: np.ndarray) -> HourlySeries:
     n = len(values)
     zeros = np.zeros(n)
-    data = {k: zeros.copy() for k in ("conversations", "bookings", "revenue", "replies",
-                                       "failures", "fallbacks", "cost")}  # fmt: skip
+    data = {
+        k: zeros.copy()
+        for k in (
+            "conversations",
+            "bookings",
+            "revenue",
+            "replies",
+            "failures",
+            "fallbacks",
+            "cost",
+        )
+    }
     data["messages"] = values.astype(float)
     return HourlySeries(MONDAY, MONDAY, data, [{} for _ in range(n)])
 
@@ -88,10 +98,16 @@ def test_it_computes_and_stores_insights_from_rollups(org, bot):
     start = now - timedelta(days=21)
     values = seasonal(21 * 24, seed=5)
     BotHourlyRollup.objects.bulk_create(
-        BotHourlyRollup(organization=org, bot=bot, hour=start + timedelta(hours=i),
-                        messages_in=int(v), messages_out=int(v), conversations_started=int(v // 4))
+        BotHourlyRollup(
+            organization=org,
+            bot=bot,
+            hour=start + timedelta(hours=i),
+            messages_in=int(v),
+            messages_out=int(v),
+            conversations_started=int(v // 4),
+        )
         for i, v in enumerate(values)
-    )  # fmt: skip
+    )
     young = f.BotFactory(organization=org, slug="young")
     f.BotHourlyRollupFactory(bot=young, hour=now - timedelta(days=3), messages_in=5)
     assert insights_refresh(org_id=org.pk, now=now) == 3
@@ -111,8 +127,13 @@ def test_it_finds_customers_at_risk_with_their_reasons(org, bot):
             bot=bot, customer="+1 555 0101", started_at=now - timedelta(days=days_ago)
         )
     for days_ago in (60, 40, 10, 5, 2):
-        f.ConversationFactory(bot=bot, customer="+1 555 0202", started_at=now - timedelta(days=days_ago),
-                              csat=1 if days_ago < 30 else 5, status="escalated")  # fmt: skip
+        f.ConversationFactory(
+            bot=bot,
+            customer="+1 555 0202",
+            started_at=now - timedelta(days=days_ago),
+            csat=1 if days_ago < 30 else 5,
+            status="escalated",
+        )
     for days_ago in (50, 30, 20, 10, 3):
         f.ConversationFactory(
             bot=bot, customer="happy", started_at=now - timedelta(days=days_ago), csat=5

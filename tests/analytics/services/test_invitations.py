@@ -61,9 +61,12 @@ def test_it_emails_the_invitee_a_link_and_stores_only_its_hash(org, alice, mailo
 def test_it_uses_the_request_host_without_a_site_url(org, alice, mailoutbox, settings):
     settings.SITE_URL = ""
     invitation_create(
-        org=org, actor=alice, email="dana@example.com", role=Role.VIEWER,
+        org=org,
+        actor=alice,
+        email="dana@example.com",
+        role=Role.VIEWER,
         base_url="http://testserver/",
-    )  # fmt: skip
+    )
     assert f"http://testserver/invite/{token_of(mailoutbox[0])}/" in mailoutbox[0].body
 
 
@@ -220,9 +223,7 @@ def test_it_lets_only_owners_withdraw_an_owner_invitation(org, alice, mailoutbox
     assert [i.email for i in invitations_pending(org=org)] == ["dana@example.com"]
 
 
-def test_it_asks_an_existing_account_to_sign_in_instead_of_making_another(
-    org, alice, mailoutbox
-):
+def test_it_asks_an_existing_account_to_sign_in_instead_of_making_another(org, alice, mailoutbox):
     f.UserFactory(username="dana", email="dana@example.com")
     invitation_create(org=org, actor=alice, email="dana@example.com", role=Role.VIEWER)
 

@@ -167,8 +167,11 @@ def test_pulse_notices_a_redis_that_lost_everything_and_rebuilds_every_org(
     the next pulse tick (live_recover) still finds out and rebuilds every org from PostgreSQL."""
     BotFactory(organization=other_org, slug="support-bot")
     for tenant in (org, other_org):
-        events_ingest(org=tenant, events=[message("c1", "inbound", now - timedelta(minutes=i))
-                                          for i in range(12)], now=now)  # fmt: skip
+        events_ingest(
+            org=tenant,
+            events=[message("c1", "inbound", now - timedelta(minutes=i)) for i in range(12)],
+            now=now,
+        )
     live_recover(now=now)  # the first tick: a fresh Redis holds no live state yet
     before = {o.pk: live_snapshot(org=o, now=now) for o in (org, other_org)}
     assert before[org.pk].messages_last_hour.value == 12

@@ -78,21 +78,72 @@ def hour_data(org):
     c3 = ConversationFactory(bot=bb, customer="Ana", started_at=at(15))
     msg = MessageFactory
     msg(conversation=c2, direction="inbound", created_at=at(-5), response_time_ms=None, outcome="")
-    msg(conversation=c1, direction="inbound", created_at=at(5), response_time_ms=None, outcome="",
-        tokens=0, cost_usd=0, kb_hit=None)  # fmt: skip
-    msg(conversation=c1, created_at=at(6), response_time_ms=800, outcome="success", tokens=100,
-        cost_usd=Decimal("0.001"), kb_hit=True)  # fmt: skip
-    msg(conversation=c1, direction="inbound", created_at=at(10), response_time_ms=None, outcome="",
-        tokens=0, cost_usd=0, kb_hit=None)  # fmt: skip
-    msg(conversation=c1, created_at=at(11), response_time_ms=1200, outcome="failed", tokens=50,
-        cost_usd=Decimal("0.0005"), kb_hit=None)  # fmt: skip
-    msg(conversation=c2, created_at=at(1), response_time_ms=300, outcome="fallback", tokens=20,
-        cost_usd=Decimal("0.0002"), kb_hit=False)  # fmt: skip
+    msg(
+        conversation=c1,
+        direction="inbound",
+        created_at=at(5),
+        response_time_ms=None,
+        outcome="",
+        tokens=0,
+        cost_usd=0,
+        kb_hit=None,
+    )
+    msg(
+        conversation=c1,
+        created_at=at(6),
+        response_time_ms=800,
+        outcome="success",
+        tokens=100,
+        cost_usd=Decimal("0.001"),
+        kb_hit=True,
+    )
+    msg(
+        conversation=c1,
+        direction="inbound",
+        created_at=at(10),
+        response_time_ms=None,
+        outcome="",
+        tokens=0,
+        cost_usd=0,
+        kb_hit=None,
+    )
+    msg(
+        conversation=c1,
+        created_at=at(11),
+        response_time_ms=1200,
+        outcome="failed",
+        tokens=50,
+        cost_usd=Decimal("0.0005"),
+        kb_hit=None,
+    )
+    msg(
+        conversation=c2,
+        created_at=at(1),
+        response_time_ms=300,
+        outcome="fallback",
+        tokens=20,
+        cost_usd=Decimal("0.0002"),
+        kb_hit=False,
+    )
     msg(conversation=c1, created_at=at(60), response_time_ms=999, tokens=7)  # the next hour
-    msg(conversation=c3, direction="inbound", created_at=at(15), response_time_ms=None,
-        outcome="", tokens=0, cost_usd=0)  # fmt: skip
-    msg(conversation=c3, created_at=at(16), response_time_ms=2000, outcome="", tokens=10,
-        cost_usd=0, kb_hit=None)  # fmt: skip
+    msg(
+        conversation=c3,
+        direction="inbound",
+        created_at=at(15),
+        response_time_ms=None,
+        outcome="",
+        tokens=0,
+        cost_usd=0,
+    )
+    msg(
+        conversation=c3,
+        created_at=at(16),
+        response_time_ms=2000,
+        outcome="",
+        tokens=10,
+        cost_usd=0,
+        kb_hit=None,
+    )
     ActivityFactory(bot=a, kind="call", value=None, created_at=at(20))
     ActivityFactory(bot=a, kind="booking", value=Decimal("120.00"), created_at=at(50))
     ActivityFactory(bot=a, kind="email", value=None, created_at=at(61))  # the next hour
@@ -273,25 +324,59 @@ def test_it_builds_daily_bot_metrics_exactly(org):
     other = BotFactory(organization=org, slug="other")
     day = date(2026, 11, 20)
     start = datetime(2026, 11, 20, tzinfo=UTC)
-    c1 = ConversationFactory(bot=bot, started_at=start + timedelta(hours=1),
-                             ended_at=start + timedelta(hours=1, minutes=10), status="resolved",
-                             csat=4, call_outcome="answered")  # fmt: skip
-    c2 = ConversationFactory(bot=bot, started_at=start - timedelta(hours=2),  # the day before
-                             ended_at=start + timedelta(hours=2), status="escalated",
-                             handoff=True, call_outcome="converted")  # fmt: skip
+    c1 = ConversationFactory(
+        bot=bot,
+        started_at=start + timedelta(hours=1),
+        ended_at=start + timedelta(hours=1, minutes=10),
+        status="resolved",
+        csat=4,
+        call_outcome="answered",
+    )
+    c2 = ConversationFactory(
+        bot=bot,
+        started_at=start - timedelta(hours=2),  # the day before
+        ended_at=start + timedelta(hours=2),
+        status="escalated",
+        handoff=True,
+        call_outcome="converted",
+    )
     ConversationFactory(bot=bot, started_at=start + timedelta(hours=23), ended_at=None)
-    ConversationFactory(bot=bot, started_at=start + timedelta(hours=5),
-                        ended_at=start + timedelta(hours=5, seconds=30), status="unresolved",
-                        csat=1, call_outcome="no_answer")  # fmt: skip
-    rts = [(100, "success", True), (200, "success", True), (300, "failed", None),
-           (400, "fallback", False), (1000, "", True)]  # fmt: skip
+    ConversationFactory(
+        bot=bot,
+        started_at=start + timedelta(hours=5),
+        ended_at=start + timedelta(hours=5, seconds=30),
+        status="unresolved",
+        csat=1,
+        call_outcome="no_answer",
+    )
+    rts = [
+        (100, "success", True),
+        (200, "success", True),
+        (300, "failed", None),
+        (400, "fallback", False),
+        (1000, "", True),
+    ]
     for i, (rt, outcome, kb) in enumerate(rts):
         conv = c1 if i < 3 else c2
-        MessageFactory(conversation=conv, direction="inbound", created_at=start + timedelta(hours=3),
-                       response_time_ms=None, outcome="", tokens=0, cost_usd=0, kb_hit=None)  # fmt: skip
-        MessageFactory(conversation=conv, created_at=start + timedelta(hours=3, seconds=i),
-                       response_time_ms=rt, outcome=outcome, tokens=100 * (i + 1),
-                       cost_usd=Decimal("0.001"), kb_hit=kb)  # fmt: skip
+        MessageFactory(
+            conversation=conv,
+            direction="inbound",
+            created_at=start + timedelta(hours=3),
+            response_time_ms=None,
+            outcome="",
+            tokens=0,
+            cost_usd=0,
+            kb_hit=None,
+        )
+        MessageFactory(
+            conversation=conv,
+            created_at=start + timedelta(hours=3, seconds=i),
+            response_time_ms=rt,
+            outcome=outcome,
+            tokens=100 * (i + 1),
+            cost_usd=Decimal("0.001"),
+            kb_hit=kb,
+        )
     MessageFactory(conversation=c1, created_at=start + timedelta(days=1))  # the next day
     result = rollup_build_daily(org_id=org.pk, date=day)
     assert (result.hours, result.bots) == (24, 1)
@@ -376,20 +461,40 @@ def test_dst_days_have_23_and_25_hours(db, tz, day, hours):
 
 
 def event(kind, at_, **fields):
-    return {"id": str(uuid.uuid4()), "type": kind, "bot": "support-bot",
-            "timestamp": at_.isoformat(), **fields}  # fmt: skip
+    return {
+        "id": str(uuid.uuid4()),
+        "type": kind,
+        "bot": "support-bot",
+        "timestamp": at_.isoformat(),
+        **fields,
+    }
 
 
 def test_late_data_marks_its_hour_and_ends_up_in_the_rollups(org, bot):
     now = datetime.now(UTC).replace(minute=30, second=0, microsecond=0)
     past = now.replace(minute=0) - timedelta(hours=3)
-    events_ingest(org=org, events=[
-        event("message", past + timedelta(minutes=1), conversation="x", direction="inbound",
-              customer="Ana"),
-        event("message", past + timedelta(minutes=2), conversation="x", direction="outbound",
-              response_time_ms=500, outcome="success"),
-        event("message", now, conversation="y", direction="inbound"),  # the current hour
-    ], now=now)  # fmt: skip
+    events_ingest(
+        org=org,
+        events=[
+            event(
+                "message",
+                past + timedelta(minutes=1),
+                conversation="x",
+                direction="inbound",
+                customer="Ana",
+            ),
+            event(
+                "message",
+                past + timedelta(minutes=2),
+                conversation="x",
+                direction="outbound",
+                response_time_ms=500,
+                outcome="success",
+            ),
+            event("message", now, conversation="y", direction="inbound"),  # the current hour
+        ],
+        now=now,
+    )
     assert set(RollupDirtyHour.objects.for_org(org).values_list("hour", flat=True)) == {
         past,
         now.replace(minute=0),
@@ -403,12 +508,27 @@ def test_late_data_marks_its_hour_and_ends_up_in_the_rollups(org, bot):
     assert (row.messages_in, row.messages_out, row.response_sum_ms) == (1, 1, 500)
 
     # late data for the rolled-up hour marks it again; the next run picks it up
-    events_ingest(org=org, events=[
-        event("message", past + timedelta(minutes=40), conversation="x", direction="outbound",
-              response_time_ms=700, outcome="failed"),
-        event("conversation.ended", past + timedelta(minutes=41), conversation="x",
-              status="resolved", csat=4),
-    ], now=now)  # fmt: skip
+    events_ingest(
+        org=org,
+        events=[
+            event(
+                "message",
+                past + timedelta(minutes=40),
+                conversation="x",
+                direction="outbound",
+                response_time_ms=700,
+                outcome="failed",
+            ),
+            event(
+                "conversation.ended",
+                past + timedelta(minutes=41),
+                conversation="x",
+                status="resolved",
+                csat=4,
+            ),
+        ],
+        now=now,
+    )
     assert rollup_due_hours(now=now) == [(org.pk, past)]
     rollup_build_hourly(org_id=org.pk, hour=past)
     row.refresh_from_db()
