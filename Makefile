@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test install browsers lint format bench-seed bench-ingest bench-live bench-page bench-read bench-rollups bench-alerts bench-load clean
+.PHONY: demo test install browsers lint format bench-seed bench-ingest bench-live bench-page bench-read bench-rollups bench-alerts bench-retention bench-load clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -56,6 +56,10 @@ bench-read: install
 ## Rollups over 10M messages (bench/bigdata.py builds the shared database once; under the lock).
 bench-rollups: install
 	flock /tmp/botflow-bench.lock $(PY) -m config.launcher run -- $(PY) bench/rollups.py $(BENCH_ARGS)
+
+## Dropping a month of ~10M messages by retention (bench/retention.py; under the lock).
+bench-retention: install
+	flock /tmp/botflow-bench.lock $(PY) -m config.launcher run -- $(PY) bench/retention.py $(BENCH_ARGS)
 
 ## One minute-cycle of alert evaluation over 1,000 rules (its own orgs, removed afterwards).
 bench-alerts: install

@@ -120,7 +120,14 @@ class OrgScopedAdmin(admin.ModelAdmin):
 
 @admin.register(Organization)
 class OrganizationAdmin(admin.ModelAdmin):
-    list_display = ("name", "slug", "timezone", "created_at")
+    list_display = (
+        "name",
+        "slug",
+        "timezone",
+        "raw_retention_days",
+        "rollup_retention_days",
+        "created_at",
+    )
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
 
@@ -137,7 +144,12 @@ class OrganizationAdmin(admin.ModelAdmin):
         return obj
 
     def get_readonly_fields(self, request, obj=None):
-        return () if request.user.is_superuser else ("slug", "created_at")
+        if request.user.is_superuser:
+            return ()
+        fixed = ("slug", "created_at")
+        if obj is None or obj.pk not in request_perm_org_ids(request, "retention.manage"):
+            fixed += ("raw_retention_days", "rollup_retention_days")  # owners only
+        return fixed
 
     def get_prepopulated_fields(self, request, obj=None):
         # the slug is read-only for org members (and the whole form for non-owners)

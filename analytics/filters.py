@@ -15,7 +15,6 @@ from datetime import date, datetime, time, timedelta
 
 import django_filters
 from django import forms
-from django.conf import settings
 from django.core.validators import slug_re
 from django.db import connection
 from django.db.models import BooleanField, Exists, F, OuterRef, QuerySet
@@ -151,12 +150,13 @@ class ConversationFilterForm(forms.Form):
                 self.add_error("end", "The end must be after the start.")
                 return
             label = "Custom range"
-        oldest = self.now - timedelta(days=settings.INGEST_RETENTION_DAYS)
+        days = self.org.raw_retention_days
+        oldest = self.now - timedelta(days=days)
         if start < oldest:
             start = oldest
             self.notices.append(
-                f"The range starts before the retention limit of {settings.INGEST_RETENTION_DAYS}"
-                f" days; it was clamped to start on {start.astimezone(self.org.tz):%Y-%m-%d}."
+                f"The range starts before the retention limit of {days} days (data is available"
+                f" from {start.astimezone(self.org.tz):%Y-%m-%d}); it was clamped to start then."
             )
             if end <= start:
                 self.add_error("end", "The whole range lies before the retention limit.")

@@ -14,6 +14,7 @@ Key layout (prefix = settings.LIVE_KEY_PREFIX):
   {p}:o:{org}:u:{hour}     hash  usage: ingest_requests, events (and api_calls)
   {p}:dirty                set   org ids with data not yet pushed to dashboards
   {p}:kept                 str   set while Redis holds the live state (see live_recover)
+  {p}:pulses               hash  pulse id -> last tick (epoch s): which pulses are alive
 """
 
 from __future__ import annotations
@@ -70,6 +71,11 @@ def bot_key(bot_id: int, *parts) -> str:
 
 def dirty_key() -> str:
     return f"{_p()}:dirty"
+
+
+def pulses_key() -> str:
+    """hash: pulse id -> its last tick (epoch s); the live pulses share the orgs between them."""
+    return f"{_p()}:pulses"
 
 
 def kept_key() -> str:

@@ -215,6 +215,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "analytics.tasks.conversation_metrics_on_end": {"queue": "followups"},
     "analytics.tasks.rollup_*": {"queue": "rollups"},
+    "analytics.tasks.retention_*": {"queue": "rollups"},
     "analytics.tasks.conversation_metrics_*": {"queue": "rollups"},
     "analytics.alert_tasks.insights_*": {"queue": "insights"},
     "analytics.alert_tasks.alert_*": {"queue": "alerts"},
@@ -272,7 +273,6 @@ LOGGING = {
 # --- ingestion and live state
 INGEST_MAX_EVENTS = 1000
 INGEST_MAX_BYTES = 5 * 1024 * 1024
-INGEST_RETENTION_DAYS = env_int("INGEST_RETENTION_DAYS", 395, minimum=1)  # ~13 months
 INGEST_RATE_LIMIT = env_int("INGEST_RATE_LIMIT", 100, minimum=1)  # requests per second per key
 DATA_UPLOAD_MAX_MEMORY_SIZE = INGEST_MAX_BYTES + 1024
 LIVE_KEY_PREFIX = env_str("LIVE_KEY_PREFIX", "bf")

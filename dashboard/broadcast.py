@@ -25,6 +25,7 @@ from config.outage import TRANSIENT
 from dashboard import presence
 from dashboard.hub import channel_prefix
 from dashboard.presenters import Scope, feed_items, live_context
+from dashboard.pulse_shards import PulseShard
 
 
 def org_group(org_id: int) -> str:
@@ -61,14 +62,22 @@ HEARTBEAT_SECONDS = 5.0  # watched orgs are re-rendered this often without new d
 _last_heartbeat = 0.0
 
 
-def pulse_tick() -> int:
+def pulse_tick(shard: PulseShard | None = None) -> int:
     """Render and publish the live fragments of every org with new data (and, every few seconds,
-    of every watched org); returns how many orgs had new data."""
+    of every watched org); returns how many orgs had new data. With a `shard`, only the orgs this
+    pulse owns among the live pulses (dashboard.pulse_shards); the others' marks stay for them."""
     global _last_heartbeat
-    pipe = get_redis().pipeline(transaction=True)
-    pipe.smembers(dirty_key())
-    pipe.delete(dirty_key())
-    dirty, _ = pipe.execute()
+    if shard is None:
+        pipe = get_redis().pipeline(transaction=True)
+        pipe.smembers(dirty_key())
+        pipe.delete(dirty_key())
+        dirty, _ = pipe.execute()
+    else:
+        shard.beat()
+        dirty = {m for m in get_redis().smembers(dirty_key()) if shard.owns(int(m))}
+        if dirty:
+            # A mark added since SMEMBERS goes too: this tick renders the org's newest state.
+            get_redis().srem(dirty_key(), *dirty)
     org_ids = {int(m) for m in dirty}
     members = presence.group_members()
     heartbeat = time.monotonic() - _last_heartbeat >= HEARTBEAT_SECONDS
@@ -81,7 +90,10 @@ def pulse_tick() -> int:
     _watched_before.update(watched)
     if heartbeat:
         _last_heartbeat = time.monotonic()
-    org_ids |= {org_id for org_id in map(group_org, fresh) if org_id is not None}
+    wanted = {org_id for org_id in map(group_org, fresh) if org_id is not None}
+    if shard is not None:
+        wanted = {org_id for org_id in wanted if shard.owns(org_id)} | _take_over(shard, watched)
+    org_ids |= wanted
     try:
         for org in Organization.objects.filter(pk__in=org_ids):
             _pulse_org(org, members, heartbeat=heartbeat)
@@ -101,10 +113,27 @@ def forget_published() -> None:
     global _last_heartbeat
     _last_rendered.clear()
     _watched_before.clear()
+    _owned_before.clear()
     _last_heartbeat = 0.0
 
 
 _watched_before: set[str] = set()  # groups somebody watched at the last tick
+_owned_before: set[int] = set()  # watched orgs this pulse owned at the last tick
+
+
+def _take_over(shard: PulseShard, watched: set[str]) -> set[int]:
+    """The watched orgs this pulse owns now but did not at its last tick (a pulse died or left):
+    rendered in full at once. Orgs it no longer owns are forgotten, so if one comes back its
+    first frame is whole again, never a diff against what another pulse sent meanwhile."""
+    mine = {o for o in map(group_org, watched) if o is not None and shard.owns(o)}
+    gained, lost = mine - _owned_before, _owned_before - mine
+    if lost:
+        _forget({key[0] for key in _last_rendered if group_org(key[0]) in lost})
+        for org_id in lost:
+            StreamPublisher.forget(org_id)
+    _owned_before.clear()
+    _owned_before.update(mine)
+    return gained
 
 
 def _forget(groups: set[str]) -> None:
@@ -195,6 +224,11 @@ class StreamPublisher:
     ITEM_KEYS_HIDDEN = ("at", "ago", "badge", "badge_label", "channel_label")
     _seen: dict[int, tuple[str, frozenset]] = {}  # org id -> (newest timestamp, frames sent at it)
     _campaign_status: dict[int, dict[str, str]] = {}  # org id -> campaign slug -> last status
+
+    @classmethod
+    def forget(cls, org_id: int) -> None:
+        cls._seen.pop(org_id, None)
+        cls._campaign_status.pop(org_id, None)
 
     def __init__(self, org, context: dict, members) -> None:
         self.org, self.context, self.members = org, context, members

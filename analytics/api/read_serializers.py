@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.conf import settings
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import exceptions, serializers
@@ -56,7 +55,7 @@ class DateRangeQuery(serializers.Serializer):
     def validate(self, attrs):
         org = self.context["org"]
         today = timezone.now().astimezone(org.tz).date()
-        oldest = today - timedelta(days=settings.INGEST_RETENTION_DAYS)
+        oldest = today - timedelta(days=org.rollup_retention_days)
         notices = []
         end = attrs.get("end_date") or today
         if end > today:
@@ -72,7 +71,10 @@ class DateRangeQuery(serializers.Serializer):
             raise serializers.ValidationError({"end_date": ["The range is past retention."]})
         if start < oldest:
             start = oldest
-            notices.append(f"start_date was clamped to the retention limit ({oldest}).")
+            notices.append(
+                f"start_date was clamped to the retention limit ({oldest}: rollups are kept"
+                f" {org.rollup_retention_days} days)."
+            )
         return {"start_date": start, "end_date": end, "notices": notices}
 
 

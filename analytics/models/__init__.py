@@ -38,6 +38,9 @@ from analytics.models.rollups import (
 )
 from analytics.models.tenancy import (
     ADMIN_ROLES,
+    RAW_RETENTION_DEFAULT,
+    RAW_RETENTION_MAX,
+    RAW_RETENTION_MIN,
     AuditEvent,
     Invitation,
     Membership,
@@ -55,6 +58,9 @@ __all__ = [
     "DAILY_MEASURES",
     "HOURLY_COUNTERS",
     "HOURLY_MEASURES",
+    "RAW_RETENTION_DEFAULT",
+    "RAW_RETENTION_MAX",
+    "RAW_RETENTION_MIN",
     "Activity",
     "AlertEvent",
     "AlertMetric",

@@ -86,7 +86,8 @@ class Outcome(models.TextChoices):
 
 
 class Message(TenantModel):
-    """Append-only and the largest table; nothing holds a foreign key to it (partition-ready).
+    """Append-only and the largest table; nothing holds a foreign key to it. Partitioned by
+    month on created_at (analytics/partitioning.py; primary key (id, created_at) in PostgreSQL).
 
     Its foreign keys are not enforced by PostgreSQL: the deferred per-row constraint triggers
     cost more at commit than the rest of an ingest batch. Ingestion resolves the org, bot and
@@ -124,7 +125,8 @@ class Message(TenantModel):
 
 
 class Activity(TenantModel):
-    """Work done by an AI employee: a call, booking, email or task, optionally worth money."""
+    """Work done by an AI employee: a call, booking, email or task, optionally worth money.
+    Partitioned by month on created_at, like Message."""
 
     class Kind(models.TextChoices):
         CALL = "call", "Call"
@@ -192,6 +194,9 @@ class EventReceipt(TenantModel):
                 fields=["organization", "event_id"], name="receipt_unique_event"
             )
         ]
+        # Receipts leave by age (analytics.services.retention); rows arrive in time order, so a
+        # BRIN index finds the old ones at almost no cost to ingestion.
+        indexes = [BrinIndex(fields=["received_at"], name="receipt_received_brin")]
 
     def __str__(self) -> str:
         return f"{self.type} {self.event_id}"

@@ -7,6 +7,7 @@ import zoneinfo
 
 from django.conf import settings
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils.timezone import now
 
@@ -14,6 +15,10 @@ from django.utils.timezone import now
 def _validate_timezone(value: str) -> None:
     if value not in zoneinfo.available_timezones():
         raise ValidationError(f"{value!r} is not a known time zone (e.g. Europe/Berlin).")
+
+
+#: raw event retention bounds and default (days)
+RAW_RETENTION_MIN, RAW_RETENTION_MAX, RAW_RETENTION_DEFAULT = 30, 730, 395
 
 
 class Organization(models.Model):
@@ -24,6 +29,21 @@ class Organization(models.Model):
     # Set when events were stored while Redis was unreachable: the live state is rebuilt from
     # PostgreSQL for the recent window once Redis answers again.
     live_stale_since = models.DateTimeField(null=True, blank=True, editable=False)
+    # How long data is kept (issue 14): raw events leave with their month's partition, or in
+    # small per-day batches where this org keeps less than the longest retention; rollups keep
+    # the anonymous aggregates far longer.
+    raw_retention_days = models.PositiveSmallIntegerField(
+        "raw event retention (days)",
+        default=RAW_RETENTION_DEFAULT,
+        validators=[MinValueValidator(RAW_RETENTION_MIN), MaxValueValidator(RAW_RETENTION_MAX)],
+        help_text="Days raw events (conversations, messages, activities) are kept: 30-730.",
+    )
+    rollup_retention_days = models.PositiveSmallIntegerField(
+        "rollup retention (days)",
+        default=1825,
+        validators=[MinValueValidator(365), MaxValueValidator(3650)],
+        help_text="Days hourly and daily rollups are kept: 365-3650 (5 years by default).",
+    )
 
     class Meta:
         ordering = ["name"]

@@ -189,7 +189,7 @@ class Validator:
         self.bots = _org_bots(org)
         self._bots_refreshed = False
         self._campaigns: dict[str, Campaign] | None = None
-        self.oldest = now - timedelta(days=settings.INGEST_RETENTION_DAYS)
+        self.oldest = now - timedelta(days=org.raw_retention_days)
         self.newest = now + FUTURE_TOLERANCE
 
     @property
@@ -249,7 +249,8 @@ class Validator:
             errors["timestamp"] = "Is more than 5 minutes in the future."
         elif at < self.oldest:
             errors["timestamp"] = (
-                f"Is older than the retention of {settings.INGEST_RETENTION_DAYS} days."
+                f"Is older than the retention of this organization ({self.org.raw_retention_days}"
+                " days)."
             )
         return at
 

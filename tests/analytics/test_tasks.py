@@ -92,6 +92,7 @@ REGISTERED_NAMES = {
     "analytics.alert_tasks.alert_notification_deliver_task",
     "analytics.alert_tasks.alert_notifications_sweep_task",
     "analytics.export_build",
+    "analytics.tasks.retention_enforce_task",
 }
 
 
@@ -108,6 +109,7 @@ def test_every_task_keeps_its_name_and_what_services_send_by_name_is_registered(
     assert route({}, "analytics.alert_tasks.insights_refresh_task")["queue"].name == "insights"
     assert route({}, "analytics.alert_tasks.alert_rules_evaluate_task")["queue"].name == "alerts"
     assert route({}, "analytics.export_build")["queue"].name == "default"
+    assert route({}, "analytics.tasks.retention_enforce_task")["queue"].name == "rollups"
 
 
 def test_the_hourly_run_and_conversation_metrics_through_a_real_worker():

@@ -9,9 +9,14 @@ An outage of PostgreSQL or Redis does not end it: it logs one warning, retries w
 (config.outage) and, once both answer again, renders every watched org in full at once. A Redis
 that came back empty is noticed on the next tick and the live state rebuilt from PostgreSQL
 (analytics.services.live.live_recover), so the figures are whole again, not counted from zero.
+
+Any number of pulses may run: they share the orgs (dashboard.pulse_shards), each org rendered by
+exactly one of them, and a pulse that dies hands its orgs to the others within PULSE_TTL.
 """
 
+import contextlib
 import logging
+import signal
 import time
 
 from django.core.management.base import BaseCommand
@@ -23,8 +28,13 @@ from analytics.services.live import live_recover
 from analytics.services.ops import ops_pulse_tick
 from config.outage import TRANSIENT, Outage
 from dashboard.broadcast import forget_published, pulse_tick
+from dashboard.pulse_shards import PulseShard
 
 log = logging.getLogger("botflow.pulse")
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 class Command(BaseCommand):
@@ -40,6 +50,10 @@ class Command(BaseCommand):
 
     def handle(self, *args, interval, **options):
         self.stdout.write(f"pulse: at most every {interval * 1000:.0f} ms, at once when idle")
+        shard = PulseShard()
+        # SIGTERM (a deploy, `kill`) ends it like Ctrl-C: it leaves the pulse hash on the way out,
+        # so the other pulses take its orgs at their next tick instead of after PULSE_TTL.
+        signal.signal(signal.SIGTERM, _interrupt)
         wake = None
         outage = Outage("pulse", logger=log)
         last_busy = float("-inf")  # when the last tick with new data started
@@ -55,7 +69,7 @@ class Command(BaseCommand):
                     time.sleep(max(0.0, last_busy + interval - time.monotonic()))
                     started = time.monotonic()
                     live_recover()  # Redis restarted empty: rebuild from PostgreSQL first
-                    orgs = pulse_tick()
+                    orgs = pulse_tick(shard)
                     if orgs:
                         last_busy = started
                     ops_pulse_tick(
@@ -75,6 +89,8 @@ class Command(BaseCommand):
                     forget_published()
                     outage.sleep(exc)
         except KeyboardInterrupt:
+            with contextlib.suppress(*TRANSIENT):
+                shard.leave()
             self.stdout.write("pulse: stopped")
 
     @staticmethod
