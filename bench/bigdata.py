@@ -42,7 +42,8 @@ sys.path.insert(0, str(ROOT))
 
 from analytics.synthetic import diurnal, pick_weighted, poisson  # noqa: E402
 
-DB_NAME = "botflow_bench_10m"
+# BENCH_BIGDATA_DB: another copy, e.g. one migrated to a newer schema, to compare in one sitting
+DB_NAME = os.environ.get("BENCH_BIGDATA_DB", "botflow_bench_10m")
 VERSION = 1
 MESSAGES = 10_000_000
 DAYS = 30
