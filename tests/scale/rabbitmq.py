@@ -203,8 +203,13 @@ class PrivateRabbitMQ:
             self.proc.wait(timeout=10)
         self.proc = None
 
-    def restart(self) -> float:
-        self.stop()
+    def restart(self, *, crash: bool = False) -> float:
+        """Stop it cleanly (or SIGKILL it: a crash) and start it again on the same database;
+        returns the seconds the start took."""
+        if crash:
+            self.kill()
+        else:
+            self.stop()
         return self.start()
 
     def log(self) -> str:
