@@ -141,3 +141,45 @@ def parse_redis_url(name: str, url: str) -> RedisTarget:
     else:
         raise EnvError(name, f"has scheme {parts.scheme!r}; {expected}")
     return RedisTarget(url)
+
+
+BROKER_SCHEMES = ("amqp", "amqps", "redis", "rediss", "redis+socket")
+
+
+def parse_broker_url(name: str, url: str) -> str:
+    """Celery's broker: RabbitMQ (amqp://user:password@host:port/vhost, amqps://...) or Redis."""
+    expected = (
+        "expected amqp://user:password@host:5672/vhost, amqps://..., redis://host:port/db,"
+        " rediss://... or redis+socket:///path/to/redis.socket"
+    )
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - validates the port
+    except ValueError as exc:
+        raise EnvError(name, f"is malformed ({exc}); {expected}") from None
+    if "://" not in url:
+        raise EnvError(name, f"is not a URL (no scheme://); {expected}")
+    if parts.scheme not in BROKER_SCHEMES:
+        raise EnvError(name, f"has scheme {parts.scheme!r}; {expected}")
+    if parts.scheme == "redis+socket":
+        if not parts.path:
+            raise EnvError(name, f"has no socket path; {expected}")
+        return url
+    if not parts.hostname:
+        raise EnvError(name, f"has no host; {expected}")
+    if parts.scheme in ("redis", "rediss"):
+        db = parts.path.lstrip("/")
+        if db and not db.isdigit():
+            raise EnvError(name, f"has database {db!r}, which is not a number; {expected}")
+    return url
+
+
+def broker_is_amqp(url: str) -> bool:
+    return urlsplit(url).scheme in ("amqp", "amqps")
+
+
+def parse_name_prefix(name: str, value: str) -> str:
+    """A prefix for broker queue names: letters, digits and . _ - only (may be empty)."""
+    if value and not all(c.isascii() and (c.isalnum() or c in "._-") for c in value):
+        raise EnvError(name, f"may hold only letters, digits and . _ -, got {value!r}")
+    return value

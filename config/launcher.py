@@ -2,7 +2,7 @@
 
     python -m config.launcher demo            # migrate, seed, run every Procfile process
     python -m config.launcher run -- CMD ...  # run one command against the same services
-    python -m config.launcher check           # is PostgreSQL / Redis reachable?
+    python -m config.launcher check           # is PostgreSQL / Redis (/ RabbitMQ) reachable?
 
 Its children run with BOTFLOW_ENV=development (unless set). With DATABASE_URL / REDIS_URL unset
 this process starts the embedded PostgreSQL and Redis (BOTFLOW_EMBEDDED=1) and stays alive while
@@ -58,7 +58,7 @@ def prepare_services() -> None:
     """Fill in the embedded services where unset, then verify both answer; exit with advice if not."""
     # Here, not at the top: `launcher run -- <cmd>` only execs, and must not pay for these imports.
     from config import embedded
-    from config.env import parse_database_url, parse_redis_url
+    from config.env import broker_is_amqp, parse_broker_url, parse_database_url, parse_redis_url
 
     configured_db = bool(os.environ.get("DATABASE_URL", "").strip())
     configured_redis = bool(os.environ.get("REDIS_URL", "").strip())
@@ -117,6 +117,19 @@ def prepare_services() -> None:
         problems.append(
             f"Redis at {redis_target.url} cannot be reached ({first_line(exc)}): {hint}."
         )
+    broker = os.environ.get("CELERY_BROKER_URL", "").strip()
+    if broker and broker_is_amqp(parse_broker_url("CELERY_BROKER_URL", broker)):
+        import kombu  # here: only this check needs a client, see prepare_services
+
+        connection = kombu.Connection(broker, connect_timeout=5)
+        try:
+            with connection:
+                connection.ensure_connection(max_retries=1, interval_start=0)
+        except Exception as exc:  # noqa: BLE001 - turned into advice below
+            problems.append(
+                f"RabbitMQ at {connection.as_uri()} cannot be reached ({first_line(exc)}):"
+                " start it, or unset CELERY_BROKER_URL to use Redis as Celery's broker."
+            )
     if problems:
         for problem in problems:
             print(f"error: {problem}", file=sys.stderr)
@@ -361,7 +374,11 @@ def main(argv: list[str]) -> int:
         return run(rest)
     if action == "check":
         prepare_services()
-        say("PostgreSQL and Redis answer")
+        say(
+            "PostgreSQL, Redis and RabbitMQ answer"
+            if os.environ.get("CELERY_BROKER_URL", "").strip().startswith("amqp")
+            else "PostgreSQL and Redis answer"
+        )
         return 0
     raise SystemExit(f"unknown action {action!r}; use demo, run or check ({shlex.join(argv)})")
 

@@ -11,12 +11,15 @@ from kombu import Exchange, Queue
 from config import embedded
 from config.env import (
     EnvError,
+    broker_is_amqp,
     env_bool,
     env_choice,
     env_int,
     env_list,
     env_str,
+    parse_broker_url,
     parse_database_url,
+    parse_name_prefix,
     parse_redis_url,
 )
 
@@ -196,40 +199,72 @@ CACHES = {
     }
 }
 
-CELERY_BROKER_URL = REDIS.celery_url()
+# Celery's broker: the Redis of REDIS_URL unless CELERY_BROKER_URL names another, e.g. RabbitMQ
+# (amqp://user:password@host:5672/vhost). Task results stay on Redis either way.
+CELERY_BROKER_URL = parse_broker_url(
+    "CELERY_BROKER_URL", env_str("CELERY_BROKER_URL") or REDIS.celery_url()
+)
+BROKER_IS_AMQP = broker_is_amqp(CELERY_BROKER_URL)
 CELERY_RESULT_BACKEND = REDIS.celery_url()
 CELERY_TIMEZONE = "UTC"
+# A task is acknowledged after it ran (a worker that dies leaves it queued); messages are
+# persistent and the queues durable, so a broker restart keeps what was waiting.
 CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_DEFAULT_DELIVERY_MODE = "persistent"
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# The worker waits for a broker that is down (at start-up or later) as long as it takes, instead
+# of exiting after Celery's default 100 attempts.
+CELERY_BROKER_CONNECTION_RETRY = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 CELERY_BEAT_SCHEDULER = "analytics.beat:DatabaseScheduler"  # django-celery-beat, outage-aware
 CELERY_RESULT_EXPIRES = 3600
 # Queues split by kind so slow work never delays live work: a worker started without -Q consumes
 # them all; production runs e.g. `celery -A config worker -Q rollups` on machines of their own.
+# CELERY_QUEUE_PREFIX puts the names apart on a broker that others share (a test run on a shared
+# RabbitMQ vhost); beat's rows name unprefixed queues and analytics.beat prefixes them.
+CELERY_QUEUE_PREFIX = parse_name_prefix("CELERY_QUEUE_PREFIX", env_str("CELERY_QUEUE_PREFIX"))
+CELERY_QUEUE_NAMES = ("default", "followups", "rollups", "insights", "alerts")
 CELERY_TASK_QUEUES = [
-    Queue(name, Exchange(name), routing_key=name)
-    for name in ("default", "followups", "rollups", "insights", "alerts")
+    # One durable direct exchange per queue, on RabbitMQ and Redis alike.
+    Queue(
+        CELERY_QUEUE_PREFIX + name,
+        Exchange(CELERY_QUEUE_PREFIX + name, type="direct", durable=True),
+        routing_key=CELERY_QUEUE_PREFIX + name,
+        durable=True,
+    )
+    for name in CELERY_QUEUE_NAMES
 ]
-CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_DEFAULT_QUEUE = CELERY_QUEUE_PREFIX + "default"
 # By registered task name (kept from before analytics/tasks/ was a package; see its __init__).
 CELERY_TASK_ROUTES = {
-    "analytics.tasks.conversation_metrics_on_end": {"queue": "followups"},
-    "analytics.tasks.rollup_*": {"queue": "rollups"},
-    "analytics.tasks.retention_*": {"queue": "rollups"},
-    "analytics.tasks.conversation_metrics_*": {"queue": "rollups"},
-    "analytics.alert_tasks.insights_*": {"queue": "insights"},
-    "analytics.alert_tasks.alert_*": {"queue": "alerts"},
+    task: {"queue": CELERY_QUEUE_PREFIX + queue}
+    for task, queue in (
+        ("analytics.tasks.conversation_metrics_on_end", "followups"),
+        ("analytics.tasks.rollup_*", "rollups"),
+        ("analytics.tasks.retention_*", "rollups"),
+        ("analytics.tasks.conversation_metrics_*", "rollups"),
+        ("analytics.alert_tasks.insights_*", "insights"),
+        ("analytics.alert_tasks.alert_*", "alerts"),
+    )
 }
 # A task killed with its worker goes back to the queue (acks_late) instead of being lost; with
-# Redis an unacknowledged task is redelivered after the visibility timeout.
+# Redis an unacknowledged task is redelivered after the visibility timeout, with RabbitMQ as soon
+# as the worker's connection closes.
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
-CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 900, minimum=10),
-    "unacked_restore_throttle": 1,  # look for abandoned tasks every 10 s, not every 100 s
-    "socket_connect_timeout": 3,
-    "socket_timeout": 10,
-}
+if BROKER_IS_AMQP:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        # A send returns once RabbitMQ has taken the message (written to disk: persistent).
+        "confirm_publish": True,
+    }
+else:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 900, minimum=10),
+        "unacked_restore_throttle": 1,  # look for abandoned tasks every 10 s, not every 100 s
+        "socket_connect_timeout": 3,
+        "socket_timeout": 10,
+    }
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

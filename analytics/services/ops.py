@@ -205,11 +205,14 @@ def ops_snapshot() -> OpsSnapshot:
 
 
 def queue_lengths() -> dict[str, int]:
-    """Messages waiting in each Celery queue (the broker is Redis: one list per queue)."""
+    """Messages waiting in each Celery queue: on Redis one list per queue, on RabbitMQ the count a
+    passive queue declaration answers (a queue not declared yet holds nothing)."""
     queues = [q.name for q in settings.CELERY_TASK_QUEUES or ()] or [
         settings.CELERY_TASK_DEFAULT_QUEUE
     ]
     with current_app.connection_for_read() as conn:
+        if conn.transport.driver_type == "amqp":
+            return _amqp_queue_lengths(conn, queues)
         client = conn.default_channel.client
         pipe = client.pipeline(transaction=False)
         for queue in queues:
@@ -217,12 +220,33 @@ def queue_lengths() -> dict[str, int]:
         return dict(zip(queues, pipe.execute(), strict=True))
 
 
+def _amqp_queue_lengths(conn, queues: list[str]) -> dict[str, int]:
+    lengths = {}
+    channel = conn.channel()
+    try:
+        for queue in queues:
+            try:
+                lengths[queue] = channel.queue_declare(queue=queue, passive=True).message_count
+            except conn.channel_errors:
+                # 404 NOT_FOUND: no worker or sender declared it yet. The broker closed the
+                # channel with that answer; the next queue needs a new one.
+                lengths[queue] = 0
+                channel = conn.channel()
+    finally:
+        with contextlib.suppress(*conn.connection_errors, *conn.channel_errors):
+            channel.close()
+    return lengths
+
+
 def broker_ping(timeout: float = 2.0) -> str:
     """ "ok" when Celery's broker answers, else the error's name."""
     try:
         with current_app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, interval_start=0, timeout=timeout)
-            conn.default_channel.client.ping()
+            if conn.transport.driver_type == "amqp":
+                conn.channel().close()  # a round trip: the broker opened and closed a channel
+            else:
+                conn.default_channel.client.ping()
     except Exception as exc:  # noqa: BLE001 - any failure means "down", and says which
         return f"error: {exc.__class__.__name__}"
     return "ok"

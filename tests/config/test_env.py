@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from config.env import EnvError, env_bool, parse_database_url, parse_redis_url
+from config.env import (
+    EnvError,
+    env_bool,
+    parse_broker_url,
+    parse_database_url,
+    parse_name_prefix,
+    parse_redis_url,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -107,3 +114,89 @@ def test_it_turns_a_redis_socket_url_into_celerys_form():
     )
     with pytest.raises(EnvError, match="REDIS_URL has database 'x'"):
         parse_redis_url("REDIS_URL", "redis://127.0.0.1:6379/x")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "amqp://guest:guest@127.0.0.1:5672//",
+        "amqps://bf:s3cret@mq.internal:5671/botflow",
+        "redis://127.0.0.1:6379/3",
+        "rediss://:pw@redis.internal:6380/0",
+        "redis+socket:///tmp/r/redis.socket?virtual_host=2",
+    ],
+)
+def test_it_accepts_rabbitmq_and_redis_brokers(url):
+    assert parse_broker_url("CELERY_BROKER_URL", url) == url
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("sqs://key:secret@", "has scheme 'sqs'"),
+        ("127.0.0.1:5672", "is not a URL (no scheme://)"),
+        ("amqp:///botflow", "has no host"),
+        ("amqp://host:notaport//", "is malformed"),
+        ("redis://127.0.0.1:6379/x", "has database 'x', which is not a number"),
+        ("redis+socket://", "has no socket path"),
+    ],
+)
+def test_it_names_what_is_wrong_with_a_broker_url(url, problem):
+    with pytest.raises(EnvError) as excinfo:
+        parse_broker_url("CELERY_BROKER_URL", url)
+    assert str(excinfo.value.code).startswith(f"configuration error: CELERY_BROKER_URL {problem}")
+
+
+def test_it_refuses_a_bad_broker_url_or_queue_prefix_with_one_line_naming_it():
+    result = run_manage({"CELERY_BROKER_URL": "kafka://127.0.0.1:9092"}, "check")
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("configuration error: CELERY_BROKER_URL has scheme 'kafka'")
+    assert "amqp://user:password@host:5672/vhost" in lines[0]
+    result = run_manage({"CELERY_QUEUE_PREFIX": "ci run/1"}, "check")
+    expected = "configuration error: CELERY_QUEUE_PREFIX may hold only letters, digits and . _ -,"
+    assert result.stderr.strip().splitlines() == [f"{expected} got 'ci run/1'"]
+    assert parse_name_prefix("CELERY_QUEUE_PREFIX", "ci-42.") == "ci-42."
+
+
+def test_the_broker_defaults_to_redis_and_rabbitmq_gets_durable_queues_by_environment():
+    shown = (
+        "from django.conf import settings as s; "
+        "q = {x.name: (x.durable, x.exchange.type, x.exchange.durable) for x in s.CELERY_TASK_QUEUES}; "
+        "print(s.CELERY_BROKER_URL, s.CELERY_RESULT_BACKEND, s.CELERY_TASK_DEFAULT_QUEUE, "
+        "s.CELERY_BROKER_CONNECTION_MAX_RETRIES, sorted(s.CELERY_BROKER_TRANSPORT_OPTIONS)); "
+        "print(q); print(s.CELERY_TASK_ROUTES['analytics.tasks.rollup_*'])"
+    )
+    redis_url = os.environ.get("REDIS_URL", "")
+    default = run_manage({"CELERY_BROKER_URL": ""}, "shell", "-v", "0", "-c", shown)
+    assert default.returncode == 0, default.stderr
+    first = default.stdout.splitlines()[0].split(" ", 4)
+    if redis_url.startswith("redis://"):
+        assert first[:2] == [redis_url, redis_url]  # broker and results on REDIS_URL
+    assert first[2:4] == ["default", "None"]  # and the worker retries a lost broker forever
+    assert "visibility_timeout" in first[4]
+    rabbit = run_manage(
+        {
+            "CELERY_BROKER_URL": "amqp://bf:pw@mq.internal:5672/botflow",
+            "CELERY_QUEUE_PREFIX": "ci-7.",
+        },
+        "shell",
+        "-v",
+        "0",
+        "-c",
+        shown,
+    )
+    assert rabbit.returncode == 0, rabbit.stderr
+    first, queues, route = rabbit.stdout.splitlines()
+    broker, backend, default_queue, retries, options = first.split(" ", 4)
+    assert broker == "amqp://bf:pw@mq.internal:5672/botflow"
+    assert backend.startswith(("redis://", "redis+socket://"))  # results stay on Redis
+    assert (default_queue, retries, options) == ("ci-7.default", "None", "['confirm_publish']")
+    assert queues == str(
+        {
+            f"ci-7.{name}": (True, "direct", True)
+            for name in ("default", "followups", "rollups", "insights", "alerts")
+        }
+    )
+    assert route == "{'queue': 'ci-7.rollups'}"

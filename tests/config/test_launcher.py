@@ -48,6 +48,14 @@ def test_it_names_an_unreachable_redis_and_how_to_fix_it():
     assert "PostgreSQL" not in result.stderr
 
 
+def test_it_names_an_unreachable_rabbitmq_without_its_password_and_how_to_fix_it():
+    result = launcher({"CELERY_BROKER_URL": "amqp://bf:s3cret@127.0.0.1:1/botflow"}, "check")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr and "s3cret" not in result.stderr
+    assert "error: RabbitMQ at amqp://bf:**@127.0.0.1:1/botflow cannot be reached" in result.stderr
+    assert "unset CELERY_BROKER_URL to use Redis as Celery's broker" in result.stderr
+
+
 def test_it_runs_a_command_on_the_embedded_services_when_nothing_is_configured(tmp_path):
     probe = (
         "import os, psycopg, redis; "
