@@ -2,7 +2,7 @@
 from `analytics.models` and Django's app registry finds them all.
 
 - tenancy: the organization, the tenant base class and its queryset, members and roles,
-  invitations and the audit log
+  invitations, the audit log and the customer erasure trail
 - catalog: bots, campaigns and API keys
 - events: conversations, messages, activities, gauges and event receipts
 - rollups: conversation metrics, hourly and daily rollups, their bookkeeping, insight reports
@@ -39,6 +39,7 @@ from analytics.models.rollups import (
 from analytics.models.tenancy import (
     ADMIN_ROLES,
     AuditEvent,
+    CustomerErasure,
     Invitation,
     Membership,
     Organization,
@@ -70,6 +71,7 @@ __all__ = [
     "Channel",
     "Conversation",
     "ConversationMetrics",
+    "CustomerErasure",
     "Direction",
     "EventReceipt",
     "Gauge",
