@@ -418,3 +418,40 @@ def test_an_export_being_written_during_an_erasure_is_discarded(
     monkeypatch.setattr(export_service, "conversations_csv", real)
     again = _ready_export(org, "conversations")
     assert again.status == "ready" and CUSTOMER.encode() not in again.path.read_bytes()
+
+
+def test_it_takes_exactly_the_customers_records_out_of_tricky_csv(org, settings, tmp_path):
+    settings.EXPORT_DIR = str(tmp_path)
+    folder = tmp_path / str(org.pk)
+    folder.mkdir()
+    conversations = folder / f"{uuid.uuid4()}.csv"
+    conversations.write_bytes(
+        b"id,external_id,bot,bot_name,campaign,customer,channel\n"
+        b'1,"a,1",b,"Bot ""One""",,"Costa, ""Ana""",web\n'  # quoted, with commas and quotes
+        b'2,"multi\nline Costa, ""Ana"" 3,",b,B,,Ben,web\n'  # names her, is not hers
+        b"3,x,b,B,,'+1 555,sms\n"  # a neutralised identifier
+        b'4,y,b,B,,"Costa, ""Ana"" Jr",web\n'
+    )
+    messages = folder / f"{uuid.uuid4()}.csv"
+    messages.write_bytes(
+        b"id,conversation_id,bot,created_at,direction,text\n"
+        b"10,7,b,t,inbound,hello\n"
+        b'11,8,b,t,inbound,"keeps\n12,7,b,t,inbound,a fake row inside a cell"\n'
+        b"13,70,b,t,inbound,not 7\n"
+        b'14,7,b,t,outbound,"bye\nthen"\n'
+    )
+    files, rows = export_service.export_files_forget(
+        org=org, customers=['Costa, "Ana"', "+1 555"], conversation_ids=[7]
+    )
+    assert (files, rows) == (2, 4)
+    assert conversations.read_bytes() == (
+        b"id,external_id,bot,bot_name,campaign,customer,channel\n"
+        b'2,"multi\nline Costa, ""Ana"" 3,",b,B,,Ben,web\n'
+        b'4,y,b,B,,"Costa, ""Ana"" Jr",web\n'
+    )
+    assert messages.read_bytes() == (
+        b"id,conversation_id,bot,created_at,direction,text\n"
+        b'11,8,b,t,inbound,"keeps\n12,7,b,t,inbound,a fake row inside a cell"\n'
+        b"13,70,b,t,inbound,not 7\n"
+    )
+    assert not list(folder.glob("*.erasing"))
