@@ -12,6 +12,7 @@ writes the file under `settings.EXPORT_DIR`; the job's state lives in Redis for 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 import mmap
@@ -24,6 +25,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 import orjson
+import redis
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import EmptyResultSet
@@ -32,6 +34,7 @@ from django.db.models import Case, F, Func, QuerySet, TextField, Value, When
 from django.db.models.functions import Cast
 from django.http import QueryDict, StreamingHttpResponse
 from django.utils import timezone
+from redis.exceptions import LockError
 
 from analytics.filters import conversation_filter
 from analytics.live_keys import org_key
@@ -480,10 +483,17 @@ def export_files_forget(
     shortest = {f for f in forms if not any(o != f and o in f for o in forms)}
     by_customer = re.compile(_trie(f.replace('"', '""') for f in shortest).encode())
     by_conversation = re.compile(rb"\n[0-9]+,(?:" + _trie(ids).encode() + rb"),") if ids else None
-    r = get_redis()
-    files = rows = 0
-    with export_files_lock(org.pk):
+    r, lock, locked = get_redis(), export_files_lock(org.pk), False
+    try:
+        locked = lock.acquire()
         r.incr(org_key(org.pk, "erasures"))
+    except redis.RedisError as exc:
+        # The files are on disk: they are cleaned all the same; only the coordination with
+        # exports being written (and their job records) waits for Redis.
+        logger.warning("erasure in org %s cleans exports without Redis (%s)", org.pk, exc)
+        r = None
+    files = rows = 0
+    try:
         for path in sorted(folder.glob("*.csv")) if folder.is_dir() else []:
             header = _header_columns(path)
             if "customer" in header:
@@ -496,17 +506,28 @@ def export_files_forget(
             if not removed:
                 continue
             files, rows = files + 1, rows + removed
-            raw = r.get(_job_key(path.stem))
-            if raw is not None:
-                job = _job_load(raw)
-                job.erased_rows += removed
-                job.erased_at = timezone.now().isoformat()
-                if job.rows is not None:
-                    job.rows = max(job.rows - removed, 0)
-                if _names_customer(job.query, forms):
-                    job.query = ""  # the explorer filter that found them names them too
-                r.set(_job_key(job.id), orjson.dumps(asdict(job)), keepttl=True)
+            if r is not None:
+                _job_note_erasure(r, path.stem, removed, forms)
+    finally:
+        if locked:
+            with contextlib.suppress(redis.RedisError, LockError):  # it expires by itself
+                lock.release()
     return files, rows
+
+
+def _job_note_erasure(r, job_id: str, removed: int, forms: set[str]) -> None:
+    """The job of a rewritten file says how many rows went and when (its page shows it)."""
+    raw = r.get(_job_key(job_id))
+    if raw is None:
+        return  # a file whose job has expired
+    job = _job_load(raw)
+    job.erased_rows += removed
+    job.erased_at = timezone.now().isoformat()
+    if job.rows is not None:
+        job.rows = max(job.rows - removed, 0)
+    if _names_customer(job.query, forms):
+        job.query = ""  # the explorer filter that found them names them too
+    r.set(_job_key(job.id), orjson.dumps(asdict(job)), keepttl=True)
 
 
 def _names_customer(query: str, forms: set[str]) -> bool:

@@ -3,6 +3,7 @@ exports is erased, and nothing that can hold them is left; everyone else's data 
 
 from __future__ import annotations
 
+import socket
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -40,6 +41,7 @@ from analytics.services.customers import (
 )
 from analytics.services.export import ExportJob, _job_key, _job_load, _job_save, export_job_run
 from analytics.services.ingest import events_ingest
+from analytics.services.live import live_recover
 from analytics.services.rollup import conversation_metrics_build_many, rollup_build_hourly
 from tests import factories as f
 
@@ -455,3 +457,30 @@ def test_it_takes_exactly_the_customers_records_out_of_tricky_csv(org, settings,
         b"13,70,b,t,inbound,not 7\n"
     )
     assert not list(folder.glob("*.erasing"))
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_with_redis_down_it_erases_the_database_and_files_and_rebuilds_the_feed_later(
+    world, settings
+):
+    org = world["org"]
+    reachable = settings.REDIS_URL
+    settings.REDIS_URL = f"redis://127.0.0.1:{_closed_port()}/0"  # nothing listens there
+    receipt = customer_erase(org=org, customer=CUSTOMER, actor_label="alice")
+    assert receipt.counts["conversations"] == 2 and receipt.counts["messages"] == 12
+    assert receipt.counts["live_feed_entries"] is None
+    assert receipt.counts["export_files"] == 3  # the files are on disk: cleaned all the same
+    assert any("rebuilt from the database" in note for note in receipt.notes)
+    assert files_naming(Path(settings.EXPORT_DIR) / str(org.pk), CUSTOMER) == []
+    org.refresh_from_db()
+    assert org.live_stale_since is not None
+    settings.REDIS_URL = reachable
+    assert redis_values_naming(CUSTOMER)  # Redis missed the erasure...
+    live_recover()  # ...until pulse notices the stale org and rebuilds it from PostgreSQL
+    assert [k for k in redis_values_naming(CUSTOMER) if f":o:{org.pk}:" in k] == []
+    assert any(i["customer"] == OTHER for i in live_feed(org=org, limit=50))
