@@ -195,5 +195,5 @@ class CustomerExportApi(_CustomerApi):
         except DjangoValidationError as exc:
             raise serializers.ValidationError(exc.message_dict) from None
         # Who read whose data, without the customer: the counts say how much.
-        audit_request(request, action="customer.exported", details={"counts": data["counts"]})
+        audit_request(request, action="customer.exported", details=data["counts"])
         return Response(CustomerExportSerializer(data).data)

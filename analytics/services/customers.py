@@ -218,7 +218,7 @@ def customer_erase(
             actor=api_key if api_key is not None else actor,
             action="customer.erased",
             target=f"erasure {erasure.pk}",
-            details={"erasure": erasure.pk, "counts": counts},
+            details={"erasure": erasure.pk, **counts},  # the audit page lists key: value
             ip=ip,
         )
     receipt = ErasureReceipt(erasure.pk, erased_at, counts, previous_erasures=previous)
@@ -245,7 +245,7 @@ def customer_erase(
             "Finished CSV exports could not be cleaned; ask support to repeat this erasure."
         )
     CustomerErasure.objects.filter(pk=erasure.pk).update(counts=counts)
-    audit.details["counts"] = counts
+    audit.details.update(counts)
     audit.save(update_fields=["details"])
     return receipt
 

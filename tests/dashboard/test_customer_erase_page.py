@@ -98,3 +98,13 @@ def test_an_admin_of_another_org_erases_only_there(seeded, other_org):
     )
     assert response.status_code == 200
     assert _held(seeded, CUSTOMER) == 2
+
+
+def test_the_audit_log_shows_the_erasure_without_the_customer(seeded, alice):
+    client = Client()
+    client.force_login(alice)
+    client.post(URL, {"customer": CUSTOMER, "action": "erase"})
+    page = client.get("/o/acme/audit/").content.decode()
+    assert "Customer data erased" in page
+    assert "<span>messages: 12</span>" in page and "<span>conversations: 2</span>" in page
+    assert CUSTOMER not in page

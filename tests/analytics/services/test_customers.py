@@ -247,7 +247,8 @@ def _holdings(org, customer) -> dict:
 def test_it_erases_the_customer_from_every_table_key_and_file(world, settings):
     org, other_org = world["org"], world["other_org"]
     folder = Path(settings.EXPORT_DIR)
-    assert rows_naming(CUSTOMER) and redis_values_naming(CUSTOMER)
+    assert rows_naming(CUSTOMER)
+    assert [key for key in redis_values_naming(CUSTOMER) if f":o:{org.pk}:" in key]
     assert files_naming(folder / str(org.pk), CUSTOMER)
     rollups_before = _rollups(org)
     other_before = _holdings(org, OTHER)
@@ -307,9 +308,10 @@ def test_it_erases_the_customer_from_every_table_key_and_file(world, settings):
             assert entry.object_id not in {str(i) for i in world["conversation_ids"]}
             continue
         assert org_of[name].objects.get(pk=pk).organization_id == other_org.pk, hit
-    assert redis_values_naming(CUSTOMER) == [
-        key for key in redis_values_naming(CUSTOMER) if f":o:{other_org.pk}:" in key
-    ]
+    # (Keys of other tests' orgs may linger in this run's prefix: look at these two orgs.)
+    naming = redis_values_naming(CUSTOMER)
+    assert [key for key in naming if f":o:{org.pk}:" in key] == []
+    assert [key for key in naming if f":o:{other_org.pk}:" in key]
     # Everyone else is untouched: the other customer, the other org, the rollups.
     assert _holdings(org, OTHER) == other_before
     assert _holdings(other_org, CUSTOMER) == elsewhere_before
@@ -332,7 +334,7 @@ def test_the_trail_keeps_a_fingerprint_and_counts_but_never_the_identifier(world
     assert erasure.counts["messages"] == 12
     audit = AuditEvent.objects.for_org(org).get(action="customer.erased")
     assert audit.actor == erin and audit.target == f"erasure {erasure.pk}"
-    assert audit.details["counts"]["conversations"] == 2
+    assert audit.details["conversations"] == 2 and audit.details["erasure"] == erasure.pk
     again = customer_erase(org=org, customer=f"  {CUSTOMER} ", actor_label="erin")
     assert again.previous_erasures == 1  # recognised, with nothing left to remove
     assert again.counts["conversations"] == again.counts["messages"] == 0
@@ -480,7 +482,8 @@ def test_with_redis_down_it_erases_the_database_and_files_and_rebuilds_the_feed_
     org.refresh_from_db()
     assert org.live_stale_since is not None
     settings.REDIS_URL = reachable
-    assert redis_values_naming(CUSTOMER)  # Redis missed the erasure...
+    # Redis missed the erasure...
+    assert [k for k in redis_values_naming(CUSTOMER) if f":o:{org.pk}:" in k]
     live_recover()  # ...until pulse notices the stale org and rebuilds it from PostgreSQL
     assert [k for k in redis_values_naming(CUSTOMER) if f":o:{org.pk}:" in k] == []
     assert any(i["customer"] == OTHER for i in live_feed(org=org, limit=50))
