@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -178,6 +179,7 @@ def main() -> None:
         with_file = time.perf_counter() - t0
     finally:
         remove_org(org)
+        shutil.rmtree(settings.EXPORT_DIR, ignore_errors=True)
 
     print(
         f"customer erasure benchmark · {datetime.now(UTC):%Y-%m-%d %H:%M} UTC · {platform.node()} · "
