@@ -22,12 +22,14 @@ PERMISSIONS: dict[str, str] = {
     "conversations.export": Role.ANALYST,
     "alerts.ack": Role.ANALYST,
     "saved.manage_own": Role.ANALYST,
-    # admin: also bots, campaigns, alert rules, API keys and members below owner
+    # admin: also bots, campaigns, alert rules, API keys, members below owner and customer erasure
     "bots.manage": Role.ADMIN,
     "campaigns.manage": Role.ADMIN,
     "alerts.manage": Role.ADMIN,
     "apikeys.manage": Role.ADMIN,
     "members.manage": Role.ADMIN,
+    "customers.erase": Role.ADMIN,
+    "customers.export": Role.ADMIN,
     # owner: also owners, retention, deletion and the audit log
     "owners.manage": Role.OWNER,
     "org.settings": Role.OWNER,
@@ -49,10 +51,12 @@ DESCRIPTIONS: dict[str, str] = {
     "alerts.manage": "Create, change, mute and delete alert rules",
     "apikeys.manage": "Create and revoke API keys",
     "members.manage": "Invite members, change roles and remove members below owner",
+    "customers.erase": "Erase one customer's data (a GDPR-style erasure request)",
+    "customers.export": "Export everything held about one customer (an access request)",
     "owners.manage": "Make and remove owners",
     "org.settings": "Change the organization's name and time zone",
     "retention.manage": "Set data retention",
-    "org.delete": "Delete data (customer erasure, the org)",
+    "org.delete": "Delete data in admin (conversations, the org)",
     "audit.view": "Read the audit log",
 }
 

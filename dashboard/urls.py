@@ -4,6 +4,7 @@ from django.urls import path
 
 from dashboard import (
     alert_views,
+    customer_views,
     team_views,
     views,
     views_bots,
@@ -54,4 +55,6 @@ urlpatterns = [
         name="team_invitation_revoke",
     ),
     path("audit/", team_views.audit, name="audit"),
+    # customer erasure (issue 14)
+    path("customers/erase/", customer_views.customer_erase_page, name="customer_erase"),
 ]

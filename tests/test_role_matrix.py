@@ -91,6 +91,11 @@ PAGES: dict[str, Rule] = {
     ),
     "dashboard:team_invitation_revoke": Rule(post="members.manage", body=lambda ctx: {}),
     "dashboard:audit": Rule(get="audit.view"),
+    "dashboard:customer_erase": Rule(
+        get="customers.erase",
+        post="customers.erase",
+        body=lambda ctx: {"customer": f"nobody-{ctx.user.pk}", "action": "erase"},
+    ),
 }
 
 
@@ -132,6 +137,10 @@ API: dict[str, ApiRule] = {
     "api:alert-rule-mute": ApiRule({"POST": "alerts.manage"}, body=lambda ctx: {"minutes": 30}),
     "api:alert-events": ApiRule({"GET": "org.view"}),
     "api:alert-event-ack": ApiRule({"POST": "alerts.ack"}, body=lambda ctx: {}),
+    "api:customer-erase": ApiRule(
+        {"POST": "customers.erase"}, body=lambda ctx: {"customer": f"nobody-{ctx.user.pk}"}
+    ),
+    "api:customer-export": ApiRule({"GET": "customers.export"}, query="&customer=nobody"),
 }
 #: CSV answers are exports, whatever the route's JSON needs
 API_CSV: dict[str, str] = {
@@ -461,6 +470,7 @@ def test_every_session_api_route_answers_each_role_as_the_matrix_says(world, tmp
                 url = (
                     _fill(route, _values(world, user, route, tmp_path, settings))
                     + "?org=acme"
+                    + rule.query
                     + extra
                 )
                 kwargs = {}

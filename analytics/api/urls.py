@@ -1,6 +1,6 @@
 from django.urls import path
 
-from analytics.api import alerts, ops, read, views
+from analytics.api import alerts, customers, ops, read, views
 
 app_name = "api"
 
@@ -29,4 +29,6 @@ urlpatterns = [
     path("alerts/rules/<int:pk>/mute", alerts.AlertRuleMuteApi.as_view(), name="alert-rule-mute"),
     path("alerts/events", alerts.AlertEventListApi.as_view(), name="alert-events"),
     path("alerts/events/<int:pk>/ack", alerts.AlertEventAckApi.as_view(), name="alert-event-ack"),
+    path("customers/erase", customers.CustomerEraseApi.as_view(), name="customer-erase"),
+    path("customers/export", customers.CustomerExportApi.as_view(), name="customer-export"),
 ]

@@ -2,7 +2,7 @@
 from `analytics.models` and Django's app registry finds them all.
 
 - tenancy: the organization, the tenant base class and its queryset, members and roles,
-  invitations and the audit log
+  invitations, the audit log and the customer erasure trail
 - catalog: bots, campaigns and API keys
 - events: conversations, messages, activities, gauges and event receipts
 - rollups: conversation metrics, hourly and daily rollups, their bookkeeping, insight reports
@@ -42,6 +42,7 @@ from analytics.models.tenancy import (
     RAW_RETENTION_MAX,
     RAW_RETENTION_MIN,
     AuditEvent,
+    CustomerErasure,
     Invitation,
     Membership,
     Organization,
@@ -76,6 +77,7 @@ __all__ = [
     "Channel",
     "Conversation",
     "ConversationMetrics",
+    "CustomerErasure",
     "Direction",
     "EventReceipt",
     "Gauge",

@@ -15,6 +15,7 @@ class ApiKey(TenantModel):
         INGEST = "ingest", "Ingest events"
         READ = "read", "Read analytics"
         ALERTS = "alerts", "Manage alert rules"
+        ADMIN = "admin", "Erase and export customer data"
 
     name = models.CharField(max_length=100)
     prefix = models.CharField(max_length=16, unique=True, editable=False)

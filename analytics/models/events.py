@@ -68,6 +68,8 @@ class Conversation(TenantModel):
             models.Index(
                 fields=["organization", "campaign", "-started_at"], name="conv_org_camp_started"
             ),
+            # Erasure and access requests find a customer's conversations by their identifier.
+            models.Index(fields=["organization", "customer"], name="conv_org_customer"),
         ]
 
     def __str__(self) -> str:
@@ -148,6 +150,7 @@ class Activity(TenantModel):
         indexes = [
             models.Index(fields=["organization", "created_at"], name="act_org_created"),
             models.Index(fields=["organization", "bot", "created_at"], name="act_org_bot_created"),
+            models.Index(fields=["organization", "customer"], name="act_org_customer"),
         ]
 
     def __str__(self) -> str:

@@ -220,3 +220,30 @@ class AuditEvent(TenantModel):
 
     def __str__(self) -> str:
         return f"{self.actor_label} {self.action} {self.target}"
+
+
+# --- customer erasure (issue 14) ---------------------------------------------------------------
+
+
+class CustomerErasure(TenantModel):
+    """One erasure of a customer's data: who asked, when and how much went. Never the identifier:
+    `fingerprint` is an HMAC of it (keyed by SECRET_KEY and the org), so a repeated request is
+    recognised, while the identifier cannot be read back from this row."""
+
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_label = models.CharField(max_length=150)
+    fingerprint = models.CharField(max_length=64, editable=False)
+    counts = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["organization", "fingerprint"], name="erasure_org_fingerprint"),
+            models.Index(fields=["organization", "-created_at"], name="erasure_org_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"erasure {self.pk} by {self.actor_label}"

@@ -25,6 +25,8 @@ ACTIONS: dict[str, str] = {
     "alert_rule.changed": "Alert rule changed",
     "alert_rule.deleted": "Alert rule deleted",
     "export.downloaded": "Export downloaded",
+    "customer.erased": "Customer data erased",
+    "customer.exported": "Customer data exported",
 }
 
 

@@ -12,8 +12,12 @@ writes the file under `settings.EXPORT_DIR`; the job's state lives in Redis for 
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import logging
+import mmap
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -21,6 +25,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 import orjson
+import redis
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import EmptyResultSet
@@ -29,8 +34,10 @@ from django.db.models import Case, F, Func, QuerySet, TextField, Value, When
 from django.db.models.functions import Cast
 from django.http import QueryDict, StreamingHttpResponse
 from django.utils import timezone
+from redis.exceptions import LockError
 
 from analytics.filters import conversation_filter
+from analytics.live_keys import org_key
 from analytics.models import DAILY_FIGURES, Bot, BotDailyMetrics, Message, Organization
 from analytics.redis import get_redis
 from analytics.services.enqueue import EXPORT_BUILD, task_send
@@ -40,6 +47,11 @@ CHUNK_BYTES = 64 * 1024
 JOB_TTL_SECONDS = 24 * 3600
 # The last line of a download that failed after its first bytes were sent (the status was 200).
 INTERRUPTED_LINE = b"export interrupted by a server error: this file is incomplete, try again\n"
+ERASED_WHILE_WRITING = (
+    "A customer's data was erased while this export was being written, so the file was "
+    "discarded. Start the export again."
+)
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what Neutralised prefixes with '
 
 logger = logging.getLogger(__name__)
 
@@ -252,6 +264,8 @@ class ExportJob:
     rows: int | None = None
     error: str = ""
     user_id: int | None = None  # the member who asked for it: the file is theirs (and owners')
+    erased_rows: int = 0  # rows taken out of the finished file by customer erasures
+    erased_at: str = ""  # ISO time of the last such erasure
 
     @property
     def path(self) -> Path:
@@ -266,6 +280,12 @@ def _job_save(job: ExportJob) -> None:
     get_redis().set(_job_key(job.id), orjson.dumps(asdict(job)), ex=JOB_TTL_SECONDS)
 
 
+def _job_load(raw: bytes) -> ExportJob:
+    """A stored job; fields this version does not know (a newer writer's) are ignored."""
+    known = set(ExportJob.__dataclass_fields__)
+    return ExportJob(**{k: v for k, v in orjson.loads(raw).items() if k in known})
+
+
 def export_job_get(*, org: Organization, job_id: str, user=None) -> ExportJob | None:
     """The org's export job with this id, or None (another org's job reads as missing). With
     `user`, only the member who started it or an owner of the org finds it; others get None."""
@@ -276,7 +296,7 @@ def export_job_get(*, org: Organization, job_id: str, user=None) -> ExportJob | 
     raw = get_redis().get(_job_key(job_id))
     if raw is None:
         return None
-    job = ExportJob(**orjson.loads(raw))
+    job = _job_load(raw)
     if job.org_id != org.pk:
         return None
     if user is not None and job.user_id != user.pk and not user_can(user, org, "owners.manage"):
@@ -308,10 +328,12 @@ def export_job_run(*, job_id: str) -> ExportJob | None:
     raw = get_redis().get(_job_key(job_id))
     if raw is None:
         return None
-    job = ExportJob(**orjson.loads(raw))
+    job = _job_load(raw)
     org = Organization.objects.get(pk=job.org_id)
     job.status = "running"
     _job_save(job)
+    # Read before the rows are: an erasure committed after this point bumps it (see finish).
+    epoch = erasure_epoch(org.pk)
     try:
         filters = conversation_filter(
             QueryDict(job.query), org=org, now=datetime.fromisoformat(job.now)
@@ -329,11 +351,185 @@ def export_job_run(*, job_id: str) -> ExportJob | None:
             for chunk in chunks:
                 out.write(chunk)
                 lines += chunk.count(b"\n")
-        os.replace(partial, job.path)
-        job.status, job.rows = "ready", None if job.kind == "messages" else max(lines - 1, 0)
+        with export_files_lock(org.pk):
+            if erasure_epoch(org.pk) != epoch:
+                # A customer was erased while the rows were read: they may be in this file.
+                partial.unlink(missing_ok=True)
+                job.status, job.error = "failed", ERASED_WHILE_WRITING
+                _job_save(job)
+                return job
+            os.replace(partial, job.path)
+            job.status, job.rows = "ready", None if job.kind == "messages" else max(lines - 1, 0)
+            _job_save(job)
+        return job
     except Exception as exc:  # the user sees that it failed; the worker log has the traceback
         job.status, job.error = "failed", str(exc)[:500]
         _job_save(job)
         raise
-    _job_save(job)
-    return job
+
+
+# --- customer erasure: finished files lose the customer's rows ---------------------------------
+#
+# A finished export is rewritten without the erased customer's rows (not deleted: the rest of
+# it is still the member's), and its job says how many rows went and when. An export still being
+# written when an erasure commits is discarded when it finishes (its rows were read before the
+# erasure): the erasure bumps the org's erasure epoch, which the job read before its rows, and
+# both sides take the org's export-files lock, so a file is either finished before the erasure
+# scans the folder or sees the new epoch. Files are untouched unless a row matches.
+
+
+def erasure_epoch(org_id: int) -> int:
+    raw = get_redis().get(org_key(org_id, "erasures"))
+    return int(raw) if raw else 0
+
+
+def export_files_lock(org_id: int):
+    """One writer at a time among erasures and finishing exports of the org."""
+    return get_redis().lock(org_key(org_id, "export-files"), timeout=600, blocking_timeout=600)
+
+
+def _csv_forms(customers: list[str]) -> set[str]:
+    """Each identifier as a customer cell holds it (formula-like text carries a leading ')."""
+    forms = set(customers)
+    forms.update(f"'{c}" for c in customers if c.startswith(FORMULA_STARTS))
+    return forms
+
+
+def _trie(words) -> str:
+    """A regex alternation of `words` as a trie (one step per character, however many words)."""
+    root: dict = {}
+    for word in words:
+        node = root
+        for ch in word:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def render(node: dict) -> str:
+        branches = [re.escape(ch) + render(child) for ch, child in sorted(node.items()) if ch]
+        if not branches:
+            return ""
+        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        return f"(?:{body})?" if "" in node else body
+
+    return render(root)
+
+
+def _quotes(data, start: int, end: int) -> int:
+    return data[start:end].count(b'"')
+
+
+def _record_around(data, boundary: int, at: int) -> tuple[int, int]:
+    """(start, end) of the CSV record holding byte `at`, given a record boundary before it:
+    a record ends at the first newline after which the quotes seen pair up (RFC 4180 quotes
+    come in pairs inside a quoted cell, so a newline at odd parity is inside one)."""
+    start = data.rfind(b"\n", boundary, at)
+    while start != -1 and _quotes(data, boundary, start) % 2:
+        start = data.rfind(b"\n", boundary, start)
+    start = boundary if start == -1 else start + 1
+    end = data.find(b"\n", at)
+    while end != -1 and _quotes(data, start, end + 1) % 2:
+        end = data.find(b"\n", end + 1)
+    return start, len(data) if end == -1 else end + 1
+
+
+def _rewrite_without(path: Path, *, column: int, doomed: set[str], needle: re.Pattern) -> int:
+    """Rewrite the file without the records whose cell `column` is in `doomed`; rows removed.
+    Bytes are searched for `needle` and only the records it hits are parsed; everything between
+    them is copied as it is, so a file the size of a big export is rewritten at disk speed."""
+    removed = 0
+    if path.stat().st_size == 0:
+        return 0
+    partial = path.with_suffix(".erasing")
+    with (
+        open(path, "rb") as f,
+        mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data,
+        open(partial, "wb") as out,
+    ):
+        boundary = data.find(b"\n") + 1  # after the header
+        kept_from = 0
+        # From the newline before a record: the conversation needle starts with it.
+        hit = needle.search(data, boundary - 1) if boundary else None
+        while hit is not None:
+            start, end = _record_around(data, boundary, hit.end() - 1)
+            cells = next(csv.reader([data[start:end].decode("utf-8")]), [])
+            if len(cells) > column and cells[column] in doomed:
+                out.write(data[kept_from:start])
+                kept_from = end
+                removed += 1
+            boundary = end
+            hit = needle.search(data, end - 1)
+        out.write(data[kept_from:])
+    if removed:
+        os.replace(partial, path)
+    else:
+        partial.unlink()
+    return removed
+
+
+def _header_columns(path: Path) -> list[str]:
+    with open(path, encoding="utf-8", newline="") as f:
+        return next(csv.reader([f.readline()]), [])
+
+
+def export_files_forget(
+    *, org: Organization, customers: list[str], conversation_ids: list[int]
+) -> tuple[int, int]:
+    """Take the customer's rows out of the org's finished export files: conversation rows by
+    customer, message rows by conversation. Returns (files changed, rows removed)."""
+    folder = Path(settings.EXPORT_DIR) / str(org.pk)
+    forms = _csv_forms(customers)
+    ids = {str(i) for i in conversation_ids}
+    # The shortest forms only: the others hold them ('+27… holds +27…).
+    shortest = {f for f in forms if not any(o != f and o in f for o in forms)}
+    by_customer = re.compile(_trie(f.replace('"', '""') for f in shortest).encode())
+    by_conversation = re.compile(rb"\n[0-9]+,(?:" + _trie(ids).encode() + rb"),") if ids else None
+    r, lock, locked = get_redis(), export_files_lock(org.pk), False
+    try:
+        locked = lock.acquire()
+        r.incr(org_key(org.pk, "erasures"))
+    except redis.RedisError as exc:
+        # The files are on disk: they are cleaned all the same; only the coordination with
+        # exports being written (and their job records) waits for Redis.
+        logger.warning("erasure in org %s cleans exports without Redis (%s)", org.pk, exc)
+        r = None
+    files = rows = 0
+    try:
+        for path in sorted(folder.glob("*.csv")) if folder.is_dir() else []:
+            header = _header_columns(path)
+            if "customer" in header:
+                column, doomed, pattern = header.index("customer"), forms, by_customer
+            elif "conversation_id" in header and by_conversation is not None:
+                column, doomed, pattern = header.index("conversation_id"), ids, by_conversation
+            else:
+                continue
+            removed = _rewrite_without(path, column=column, doomed=doomed, needle=pattern)
+            if not removed:
+                continue
+            files, rows = files + 1, rows + removed
+            if r is not None:
+                _job_note_erasure(r, path.stem, removed, forms)
+    finally:
+        if locked:
+            with contextlib.suppress(redis.RedisError, LockError):  # it expires by itself
+                lock.release()
+    return files, rows
+
+
+def _job_note_erasure(r, job_id: str, removed: int, forms: set[str]) -> None:
+    """The job of a rewritten file says how many rows went and when (its page shows it)."""
+    raw = r.get(_job_key(job_id))
+    if raw is None:
+        return  # a file whose job has expired
+    job = _job_load(raw)
+    job.erased_rows += removed
+    job.erased_at = timezone.now().isoformat()
+    if job.rows is not None:
+        job.rows = max(job.rows - removed, 0)
+    if _names_customer(job.query, forms):
+        job.query = ""  # the explorer filter that found them names them too
+    r.set(_job_key(job.id), orjson.dumps(asdict(job)), keepttl=True)
+
+
+def _names_customer(query: str, forms: set[str]) -> bool:
+    values = [v.casefold() for vs in QueryDict(query).lists() for v in vs[1]]
+    return any(f.casefold() in v for f in forms for v in values)

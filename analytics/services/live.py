@@ -386,3 +386,44 @@ def live_recover(*, now: datetime | None = None, limit: int = 20) -> int:
     # More than `limit` stale: the next tick takes the next ones.
     _next_stale_check = 0.0 if len(stale) == limit else time.monotonic() + STALE_CHECK_SECONDS
     return len(stale)
+
+
+def live_customer_forget(
+    *, org: Organization, customers: list[str], conversation_ids: list[int], bot_ids: list[int]
+) -> int | None:
+    """Take one customer's items out of the org's live feed and activity list, and their
+    conversations out of the active sets; returns the feed and activity items removed, or None
+    when Redis is unreachable (the org is then marked stale: its live state is rebuilt from
+    PostgreSQL, which no longer holds the customer, once Redis answers)."""
+    wanted, conversations = set(customers), set(conversation_ids)
+    feed_key, acts_key = org_key(org.pk, "feed"), org_key(org.pk, "acts")
+    try:
+        r = get_redis()
+        pipe = r.pipeline(transaction=False)
+        pipe.lrange(feed_key, 0, -1)
+        pipe.lrange(acts_key, 0, -1)
+        feed, acts = pipe.execute()
+        doomed = [
+            (feed_key, raw)
+            for raw in feed
+            if (item := orjson.loads(raw)).get("customer") in wanted
+            or item.get("conversation") in conversations
+        ]
+        doomed += [(acts_key, raw) for raw in acts if orjson.loads(raw).get("customer") in wanted]
+        pipe = r.pipeline(transaction=False)
+        # LREM by value: items pushed meanwhile by ingestion stay where they are.
+        for key, raw in doomed:
+            pipe.lrem(key, 0, raw)
+        if conversations:
+            for key in (org_key(org.pk, "active"), *(bot_key(b, "active") for b in bot_ids)):
+                pipe.zrem(key, *conversations)
+        pipe.sadd(dirty_key(), org.pk)  # the dashboards redraw the feed without them
+        pipe.publish(wake_channel(), org.pk)
+        pipe.execute()
+        return len(doomed)
+    except redis.RedisError as exc:
+        Organization.objects.filter(pk=org.pk, live_stale_since__isnull=True).update(
+            live_stale_since=timezone.now()
+        )
+        log.warning("live feed of org %s kept an erased customer (%s): rebuilt later", org.pk, exc)
+        return None

@@ -13,7 +13,11 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--org", required=True, help="organization slug")
         parser.add_argument("--name", required=True, help="a name to recognise the key by")
-        parser.add_argument("--scopes", default="ingest,read", help="comma-separated: ingest,read")
+        parser.add_argument(
+            "--scopes",
+            default="ingest,read",
+            help="comma-separated: ingest, read, alerts, admin (erase and export customer data)",
+        )
 
     def handle(self, *args, org, name, scopes, **options):
         organization = Organization.objects.filter(slug=org).first()

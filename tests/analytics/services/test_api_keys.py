@@ -58,4 +58,4 @@ def test_the_command_names_a_bad_org_or_scope(org):
     with pytest.raises(CommandError, match="--org: no organization with slug 'nope'"):
         call_command("create_api_key", "--org", "nope", "--name", "ci")
     with pytest.raises(CommandError, match="--scopes: Unknown scope"):
-        call_command("create_api_key", "--org", "acme", "--name", "ci", "--scopes", "admin")
+        call_command("create_api_key", "--org", "acme", "--name", "ci", "--scopes", "root")

@@ -1,0 +1,365 @@
+"""One customer's data: erasure (a GDPR-style "forget me") and access (everything held about them).
+
+A customer is the identifier the events carry in their `customer` field (a phone number, an
+email, a name): a conversation belongs to the customer its `customer` names, an activity likewise;
+messages and conversation metrics belong to the customer's conversations. The match is exact
+(the identifier as given, and without surrounding spaces). Conversation external ids are the bot
+platform's ids, not the customer's: matching them could erase someone else's conversation.
+
+Erasure removes, in one transaction and set-based (a DELETE per table, never one per row): the
+conversations, their messages (no enforced foreign key: deleted by organization and conversation
+ids), their metrics, the activities, the customer's entries among the insights' customers at risk
+and the names Django admin's log copied. Then the live feed and activity list in Redis and the
+finished CSV exports lose the customer's rows. Rollups keep their anonymous aggregates. What was
+stored once the erasure has committed (the customer's later events) is kept: the receipt says so.
+The trail (CustomerErasure, AuditEvent) never holds the identifier, only an HMAC of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import redis
+from django.conf import settings
+from django.contrib.admin.models import LogEntry
+from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+from django.utils import timezone
+
+from analytics.models import (
+    Activity,
+    Bot,
+    Campaign,
+    Conversation,
+    ConversationMetrics,
+    CustomerErasure,
+    InsightReport,
+    Message,
+    Organization,
+)
+from analytics.services.audit import audit_record
+from analytics.services.export import export_files_forget
+from analytics.services.live import live_customer_forget
+
+log = logging.getLogger(__name__)
+
+MAX_CUSTOMER_LENGTH = 200  # as Conversation.customer and Activity.customer
+KINDS = (
+    "conversations",
+    "messages",
+    "activities",
+    "conversation_metrics",
+    "live_feed_entries",
+    "export_files",
+    "export_rows",
+    "insight_entries",
+    "admin_log_entries",
+)
+
+
+def customer_clean(value) -> str:
+    """The identifier of a request, or a ValidationError naming the `customer` field."""
+    if not isinstance(value, str):
+        raise ValidationError({"customer": "Give the customer's identifier as a string."})
+    if "\x00" in value:
+        raise ValidationError({"customer": "Must not contain NUL (\\u0000) characters."})
+    if not value.strip():
+        raise ValidationError({"customer": "Give the customer's identifier (e.g. +27 82 …)."})
+    if len(value) > MAX_CUSTOMER_LENGTH:
+        raise ValidationError(
+            {"customer": f"At most {MAX_CUSTOMER_LENGTH} characters (got {len(value):,})."}
+        )
+    return value
+
+
+def _identifiers(customer: str) -> list[str]:
+    return sorted({customer, customer.strip()})
+
+
+def customer_fingerprint(*, org: Organization, customer: str) -> str:
+    """An HMAC of the identifier, keyed by SECRET_KEY and the org: the same request is recognised
+    again, the identifier cannot be read back, and two orgs' customers cannot be linked."""
+    message = f"{org.pk}:{customer.strip()}".encode()
+    return hmac.new(settings.SECRET_KEY.encode(), message, hashlib.sha256).hexdigest()
+
+
+@dataclass
+class ErasureReceipt:
+    erasure_id: int
+    erased_at: datetime
+    counts: dict[str, int | None]
+    previous_erasures: int = 0  # earlier erasures of the same identifier in this org
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def covers(self) -> str:
+        return (
+            f"Data received up to {self.erased_at.isoformat()}. Events for this customer "
+            f"received after that are kept; erase again to remove them."
+        )
+
+
+def _delete(cursor, sql: str, params) -> list[tuple]:
+    cursor.execute(sql, params)
+    return cursor.fetchall()
+
+
+def _erase_rows(cursor, org: Organization, names: list[str]) -> dict:
+    """The set-based deletes, in the order that keeps a concurrent ingestion batch consistent:
+    conversations first (their row locks wait for a batch that is adding to them; the message
+    delete that follows then sees that batch's messages too)."""
+    conv, msg, cm, act = (
+        m._meta.db_table for m in (Conversation, Message, ConversationMetrics, Activity)
+    )
+    gone = _delete(
+        cursor,
+        f"DELETE FROM {conv} WHERE organization_id = %s AND customer = ANY(%s) "  # noqa: S608
+        "RETURNING id, bot_id",
+        [org.pk, names],
+    )
+    ids = [row[0] for row in gone]
+    counts = {"conversations": len(ids), "messages": 0, "conversation_metrics": 0}
+    if ids:
+        cursor.execute(
+            f"DELETE FROM {msg} WHERE organization_id = %s AND conversation_id = ANY(%s)",  # noqa: S608
+            [org.pk, ids],
+        )
+        counts["messages"] = cursor.rowcount
+        cursor.execute(
+            f"DELETE FROM {cm} WHERE organization_id = %s AND conversation_id = ANY(%s)",  # noqa: S608
+            [org.pk, ids],
+        )
+        counts["conversation_metrics"] = cursor.rowcount
+    activities = _delete(
+        cursor,
+        f"DELETE FROM {act} WHERE organization_id = %s AND customer = ANY(%s) RETURNING id",  # noqa: S608
+        [org.pk, names],
+    )
+    counts["activities"] = len(activities)
+    return {
+        "counts": counts,
+        "conversation_ids": ids,
+        "bot_ids": sorted({row[1] for row in gone}),
+        "activity_ids": [row[0] for row in activities],
+    }
+
+
+def _forget_insights(org: Organization, names: list[str]) -> int:
+    """Drop the customer from the stored customers at risk (the next refresh recomputes them
+    from conversations, which no longer hold the customer)."""
+    removed = 0
+    for report in InsightReport.objects.for_org(org).select_for_update():
+        at_risk = report.payload.get("at_risk") if isinstance(report.payload, dict) else None
+        if not at_risk:
+            continue
+        kept = [c for c in at_risk if c.get("customer") not in names]
+        if len(kept) != len(at_risk):
+            removed += len(at_risk) - len(kept)
+            report.payload["at_risk"] = kept
+            report.save(update_fields=["payload"])
+    return removed
+
+
+def _forget_admin_log(org: Organization, names, conversation_ids, activity_ids) -> int:
+    """Django admin's log copies a conversation's name (its customer) into `object_repr`."""
+    kinds = ContentType.objects.get_for_models(Conversation, Activity)
+    org_bots = list(Bot.objects.for_org(org).values_list("pk", flat=True))
+    reprs = [f"{name} · {bot_id}" for name in names for bot_id in org_bots]
+    entries = LogEntry.objects.filter(
+        content_type=kinds[Conversation], object_id__in=[str(i) for i in conversation_ids]
+    ) | LogEntry.objects.filter(content_type=kinds[Conversation], object_repr__in=reprs)
+    if activity_ids:
+        entries = entries | LogEntry.objects.filter(
+            content_type=kinds[Activity], object_id__in=[str(i) for i in activity_ids]
+        )
+    return entries.update(object_repr="(erased customer)", change_message="")
+
+
+def customer_erase(
+    *,
+    org: Organization,
+    customer: str,
+    actor_label: str,
+    actor=None,
+    api_key=None,
+    ip: str | None = None,
+) -> ErasureReceipt:
+    """Erase everything the org holds about one customer; an unknown customer gets a receipt
+    with zero counts. `actor` is the user who asked, `api_key` the key (either may be None)."""
+    customer = customer_clean(customer)
+    names = _identifiers(customer)
+    fingerprint = customer_fingerprint(org=org, customer=customer)
+    with transaction.atomic(), connection.cursor() as cursor:
+        erased_at = timezone.now()
+        rows = _erase_rows(cursor, org, names)
+        counts: dict[str, int | None] = dict.fromkeys(KINDS, 0)
+        counts.update(rows["counts"])
+        counts["insight_entries"] = _forget_insights(org, names)
+        counts["admin_log_entries"] = _forget_admin_log(
+            org, names, rows["conversation_ids"], rows["activity_ids"]
+        )
+        previous = CustomerErasure.objects.for_org(org).filter(fingerprint=fingerprint).count()
+        erasure = CustomerErasure.objects.create(
+            organization=org,
+            requested_by=actor if actor is not None and actor.pk else None,
+            actor_label=actor_label[:150],
+            fingerprint=fingerprint,
+            counts=counts,
+            created_at=erased_at,
+        )
+        audit = audit_record(
+            org=org,
+            actor=api_key if api_key is not None else actor,
+            action="customer.erased",
+            target=f"erasure {erasure.pk}",
+            details={"erasure": erasure.pk, **counts},  # the audit page lists key: value
+            ip=ip,
+        )
+    receipt = ErasureReceipt(erasure.pk, erased_at, counts, previous_erasures=previous)
+    # After the commit: what follows touches what PostgreSQL no longer holds.
+    counts["live_feed_entries"] = live_customer_forget(
+        org=org,
+        customers=names,
+        conversation_ids=rows["conversation_ids"],
+        bot_ids=rows["bot_ids"],
+    )
+    if counts["live_feed_entries"] is None:
+        receipt.notes.append(
+            "The live feed could not be reached; it is rebuilt from the database (without this "
+            "customer) as soon as it can."
+        )
+    try:
+        counts["export_files"], counts["export_rows"] = export_files_forget(
+            org=org, customers=names, conversation_ids=rows["conversation_ids"]
+        )
+    except (OSError, redis.RedisError):
+        log.exception("export files of org %s not cleaned after erasure %s", org.pk, erasure.pk)
+        counts["export_files"] = counts["export_rows"] = None
+        receipt.notes.append(
+            "Finished CSV exports could not be cleaned; ask support to repeat this erasure."
+        )
+    CustomerErasure.objects.filter(pk=erasure.pk).update(counts=counts)
+    audit.details.update(counts)
+    audit.save(update_fields=["details"])
+    return receipt
+
+
+def customer_counts(*, org: Organization, customer: str) -> dict[str, int]:
+    """How much the org holds about one customer (what an erasure would remove from PostgreSQL)."""
+    names = _identifiers(customer_clean(customer))
+    conversations = Conversation.objects.for_org(org).filter(customer__in=names)
+    ids = conversations.values("id")
+    return {
+        "conversations": conversations.count(),
+        "messages": Message.objects.for_org(org).filter(conversation_id__in=ids).count(),
+        "activities": Activity.objects.for_org(org).filter(customer__in=names).count(),
+        "conversation_metrics": ConversationMetrics.objects.for_org(org)
+        .filter(conversation_id__in=ids)
+        .count(),
+    }
+
+
+def customer_erasures(*, org: Organization, limit: int = 20) -> list[CustomerErasure]:
+    """The org's latest erasures, newest first (who asked, when, what went; no identifiers)."""
+    return list(CustomerErasure.objects.for_org(org)[:limit])
+
+
+# --- access: everything held about a customer -------------------------------------------------
+
+CONVERSATION_FIELDS = (
+    "id",
+    "external_id",
+    "bot_id",
+    "campaign_id",
+    "customer",
+    "channel",
+    "status",
+    "started_at",
+    "last_activity_at",
+    "ended_at",
+    "handoff",
+    "csat",
+    "call_outcome",
+)
+MESSAGE_FIELDS = (
+    "id",
+    "conversation_id",
+    "direction",
+    "text",
+    "created_at",
+    "response_time_ms",
+    "outcome",
+    "tokens",
+    "cost_usd",
+    "kb_hit",
+)
+METRIC_FIELDS = tuple(
+    f.name
+    for f in ConversationMetrics._meta.concrete_fields
+    if f.name not in ("id", "organization", "conversation", "bot")
+)
+ACTIVITY_FIELDS = ("id", "bot_id", "kind", "description", "customer", "value", "created_at")
+
+
+def customer_export(*, org: Organization, customer: str) -> dict:
+    """Everything the org holds about one customer, as plain data: their conversations with
+    messages and metrics, and their activities (an unknown customer: empty lists)."""
+    customer = customer_clean(customer)
+    names = _identifiers(customer)
+    bots = dict(Bot.objects.for_org(org).values_list("pk", "slug"))
+    campaigns = dict(Campaign.objects.for_org(org).values_list("pk", "slug"))
+    conversations = list(
+        Conversation.objects.for_org(org)
+        .filter(customer__in=names)
+        .order_by("started_at", "id")
+        .values(*CONVERSATION_FIELDS)
+    )
+    ids = [c["id"] for c in conversations]
+    messages: dict[int, list[dict]] = defaultdict(list)
+    metrics: dict[int, dict] = {}
+    if ids:
+        for m in (
+            Message.objects.for_org(org)
+            .filter(conversation_id__in=ids)
+            .order_by("conversation_id", "created_at", "id")
+            .values(*MESSAGE_FIELDS)
+        ):
+            messages[m.pop("conversation_id")].append(m)
+        for row in (
+            ConversationMetrics.objects.for_org(org)
+            .filter(conversation_id__in=ids)
+            .values("conversation_id", *METRIC_FIELDS)
+        ):
+            metrics[row.pop("conversation_id")] = row
+    for c in conversations:
+        c["bot"] = bots.get(c.pop("bot_id"), "")
+        c["campaign"] = campaigns.get(c.pop("campaign_id"), "")
+        c["metrics"] = metrics.get(c["id"])
+        c["messages"] = messages.get(c["id"], [])
+    activities = list(
+        Activity.objects.for_org(org)
+        .filter(customer__in=names)
+        .order_by("created_at", "id")
+        .values(*ACTIVITY_FIELDS)
+    )
+    for a in activities:
+        a["bot"] = bots.get(a.pop("bot_id"), "")
+    return {
+        "customer": customer,
+        "organization": org.slug,
+        "generated_at": timezone.now(),
+        "counts": {
+            "conversations": len(conversations),
+            "messages": sum(len(v) for v in messages.values()),
+            "activities": len(activities),
+            "conversation_metrics": len(metrics),
+        },
+        "conversations": conversations,
+        "activities": activities,
+    }
