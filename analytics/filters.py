@@ -349,6 +349,13 @@ class ConversationFilter(django_filters.FilterSet):
                 output_field=BooleanField(),
             )
         )
+        tr = self.form.time_range
+        if tr is not None:
+            # A conversation's messages come after its start and never from the future: the
+            # bounds let PostgreSQL read only those months' partitions of the message table.
+            hits = hits.filter(
+                created_at__gte=tr.start, created_at__lt=self.form.now + timedelta(days=1)
+            )
         # Two plans, each fast where the other is slow. A rare term (or words that never meet):
         # the GIN index lists its few conversations. A common one: walk the newest
         # conversations of the range and probe each one's messages (a page fills at once, where
@@ -357,7 +364,9 @@ class ConversationFilter(django_filters.FilterSet):
             ids = _conversations_of(hits, RARE_IDS + 1)
             if len(ids) <= RARE_IDS:
                 return queryset.filter(pk__in=ids)
-        return queryset.filter(Exists(hits.filter(conversation_id=OuterRef("pk"))))
+        # created_at >= the conversation's start: each probe reads only the months from it on.
+        probe = hits.filter(conversation_id=OuterRef("pk"), created_at__gte=OuterRef("started_at"))
+        return queryset.filter(Exists(probe))
 
     @property
     def time_range(self) -> TimeRange | None:

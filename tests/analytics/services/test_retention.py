@@ -7,10 +7,13 @@ import psycopg
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import connection
+from django.http import QueryDict
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django_celery_beat.models import PeriodicTask
 
 from analytics import partitioning
+from analytics.filters import conversation_filter
 from analytics.models import (
     Activity,
     BotDailyMetrics,
@@ -271,3 +274,24 @@ def test_beat_runs_the_retention_daily_on_the_rollups_queue(db):
     task = PeriodicTask.objects.get(task="analytics.tasks.retention_enforce_task")
     assert task.enabled and task.queue == "rollups"
     assert (task.crontab.hour, task.crontab.minute) == ("3", "15")
+
+
+def test_a_search_reads_only_the_months_of_its_range(bot):
+    _message(bot, NOW - timedelta(days=2), text="about my refund")
+    with CaptureQueriesContext(connection) as queries:
+        filters = conversation_filter(
+            QueryDict("period=7d&q=refund"), org=bot.organization, now=NOW
+        )
+        assert filters.is_valid()
+        assert len(list(filters.qs)) == 1
+    searched = [
+        q["sql"]
+        for q in queries
+        if "websearch_to_tsquery" in q["sql"] and "EXPLAIN" not in q["sql"]
+    ]
+    assert searched
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN " + searched[-1])
+        plan = "\n".join(line for (line,) in cursor.fetchall())
+    assert "analytics_message_p2026_11" in plan or "analytics_message_p2026_12" in plan
+    assert "analytics_message_p2026_06" not in plan and "analytics_message_p2027" not in plan
