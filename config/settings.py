@@ -187,6 +187,15 @@ CHANNEL_LAYERS = {
         },
     }
 }
+if REDIS.is_cluster:
+    # channels-redis' RedisChannelLayer keeps a group in keys of many slots: no cluster. The only
+    # user of the layer is revocation (dashboard/revocation.py: group_add / group_send), which
+    # the pub/sub layer serves through plain PUBLISH/SUBSCRIBE on one node: a cluster delivers a
+    # PUBLISH to every node, so the web processes hear one another whichever node each uses.
+    CHANNEL_LAYERS["default"] = {
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "CONFIG": {"hosts": [{"address": REDIS.node_url(), "socket_connect_timeout": 3}]},
+    }
 
 CACHES = {
     "default": {
@@ -195,9 +204,16 @@ CACHES = {
         "KEY_PREFIX": "botflow",
     }
 }
+if REDIS.is_cluster:
+    # Django's RedisCache talks to one server, which answers MOVED for keys of other nodes' slots.
+    # Nothing of ours shares state through the cache (the live state, rate limits and ops figures
+    # use analytics.redis), so each process keeps its own.
+    CACHES["default"] = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
 
-CELERY_BROKER_URL = REDIS.celery_url()
-CELERY_RESULT_BACKEND = REDIS.celery_url()
+# A Redis Cluster cannot be Celery's broker or result store: CELERY_BROKER_URL names another
+# (RabbitMQ: amqp://...), and results (nothing of ours reads them) are then not kept.
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or REDIS.celery_url()
+CELERY_RESULT_BACKEND = None if REDIS.is_cluster else REDIS.celery_url()
 CELERY_TIMEZONE = "UTC"
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

@@ -23,12 +23,14 @@ REPORT_SECONDS = 5
 PROCESS_ID = f"{socket.gethostname()}:{os.getpid()}"
 
 
+# One hash tag for every presence key: a report replaces a process's hash and stamps it in the
+# zset in one transaction, which on a Redis Cluster needs both keys in one slot.
 def _procs_key() -> str:
-    return f"{settings.LIVE_KEY_PREFIX}:procs"
+    return f"{settings.LIVE_KEY_PREFIX}:{{presence}}:procs"
 
 
 def _groups_key(process: str) -> str:
-    return f"{settings.LIVE_KEY_PREFIX}:groups:{process}"
+    return f"{settings.LIVE_KEY_PREFIX}:{{presence}}:groups:{process}"
 
 
 async def report(client, groups: Mapping[str, int], process: str = PROCESS_ID) -> None:

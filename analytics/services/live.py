@@ -41,7 +41,7 @@ from analytics.live_keys import (
     wake_channel,
 )
 from analytics.models import Activity, Conversation, Message, Organization
-from analytics.redis import get_redis
+from analytics.redis import clustered, get_redis, pipeline_eval
 from analytics.selectors.bots import org_bot_ids
 from analytics.timeutil import org_day_start
 
@@ -119,7 +119,7 @@ class _Accumulator:
     ) -> None:
         """Count an AI-employee activity for the bot's day (org time zone) and keep it for the feed."""
         day = at.astimezone(self.org.tz).strftime("%Y%m%d")
-        counts = self.daily[bot_key(bot.id, "d", day)]
+        counts = self.daily[bot_key(self.org.pk, bot.id, "d", day)]
         counts[kind] += 1
         if value:
             counts["revenue_c"] += int(value * 100)
@@ -167,10 +167,10 @@ class _Accumulator:
         org_hists: dict[int, Counter] = defaultdict(Counter)
         for (bot_id, minute), fields in self.counts.items():
             org_counts[minute].update(fields)
-            _hincr(pipe, bot_key(bot_id, "m", minute), fields)
+            _hincr(pipe, bot_key(org_id, bot_id, "m", minute), fields)
         for (bot_id, minute), buckets in self.hists.items():
             org_hists[minute].update(buckets)
-            _hincr(pipe, bot_key(bot_id, "h", minute), buckets)
+            _hincr(pipe, bot_key(org_id, bot_id, "h", minute), buckets)
         for minute, fields in org_counts.items():
             _hincr(pipe, org_key(org_id, "m", minute), fields)
         for minute, buckets in org_hists.items():
@@ -183,7 +183,7 @@ class _Accumulator:
         adds: dict[str, dict[int, float]] = defaultdict(dict)
         removes: dict[str, list[int]] = defaultdict(list)
         for conv_id, (bot_id, ts, ended) in self.active.items():
-            for key in (org_key(org_id, "active"), bot_key(bot_id, "active")):
+            for key in (org_key(org_id, "active"), bot_key(org_id, bot_id, "active")):
                 if ended:
                     removes[key].append(conv_id)
                 else:
@@ -205,8 +205,18 @@ class _Accumulator:
             pipe.ltrim(org_key(org_id, "acts"), 0, FEED_LENGTH - 1)
         if self.gauges:
             pipe.hset(org_key(org_id, "gauges"), mapping=self.gauges)
-        pipe.sadd(dirty_key(), org_id)
-        pipe.publish(wake_channel(), org_id)
+        if not clustered(pipe):
+            pipe.sadd(dirty_key(), org_id)
+            pipe.publish(wake_channel(), org_id)
+        # On a cluster the dirty set is in another slot than the org's keys (a transaction
+        # cannot hold both) and a pipeline cannot PUBLISH: announce() runs after the pipeline.
+
+    def announce(self, pipe) -> None:
+        """After `pipe` (written by write()) ran on a cluster: tell pulse the org has news."""
+        if clustered(pipe):
+            client = get_redis()
+            client.sadd(dirty_key(), self.org.pk)
+            client.publish(wake_channel(), self.org.pk)
 
 
 def _message_feed_item(m: Message) -> bytes:
@@ -248,7 +258,7 @@ def _hincr(pipe, key: str, fields: Counter) -> None:
         if amount:
             args += (name, amount)
     if len(args) > 1:
-        _hincr_script(get_redis())(keys=[key], args=args, client=pipe)
+        pipeline_eval(pipe, _hincr_script(get_redis()), [key], args)
 
 
 def live_apply(*, org: Organization, events: list, conversation_ids: dict, now: datetime) -> str:
@@ -269,6 +279,7 @@ def live_apply(*, org: Organization, events: list, conversation_ids: dict, now: 
         pipe.hincrby(org_key(org.pk, "u", now.strftime("%Y%m%d%H")), "events", len(events))
         pipe.expire(org_key(org.pk, "u", now.strftime("%Y%m%d%H")), MINUTE_TTL)
         pipe.execute()
+        acc.announce(pipe)
         return "ok"
     except redis.RedisError as exc:
         marked = Organization.objects.filter(pk=org.pk, live_stale_since__isnull=True).update(
@@ -287,11 +298,11 @@ def live_rebuild(*, org: Organization, now: datetime | None = None) -> None:
     first_minute, last_minute = epoch_minute(since), epoch_minute(now)
     bot_ids = list(org_bot_ids(org))
     today = now.astimezone(org.tz).strftime("%Y%m%d")
-    counters = [bot_key(bot_id, "d", today) for bot_id in bot_ids]
+    counters = [bot_key(org.pk, bot_id, "d", today) for bot_id in bot_ids]
     for minute in range(first_minute, last_minute + 1):
         counters += (org_key(org.pk, "m", minute), org_key(org.pk, "h", minute))
         for bot_id in bot_ids:
-            counters += (bot_key(bot_id, "m", minute), bot_key(bot_id, "h", minute))
+            counters += (bot_key(org.pk, bot_id, "m", minute), bot_key(org.pk, bot_id, "h", minute))
     r = get_redis()
     # The counters as they are just before PostgreSQL is read. The rebuild takes away these
     # values rather than deleting the keys, so the increments of batches that land while it
@@ -307,7 +318,7 @@ def live_rebuild(*, org: Organization, now: datetime | None = None) -> None:
         )
     pipe.delete(org_key(org.pk, "active"), org_key(org.pk, "feed"), org_key(org.pk, "acts"))
     for bot_id in bot_ids:
-        pipe.delete(bot_key(bot_id, "active"))
+        pipe.delete(bot_key(org.pk, bot_id, "active"))
 
     acc = _Accumulator(org, now)
     with connection.cursor() as cursor:
@@ -358,6 +369,7 @@ def live_rebuild(*, org: Organization, now: datetime | None = None) -> None:
         acc.activity(a.bot, a.kind, a.description, a.customer, a.value, a.created_at)
     acc.write(pipe)
     pipe.execute()
+    acc.announce(pipe)
     Organization.objects.filter(pk=org.pk).update(live_stale_since=None)
     org.live_stale_since = None
 
