@@ -17,6 +17,7 @@ import orjson
 import redis
 from django.db import connection
 from django.utils import timezone
+from redis.cluster import RedisCluster
 
 from analytics import sketch
 from analytics.live_keys import (
@@ -374,6 +375,20 @@ def live_rebuild(*, org: Organization, now: datetime | None = None) -> None:
     org.live_stale_since = None
 
 
+def _live_state_lost(client) -> bool:
+    """Whether Redis may have lost live state since the last look (and say it has not, now).
+
+    One server: the kept marker is gone. A cluster: the marker holds the run ids of its masters,
+    and any change (a master failed over to its replica, which may not have received the last
+    writes, or restarted empty) counts as a loss: every org is rebuilt, whichever shard it is on.
+    """
+    if not clustered(client):
+        return bool(client.set(kept_key(), "1", nx=True))
+    masters = client.info("server", target_nodes=RedisCluster.PRIMARIES)
+    signature = ",".join(sorted(info["run_id"] for info in masters.values()))
+    return client.set(kept_key(), signature, get=True) != signature.encode()
+
+
 STALE_CHECK_SECONDS = 2.0
 _next_stale_check = 0.0  # monotonic time of this process's next look for stale orgs
 
@@ -385,7 +400,7 @@ def live_recover(*, now: datetime | None = None, limit: int = 20) -> int:
     Redis refused its batch) at most every STALE_CHECK_SECONDS."""
     global _next_stale_check
     now = now or timezone.now()
-    if get_redis().set(kept_key(), "1", nx=True):
+    if _live_state_lost(get_redis()):
         marked = Organization.objects.filter(live_stale_since__isnull=True).update(
             live_stale_since=now
         )

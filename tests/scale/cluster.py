@@ -61,6 +61,8 @@ class RedisClusterNodes:
                 "",
                 "--appendonly",
                 "no",
+                "--repl-diskless-sync-delay",
+                "0",
                 "--daemonize",
                 "no",
             ],
@@ -90,6 +92,16 @@ class RedisClusterNodes:
             timeout=max(1.0, deadline - time.monotonic()),
         )
         self.wait_ok(deadline)
+        if self.replicas:
+            self._wait(self._replicas_in_sync, deadline, "replica in sync with its master")
+
+    def _replicas_in_sync(self) -> bool:
+        """Every replica has finished its first sync (before that it cannot take over)."""
+        replicas = [self.node(p).info("replication") for p in self.procs]
+        replicas = [r for r in replicas if r["role"] == "slave"]
+        return len(replicas) == len(self.ports) - len(self.ports) // (1 + self.replicas) and all(
+            r["master_link_status"] == "up" for r in replicas
+        )
 
     def wait_ok(self, deadline: float) -> None:
         """Every running node says cluster_state:ok and knows every slot's master."""
