@@ -18,8 +18,12 @@ import redis.asyncio as aioredis
 import redis.asyncio.cluster as aiocluster
 from django.conf import settings
 from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import RedisClusterUnreachableError, SlotNotCoveredError
 
 CLUSTER_PREFIX = "redis+cluster://"
+# What a cluster that cannot serve raises besides RedisErrors (no node answers, a slot has no
+# master yet mid-failover): callers that ride out an outage catch these too.
+REDIS_FAILURES = (redis.RedisError, RedisClusterUnreachableError, SlotNotCoveredError)
 
 
 def is_cluster(url: str) -> bool:

@@ -23,10 +23,9 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Coroutine
 
-import redis
 from django.conf import settings
 
-from analytics.redis import async_redis_client
+from analytics.redis import REDIS_FAILURES, async_redis_client
 from config.outage import Outage
 from dashboard import presence
 
@@ -240,7 +239,7 @@ class Hub:
         )
         try:
             await client.ping()
-        except (redis.RedisError, OSError):
+        except (*REDIS_FAILURES, OSError):
             return False
         finally:
             await client.aclose()
@@ -303,7 +302,7 @@ class Hub:
                             await self._report_viewers(client)
                     # The last socket left: say so now, not when the last report expires.
                     await self._report_viewers(client)
-            except (redis.RedisError, OSError) as exc:  # any Redis failure: the sockets resync
+            except (*REDIS_FAILURES, OSError) as exc:  # any Redis failure: the sockets resync
                 if asyncio.current_task().cancelling():
                     raise asyncio.CancelledError from exc  # the loop is closing: stop (as above)
                 self.ready.clear()

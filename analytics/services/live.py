@@ -42,7 +42,7 @@ from analytics.live_keys import (
     wake_channel,
 )
 from analytics.models import Activity, Conversation, Message, Organization
-from analytics.redis import clustered, get_redis, pipeline_eval
+from analytics.redis import REDIS_FAILURES, clustered, get_redis, pipeline_eval
 from analytics.selectors.bots import org_bot_ids
 from analytics.timeutil import org_day_start
 
@@ -282,7 +282,7 @@ def live_apply(*, org: Organization, events: list, conversation_ids: dict, now: 
         pipe.execute()
         acc.announce(pipe)
         return "ok"
-    except redis.RedisError as exc:
+    except REDIS_FAILURES as exc:
         marked = Organization.objects.filter(pk=org.pk, live_stale_since__isnull=True).update(
             live_stale_since=now
         )
@@ -404,7 +404,10 @@ def live_recover(*, now: datetime | None = None, limit: int = 20) -> int:
         marked = Organization.objects.filter(live_stale_since__isnull=True).update(
             live_stale_since=now
         )
-        log.warning("Redis holds no live state (restarted empty?): rebuilding %s orgs", marked)
+        log.warning(
+            "Redis holds no live state (restarted empty, or a cluster master changed): rebuilding %s orgs",
+            marked,
+        )
     elif time.monotonic() < _next_stale_check:
         return 0
     stale = list(Organization.objects.filter(live_stale_since__isnull=False)[:limit])
