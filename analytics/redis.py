@@ -69,6 +69,43 @@ def async_redis_client(url: str, **options) -> aioredis.Redis | aiocluster.Redis
     )
 
 
+@functools.cache
+def any_node_connection(url: str) -> type[aioredis.Connection]:
+    """An asyncio connection class for plain pub/sub on the Redis Cluster of `url` (channels-redis'
+    pub/sub layer): it connects to the node it used last, else to the next node that accepts.
+    Any node serves pub/sub for the whole cluster, so a node that fails is left for another
+    and redis-py's PubSub subscribes again there on its reconnect."""
+    nodes = _cluster_parts(url)[0]
+
+    class AnyNodeConnection(aioredis.Connection):
+        async def _connect(self) -> None:
+            here = (self.host, self.port)
+            start = nodes.index(here) if here in nodes else 0
+            error: BaseException | None = None
+            for host, port in nodes[start:] + nodes[:start]:
+                self.host, self.port = host, port
+                try:
+                    await super()._connect()
+                except (OSError, TimeoutError) as exc:  # refused, unreachable, timed out
+                    error = exc
+                else:
+                    return
+            raise error
+
+    return AnyNodeConnection
+
+
+def cluster_channel_layer(url: str, node_url: str) -> dict:
+    """The CHANNEL_LAYERS entry for a Redis Cluster: channels-redis' pub/sub layer, through the
+    node of `node_url` while it answers, else another node of the cluster."""
+    host = {
+        "address": node_url,
+        "socket_connect_timeout": 3,
+        "connection_class": any_node_connection(url),
+    }
+    return {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer", "CONFIG": {"hosts": [host]}}
+
+
 def get_redis() -> redis.Redis:
     return _client(settings.REDIS_URL)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from kombu import Exchange, Queue
 
+from analytics.redis import cluster_channel_layer
 from config import embedded
 from config.env import (
     EnvError,
@@ -191,11 +192,9 @@ if REDIS.is_cluster:
     # channels-redis' RedisChannelLayer keeps a group in keys of many slots: no cluster. The only
     # user of the layer is revocation (dashboard/revocation.py: group_add / group_send), which
     # the pub/sub layer serves through plain PUBLISH/SUBSCRIBE on one node: a cluster delivers a
-    # PUBLISH to every node, so the web processes hear one another whichever node each uses.
-    CHANNEL_LAYERS["default"] = {
-        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-        "CONFIG": {"hosts": [{"address": REDIS.node_url(), "socket_connect_timeout": 3}]},
-    }
+    # PUBLISH to every node, so the web processes hear one another whichever node each uses; a
+    # node that fails is left for the next one that answers (any_node_connection).
+    CHANNEL_LAYERS["default"] = cluster_channel_layer(REDIS.url, REDIS.node_url())
 
 CACHES = {
     "default": {

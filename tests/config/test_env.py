@@ -152,13 +152,15 @@ def test_on_a_cluster_the_settings_pick_what_works_there():
         "shell",
         "-c",
         "from django.conf import settings as s; layer = s.CHANNEL_LAYERS['default'];"
-        "print(layer['BACKEND'], layer['CONFIG']['hosts'][0]['address']);"
+        "host = layer['CONFIG']['hosts'][0];"
+        "print(layer['BACKEND'], host['address'], host['connection_class'].__name__);"
         "print(s.CACHES['default']['BACKEND'], s.CELERY_BROKER_URL, s.CELERY_RESULT_BACKEND)",
     )
     assert shown.returncode == 0, shown.stderr
-    assert shown.stdout.split()[-5:] == [  # after the shell's note on its imports
+    assert shown.stdout.split()[-6:] == [  # after the shell's note on its imports
         "channels_redis.pubsub.RedisPubSubChannelLayer",
         "redis://127.0.0.1:7000/0",
+        "AnyNodeConnection",
         "django.core.cache.backends.locmem.LocMemCache",
         "amqp://guest:guest@127.0.0.1:5672//",
         "None",

@@ -154,6 +154,15 @@ class RedisClusterNodes:
                         return int(master[1])
         raise LookupError(key)
 
+    def wait_failover(self, dead: int, timeout: float = 30.0) -> float:
+        """Wait until a replica has replaced the killed master `dead` and the cluster is ok
+        again; returns the seconds it took."""
+        started = time.monotonic()
+        deadline = started + timeout
+        self._wait(lambda: dead not in self.masters(), deadline, f"replica in place of {dead}")
+        self.wait_ok(deadline)
+        return time.monotonic() - started
+
     def kill(self, port: int) -> None:
         proc = self.procs[port]
         proc.kill()

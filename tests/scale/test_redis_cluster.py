@@ -16,7 +16,7 @@ from channels.layers import channel_layers
 from django.test import Client
 
 from analytics.live_keys import org_tag
-from analytics.redis import get_redis, reset_clients
+from analytics.redis import cluster_channel_layer, get_redis, reset_clients
 from analytics.selectors import live_feed, live_snapshot
 from analytics.selectors.live import ai_employee_cards, live_minute_series
 from analytics.services.ingest import events_ingest
@@ -47,12 +47,7 @@ def on_cluster(cluster, settings):
     """The product's settings pointed at the cluster, as REDIS_URL=redis+cluster://... gives."""
     target = parse_redis_url("REDIS_URL", cluster.url)
     settings.REDIS_URL = target.url
-    settings.CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [{"address": target.node_url()}]},
-        }
-    }
+    settings.CHANNEL_LAYERS = {"default": cluster_channel_layer(target.url, target.node_url())}
     reset_clients()
     channel_layers.backends.clear()
     assert type(get_redis()).__name__ == "RedisCluster"
