@@ -1,8 +1,8 @@
 """Who is listening: each web process reports how many local sockets each live group has.
 
-Every few seconds a process's hub rewrites its own hash `{prefix}:{presence}:groups:{process}` (group ->
-sockets) with a short expiry and stamps itself in the zset `{prefix}:{presence}:procs`, so a process that
-dies drops out within three report periods and nothing stale accumulates. `pulse` reads the sum
+Every few seconds a process's hub rewrites its own hash `{prefix}:{presence}:groups:{process}`
+(group -> sockets) with a short expiry and stamps itself in the zset `{prefix}:{presence}:procs`,
+so a process that dies drops out within three report periods and nothing stale accumulates. `pulse` reads the sum
 to render scoped fragments (one bot, one campaign) only for groups somebody watches, and the
 health panel shows the org's connected viewers.
 """
