@@ -2,10 +2,9 @@
 
 Every few seconds a process's hub rewrites its own hash `{prefix}:{presence}:groups:{process}`
 (group -> sockets) with a short expiry and stamps itself in the zset `{prefix}:{presence}:procs`,
-so a process that dies drops out within three report periods and nothing stale accumulates. `pulse` reads the sum
-to render scoped fragments (one bot, one campaign) only for groups somebody watches, and the
-health panel shows the org's connected viewers.
-"""
+so a process that dies drops out within three report periods and nothing stale accumulates.
+`pulse` reads the sum to render scoped fragments (one bot, one campaign) only for groups somebody
+watches, and the health panel shows the org's connected viewers."""
 
 from __future__ import annotations
 
