@@ -5,6 +5,9 @@ revocation closing it; every key of an org in one slot."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections import defaultdict
@@ -13,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import channel_layers
+from django.conf import settings
 from django.test import Client
 
 from analytics.live_keys import org_tag
@@ -20,14 +24,16 @@ from analytics.redis import cluster_channel_layer, get_redis, reset_clients
 from analytics.selectors import live_feed, live_snapshot
 from analytics.selectors.live import ai_employee_cards, live_minute_series
 from analytics.services.ingest import events_ingest
-from analytics.services.live import live_rebuild
+from analytics.services.live import live_rebuild, live_recover
+from analytics.services.ops import ops_liveness
 from config.env import parse_redis_url
 from dashboard import broadcast
 from dashboard.broadcast import org_group, pulse_tick
-from dashboard.hub import get_hub
+from dashboard.hub import channel_prefix, get_hub
 from dashboard.presence import group_members
 from dashboard.revocation import CLOSE_AUTH_ENDED
 from tests.dashboard.test_consumers import connect, run
+from tests.e2e.live_servers import ROOT, database_url_of_tests
 from tests.factories import BotFactory, OrganizationFactory
 from tests.scale.cluster import RedisClusterNodes
 
@@ -206,3 +212,47 @@ def test_pulse_frames_reach_a_dashboard_socket_and_a_revocation_closes_it(on_clu
         assert time.monotonic() - started < 5
 
     run(scenario)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_pulse_process_on_the_cluster_is_woken_by_ingestion_and_publishes(on_cluster):
+    org = org_with_bots("woken")
+    live_recover()  # the masters as they are now: pulse's first tick then has nothing to rebuild
+    get_redis().delete(broadcast.dirty_key())  # nor to render (a busy tick holds the next 30 s)
+    before = ops_liveness().pulse_at or 0.0
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url_of_tests(),
+        "REDIS_URL": on_cluster.url,
+        "CELERY_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672//",  # a cluster is no broker
+        "LIVE_KEY_PREFIX": settings.LIVE_KEY_PREFIX,
+    }
+    pulse = subprocess.Popen(
+        [sys.executable, "manage.py", "pulse", "--interval", "30"],  # ticks 30 s apart
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    frames = get_redis().pubsub()
+    frames.subscribe(channel_prefix() + org_group(org.pk))
+    try:
+        assert b"at once when idle" in pulse.stdout.readline()
+        deadline = time.monotonic() + 30
+        while (ops_liveness().pulse_at or 0.0) <= before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert (ops_liveness().pulse_at or 0.0) > before, "pulse never finished its first tick"
+        time.sleep(0.2)
+        sent = time.monotonic()
+        now = datetime.now(UTC)
+        events_ingest(org=org, events=[message("sales", "c", "inbound", now, text="wake up")])
+        received = None
+        while received is None and time.monotonic() - sent < 5:
+            received = frames.get_message(ignore_subscribe_messages=True, timeout=0.1)
+        assert received is not None, "pulse did not publish the new data"
+        assert time.monotonic() - sent < 2  # woken by the wake channel, not 30 s later
+        assert b"wake up" in received["data"]
+    finally:
+        frames.close()
+        pulse.terminate()
+        pulse.wait(timeout=10)
