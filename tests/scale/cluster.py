@@ -132,17 +132,14 @@ class RedisClusterNodes:
     def node(self, port: int) -> redis.Redis:
         return redis.Redis(port=port, socket_timeout=2, socket_connect_timeout=2)
 
+    def live(self) -> list[int]:
+        return [port for port, proc in self.procs.items() if proc.poll() is None]
+
     def masters(self) -> list[int]:
-        """Ports of the nodes that are masters now (as the first live node sees it)."""
-        for port, proc in self.procs.items():
-            if proc.poll() is None:
-                nodes = self.node(port).cluster("nodes")
-                return sorted(
-                    int(addr.split("@")[0].rsplit(":", 1)[1])
-                    for addr, info in nodes.items()
-                    if "master" in info["flags"] and "fail" not in info["flags"]
-                )
-        return []
+        """Ports of the running nodes that are masters now (each node's own word for it)."""
+        return sorted(
+            p for p in self.live() if self.node(p).info("replication")["role"] == "master"
+        )
 
     def master_of(self, key: str) -> int:
         """The port of the master serving `key`'s slot now."""
@@ -159,7 +156,15 @@ class RedisClusterNodes:
         again; returns the seconds it took."""
         started = time.monotonic()
         deadline = started + timeout
-        self._wait(lambda: dead not in self.masters(), deadline, f"replica in place of {dead}")
+
+        def replaced() -> bool:
+            for port in self.live():
+                for _start, _end, master, *_ in self.node(port).execute_command("CLUSTER SLOTS"):
+                    if int(master[1]) == dead:
+                        return False
+            return True
+
+        self._wait(replaced, deadline, f"replica in place of {dead} in every node's map")
         self.wait_ok(deadline)
         return time.monotonic() - started
 
