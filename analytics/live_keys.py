@@ -14,7 +14,7 @@ Key layout (prefix = settings.LIVE_KEY_PREFIX; O = the org's hash tag "{o:<org i
   {p}:O:gauges                 hash  "{campaign}:{name}" -> JSON {value, at}
   {p}:O:u:{hour}               hash  usage: ingest_requests, events (and api_calls)
   {p}:dirty                    set   org ids with data not yet pushed to dashboards
-  {p}:kept                     str   set while Redis holds the live state (see live_recover)
+  {p}:kept:tagged              str   set while Redis holds the live state (see live_recover)
 
 On a Redis Cluster only the part inside braces is hashed, so every key of one org (its bots'
 included) lives in one slot: the pipelines in a transaction, MULTI and the Lua scripts that take
@@ -88,8 +88,10 @@ def dirty_key() -> str:
 
 def kept_key() -> str:
     """Set while Redis holds the live state: gone means Redis restarted empty, was flushed or
-    failed over to an empty replica, and every org's live state must be rebuilt."""
-    return f"{_p()}:kept"
+    failed over to an empty replica, and every org's live state must be rebuilt. (Named anew
+    when the keys gained the org hash tag: the first pulse after that upgrade finds it missing
+    and rebuilds every org under the new names; the old keys expire or are left behind.)"""
+    return f"{_p()}:kept:tagged"
 
 
 def wake_channel() -> str:
