@@ -11,10 +11,10 @@ import functools
 import logging
 import time
 
-import redis
 from celery import signals
 from django.conf import settings
 
+from analytics.redis import redis_client
 from analytics.services.ops import (
     ops_task_finished,
     ops_task_started,
@@ -57,7 +57,7 @@ _heartbeat = {"retry_at": 0.0, "failing": False}
 @functools.cache
 def _heartbeat_redis():
     """Short timeouts: this runs in the consumer loop, which must not wait on a lost Redis."""
-    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=0.5, socket_connect_timeout=0.5)
+    return redis_client(settings.REDIS_URL, socket_timeout=0.5, socket_connect_timeout=0.5)
 
 
 def _worker_heartbeat(sender=None, **_):

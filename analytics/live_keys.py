@@ -1,20 +1,28 @@
 """The layout of the live state in Redis: key names, lifetimes and field names, for the service
 that writes it (services/live.py) and the selectors that read it. Pure: no I/O.
 
-Key layout (prefix = settings.LIVE_KEY_PREFIX):
-  {p}:o:{org}:m:{minute}   hash  counters of the org for one epoch minute (COUNTER_FIELDS)
-  {p}:b:{bot}:m:{minute}   hash  the same for one bot
-  {p}:o:{org}:h:{minute}   hash  response-time histogram (sketch bucket -> count); {p}:b:... per bot
-  {p}:o:{org}:active       zset  conversation id -> last activity (epoch s); {p}:b:{bot}:active
-  {p}:o:{org}:feed         list  latest 50 conversation events (JSON), newest first
-  {p}:o:{org}:acts         list  latest 50 AI-employee activities (JSON), newest first
-  {p}:b:{bot}:d:{yyyymmdd} hash  today's activity counts (by kind), revenue_c (cents) and last_ts
-                                 (epoch s) in the org's time zone
-  {p}:o:{org}:gauges       hash  "{campaign}:{name}" -> JSON {value, at}
-  {p}:o:{org}:u:{hour}     hash  usage: ingest_requests, events (and api_calls)
-  {p}:dirty                set   org ids with data not yet pushed to dashboards
-  {p}:kept                 str   set while Redis holds the live state (see live_recover)
-  {p}:pulses               hash  pulse id -> last tick (epoch s): which pulses are alive
+Key layout (prefix = settings.LIVE_KEY_PREFIX; O = the org's hash tag "{o:<org id>}"):
+  {p}:O:m:{minute}             hash  counters of the org for one epoch minute (COUNTER_FIELDS)
+  {p}:O:b:{bot}:m:{minute}     hash  the same for one bot of the org
+  {p}:O:h:{minute}             hash  response-time histogram (sketch bucket -> count); {p}:O:b:...
+                                     per bot
+  {p}:O:active                 zset  conversation id -> last activity (epoch s); {p}:O:b:{bot}:active
+  {p}:O:feed                   list  latest 50 conversation events (JSON), newest first
+  {p}:O:acts                   list  latest 50 AI-employee activities (JSON), newest first
+  {p}:O:b:{bot}:d:{yyyymmdd}   hash  today's activity counts (by kind), revenue_c (cents) and
+                                     last_ts (epoch s) in the org's time zone
+  {p}:O:gauges                 hash  "{campaign}:{name}" -> JSON {value, at}
+  {p}:O:u:{hour}               hash  usage: ingest_requests, events (and api_calls)
+  {p}:dirty                    set   org ids with data not yet pushed to dashboards
+  {p}:kept:tagged              str   set while Redis holds the live state (see live_recover)
+  {p}:pulses                   hash  pulse id -> last tick (epoch s): which pulses are alive
+
+On a Redis Cluster only the part inside braces is hashed, so every key of one org (its bots'
+included) lives in one slot: the pipelines in a transaction, MULTI and the Lua scripts that take
+several keys of an org work there as on one server. Keys of different orgs land on different
+nodes; what reads several orgs at once goes without a transaction (the cluster pipeline splits
+it by node). Global keys are single keys (dirty, kept) or share a tag of their own (ops,
+presence).
 """
 
 from __future__ import annotations
@@ -61,12 +69,18 @@ def _p() -> str:
     return settings.LIVE_KEY_PREFIX
 
 
+def org_tag(org_id: int) -> str:
+    """The hash tag of an org: on a Redis Cluster all keys of the org map to its slot."""
+    return f"{{o:{org_id}}}"
+
+
 def org_key(org_id: int, *parts) -> str:
-    return ":".join((_p(), "o", str(org_id), *map(str, parts)))
+    return ":".join((_p(), org_tag(org_id), *map(str, parts)))
 
 
-def bot_key(bot_id: int, *parts) -> str:
-    return ":".join((_p(), "b", str(bot_id), *map(str, parts)))
+def bot_key(org_id: int, bot_id: int, *parts) -> str:
+    """A key of one bot, in its org's slot (a bot never moves to another org)."""
+    return ":".join((_p(), org_tag(org_id), "b", str(bot_id), *map(str, parts)))
 
 
 def dirty_key() -> str:
@@ -80,8 +94,10 @@ def pulses_key() -> str:
 
 def kept_key() -> str:
     """Set while Redis holds the live state: gone means Redis restarted empty, was flushed or
-    failed over to an empty replica, and every org's live state must be rebuilt."""
-    return f"{_p()}:kept"
+    failed over to an empty replica, and every org's live state must be rebuilt. (Named anew
+    when the keys gained the org hash tag: the first pulse after that upgrade finds it missing
+    and rebuilds every org under the new names; the old keys expire or are left behind.)"""
+    return f"{_p()}:kept:tagged"
 
 
 def wake_channel() -> str:

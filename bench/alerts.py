@@ -102,10 +102,10 @@ def setup(rules: int, orgs: int, bots_per_org: int, rng: random.Random) -> list[
                     "cost_u": 40_000,
                 }
                 hist = sketch.histogram_of(rng.lognormvariate(6.7, 0.5) for _ in range(30))
-                pipe.hset(bot_key(bot.pk, "m", minute), mapping=fields)
-                pipe.hset(bot_key(bot.pk, "h", minute), mapping=hist)
-                pipe.expire(bot_key(bot.pk, "m", minute), 3 * 3600)
-                pipe.expire(bot_key(bot.pk, "h", minute), 3 * 3600)
+                pipe.hset(bot_key(org.pk, bot.pk, "m", minute), mapping=fields)
+                pipe.hset(bot_key(org.pk, bot.pk, "h", minute), mapping=hist)
+                pipe.expire(bot_key(org.pk, bot.pk, "m", minute), 3 * 3600)
+                pipe.expire(bot_key(org.pk, bot.pk, "h", minute), 3 * 3600)
                 for k, v in fields.items():
                     org_fields[k] = org_fields.get(k, 0) + v
                 pipe.hincrby(org_key(org.pk, "h", minute), next(iter(hist)), 30)
@@ -164,7 +164,7 @@ def teardown(orgs: list[Organization]) -> None:
     r = get_redis()
     for org in orgs:
         bot_ids = list(Bot.objects.for_org(org).values_list("pk", flat=True))
-        for pattern in [org_key(org.pk, "*")] + [bot_key(b, "*") for b in bot_ids]:
+        for pattern in [org_key(org.pk, "*")] + [bot_key(org.pk, b, "*") for b in bot_ids]:
             keys = list(r.scan_iter(pattern, count=1000))
             if keys:
                 r.delete(*keys)

@@ -287,7 +287,7 @@ class Server:
             deadline = time.time() + 12  # the hub reports every 5 s
             while True:
                 total = 0
-                for key in client.scan_iter(f"{self.prefix}:groups:*"):
+                for key in client.scan_iter(f"{self.prefix}:{{presence}}:groups:*"):
                     total += sum(int(v) for v in client.hvals(key))
                 if total == 0 or time.time() > deadline:
                     return total

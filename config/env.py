@@ -104,9 +104,13 @@ def parse_database_url(name: str, url: str) -> dict:
     }
 
 
+CLUSTER_SCHEME = "redis+cluster"  # REDIS_URL=redis+cluster://host1:port1,host2:port2/
+
+
 @dataclass(frozen=True)
 class RedisTarget:
-    """One Redis server, in the URL shapes redis-py, channels-redis and Celery each accept."""
+    """One Redis server, in the URL shapes redis-py, channels-redis and Celery each accept, or a
+    Redis Cluster (`redis+cluster://` with the nodes to start from; see `cluster_nodes`)."""
 
     url: str
 
@@ -114,7 +118,32 @@ class RedisTarget:
     def is_socket(self) -> bool:
         return self.url.startswith("unix://")
 
+    @property
+    def is_cluster(self) -> bool:
+        return self.url.startswith(CLUSTER_SCHEME + "://")
+
+    @property
+    def cluster_nodes(self) -> tuple[tuple[str, int], ...]:
+        """The (host, port) of each node given in a cluster URL (empty for a single server)."""
+        return cluster_nodes(self.url) if self.is_cluster else ()
+
+    def node_url(self) -> str:
+        """A plain redis:// URL of one server: the first node of a cluster (pub/sub is
+        cluster-wide, so any node hears every PUBLISH), else the URL itself."""
+        if not self.is_cluster:
+            return self.url
+        host, port = self.cluster_nodes[0]
+        auth = urlsplit(self.url.replace(CLUSTER_SCHEME, "redis", 1)).netloc.rpartition("@")[0]
+        return f"redis://{auth + '@' if auth else ''}{host}:{port}/0"
+
     def celery_url(self) -> str:
+        if self.is_cluster:
+            # Celery's Redis broker and result backend use keys of many slots in one command.
+            raise EnvError(
+                "REDIS_URL",
+                "is a Redis Cluster, which Celery cannot use: set CELERY_BROKER_URL "
+                "(e.g. amqp://guest:guest@127.0.0.1:5672//)",
+            )
         if not self.is_socket:
             return self.url
         parts = urlsplit(self.url)
@@ -122,8 +151,24 @@ class RedisTarget:
         return f"redis+socket://{parts.path}?virtual_host={db}"
 
 
+def cluster_nodes(url: str) -> tuple[tuple[str, int], ...]:
+    """redis+cluster://[user:password@]host1:port1,host2:port2[/] -> ((host1, port1), ...)."""
+    netloc = url.split("://", 1)[1].split("/", 1)[0].rpartition("@")[2]
+    nodes = []
+    for node in netloc.split(","):
+        host, _, port = node.strip().rpartition(":")
+        nodes.append((host.strip("[]"), int(port)))
+    return tuple(nodes)
+
+
 def parse_redis_url(name: str, url: str) -> RedisTarget:
-    expected = "expected redis://host:port/db, rediss://... or unix:///path/to/redis.socket"
+    expected = (
+        "expected redis://host:port/db, rediss://..., unix:///path/to/redis.socket "
+        "or, for a Redis Cluster, redis+cluster://host1:port1,host2:port2/"
+    )
+    if url.startswith(CLUSTER_SCHEME + "://"):
+        _check_cluster_url(name, url, expected)
+        return RedisTarget(url)
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - validates the port
@@ -183,3 +228,17 @@ def parse_name_prefix(name: str, value: str) -> str:
     if value and not all(c.isascii() and (c.isalnum() or c in "._-") for c in value):
         raise EnvError(name, f"may hold only letters, digits and . _ -, got {value!r}")
     return value
+
+
+def _check_cluster_url(name: str, url: str, expected: str) -> None:
+    rest = url.split("://", 1)[1]
+    netloc, _, path = rest.partition("/")
+    if path.split("?", 1)[0] not in ("", "0"):
+        raise EnvError(name, f"names database {path!r}, but a Redis Cluster has only 0; {expected}")
+    hosts = netloc.rpartition("@")[2]
+    if not hosts:
+        raise EnvError(name, f"has no nodes; {expected}")
+    for node in hosts.split(","):
+        host, _, port = node.strip().rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise EnvError(name, f"has node {node.strip()!r}, not host:port; {expected}")

@@ -104,9 +104,10 @@ def prepare_services() -> None:
         )
         problems.append(f"PostgreSQL at {where} cannot be reached ({first_line(exc)}): {hint}.")
     try:
-        import redis  # here: only this check needs a client, see prepare_services
+        # here: only this check needs a client, see prepare_services
+        from analytics.redis import redis_client
 
-        redis.Redis.from_url(redis_target.url, socket_connect_timeout=5).ping()
+        redis_client(redis_target.url, socket_connect_timeout=5).ping()
     except Exception as exc:  # noqa: BLE001 - turned into advice below
         hint = (
             "start it (e.g. `redis-server --daemonize yes --bind 127.0.0.1 --port 6379`)"

@@ -28,7 +28,15 @@ DATABASE_ERRORS = (
     psycopg.InterfaceError,
     psycopg_pool.PoolTimeout,
 )
-REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError)
+REDIS_ERRORS = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    # a Redis Cluster between a master's loss and its replica's promotion
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.RedisClusterUnreachableError,
+    redis.exceptions.SlotNotCoveredError,
+)
 TRANSIENT = DATABASE_ERRORS + REDIS_ERRORS
 
 FIRST_WAIT = 0.5

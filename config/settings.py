@@ -8,6 +8,7 @@ from pathlib import Path
 
 from kombu import Exchange, Queue
 
+from analytics.redis import cluster_channel_layer
 from config import embedded
 from config.env import (
     EnvError,
@@ -190,6 +191,13 @@ CHANNEL_LAYERS = {
         },
     }
 }
+if REDIS.is_cluster:
+    # channels-redis' RedisChannelLayer keeps a group in keys of many slots: no cluster. The only
+    # user of the layer is revocation (dashboard/revocation.py: group_add / group_send), which
+    # the pub/sub layer serves through plain PUBLISH/SUBSCRIBE on one node: a cluster delivers a
+    # PUBLISH to every node, so the web processes hear one another whichever node each uses; a
+    # node that fails is left for the next one that answers (any_node_connection).
+    CHANNEL_LAYERS["default"] = cluster_channel_layer(REDIS.url, REDIS.node_url())
 
 CACHES = {
     "default": {
@@ -198,6 +206,11 @@ CACHES = {
         "KEY_PREFIX": "botflow",
     }
 }
+if REDIS.is_cluster:
+    # Django's RedisCache talks to one server, which answers MOVED for keys of other nodes' slots.
+    # Nothing of ours shares state through the cache (the live state, rate limits and ops figures
+    # use analytics.redis), so each process keeps its own.
+    CACHES["default"] = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
 
 # Celery's broker: the Redis of REDIS_URL unless CELERY_BROKER_URL names another, e.g. RabbitMQ
 # (amqp://user:password@host:5672/vhost). Task results stay on Redis either way.
@@ -205,7 +218,9 @@ CELERY_BROKER_URL = parse_broker_url(
     "CELERY_BROKER_URL", env_str("CELERY_BROKER_URL") or REDIS.celery_url()
 )
 BROKER_IS_AMQP = broker_is_amqp(CELERY_BROKER_URL)
-CELERY_RESULT_BACKEND = REDIS.celery_url()
+# A Redis Cluster cannot be Celery's broker or result store: CELERY_BROKER_URL must name another
+# (RabbitMQ), and results (nothing of ours reads them) are then not kept.
+CELERY_RESULT_BACKEND = None if REDIS.is_cluster else REDIS.celery_url()
 CELERY_TIMEZONE = "UTC"
 # A task is acknowledged after it ran (a worker that dies leaves it queued); messages are
 # persistent and the queues durable, so a broker restart keeps what was waiting.

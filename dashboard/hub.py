@@ -5,6 +5,13 @@ process holds one pattern subscription here and hands every frame straight to ea
 that group, so the cost per viewer is one write — not a channel-layer round trip, nor even a task
 wake-up, per socket. A socket that stops keeping up queues a bounded number of frames and is then
 closed; nobody else waits.
+
+On a Redis Cluster the subscription is the cluster client's (redis-py's ClusterPubSub, one node
+chosen by the pattern's slot): a classic PUBLISH reaches every node of a cluster, so that node
+hears every frame whichever node pulse published it on. A node that fails is a lost subscription
+like any other: the sockets resync and the hub subscribes again through the cluster's new map.
+Sharded pub/sub (SSUBSCRIBE) has no patterns, and one group per org would mean a subscription
+per org and process; classic pub/sub is kept.
 """
 
 from __future__ import annotations
@@ -16,10 +23,9 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Coroutine
 
-import redis
-import redis.asyncio as aioredis
 from django.conf import settings
 
+from analytics.redis import REDIS_FAILURES, async_redis_client
 from config.outage import Outage
 from dashboard import presence
 
@@ -228,12 +234,12 @@ class Hub:
         it is down would get nothing, so consumers refuse it and the page polls meanwhile)."""
         if not self.down:
             return True
-        client = aioredis.Redis.from_url(
+        client = async_redis_client(
             settings.REDIS_URL, socket_timeout=0.5, socket_connect_timeout=0.5
         )
         try:
             await client.ping()
-        except (redis.RedisError, OSError):
+        except (*REDIS_FAILURES, OSError):
             return False
         finally:
             await client.aclose()
@@ -275,7 +281,7 @@ class Hub:
         prefix = channel_prefix()
         outage = Outage("live hub", logger=log)
         while self.groups:
-            client = aioredis.Redis.from_url(settings.REDIS_URL)
+            client = async_redis_client(settings.REDIS_URL)
             try:
                 async with client.pubsub() as pubsub:
                     await pubsub.psubscribe(prefix + "*")
@@ -296,7 +302,7 @@ class Hub:
                             await self._report_viewers(client)
                     # The last socket left: say so now, not when the last report expires.
                     await self._report_viewers(client)
-            except (redis.RedisError, OSError) as exc:  # any Redis failure: the sockets resync
+            except (*REDIS_FAILURES, OSError) as exc:  # any Redis failure: the sockets resync
                 if asyncio.current_task().cancelling():
                     raise asyncio.CancelledError from exc  # the loop is closing: stop (as above)
                 self.ready.clear()

@@ -1,11 +1,10 @@
 """Who is listening: each web process reports how many local sockets each live group has.
 
-Every few seconds a process's hub rewrites its own hash `{prefix}:groups:{process}` (group ->
-sockets) with a short expiry and stamps itself in the zset `{prefix}:procs`, so a process that
-dies drops out within three report periods and nothing stale accumulates. `pulse` reads the sum
-to render scoped fragments (one bot, one campaign) only for groups somebody watches, and the
-health panel shows the org's connected viewers.
-"""
+Every few seconds a process's hub rewrites its own hash `{prefix}:{presence}:groups:{process}`
+(group -> sockets) with a short expiry and stamps itself in the zset `{prefix}:{presence}:procs`,
+so a process that dies drops out within three report periods and nothing stale accumulates.
+`pulse` reads the sum to render scoped fragments (one bot, one campaign) only for groups somebody
+watches, and the health panel shows the org's connected viewers."""
 
 from __future__ import annotations
 
@@ -23,12 +22,14 @@ REPORT_SECONDS = 5
 PROCESS_ID = f"{socket.gethostname()}:{os.getpid()}"
 
 
+# One hash tag for every presence key: a report replaces a process's hash and stamps it in the
+# zset in one transaction, which on a Redis Cluster needs both keys in one slot.
 def _procs_key() -> str:
-    return f"{settings.LIVE_KEY_PREFIX}:procs"
+    return f"{settings.LIVE_KEY_PREFIX}:{{presence}}:procs"
 
 
 def _groups_key(process: str) -> str:
-    return f"{settings.LIVE_KEY_PREFIX}:groups:{process}"
+    return f"{settings.LIVE_KEY_PREFIX}:{{presence}}:groups:{process}"
 
 
 async def report(client, groups: Mapping[str, int], process: str = PROCESS_ID) -> None:

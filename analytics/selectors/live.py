@@ -86,7 +86,7 @@ def live_snapshot(
     if bot is not None and bot.organization_id != org.pk:
         raise ValueError("bot is not in this organization")
     key = (
-        (lambda *parts: bot_key(bot.pk, *parts))
+        (lambda *parts: bot_key(org.pk, bot.pk, *parts))
         if bot
         else (lambda *parts: org_key(org.pk, *parts))
     )
@@ -159,8 +159,8 @@ def ai_employee_cards(*, org: Organization, now: datetime | None = None) -> list
     since_active = (now - ACTIVE_WINDOW).timestamp()
     pipe = get_redis().pipeline(transaction=False)
     for bot in employees:
-        pipe.hgetall(bot_key(bot.pk, "d", today))
-        pipe.zcount(bot_key(bot.pk, "active"), since_active, "+inf")
+        pipe.hgetall(bot_key(org.pk, bot.pk, "d", today))
+        pipe.zcount(bot_key(org.pk, bot.pk, "active"), since_active, "+inf")
     pipe.lrange(org_key(org.pk, "acts"), 0, -1)
     replies = pipe.execute()
     latest: dict[str, dict] = {}
@@ -208,7 +208,7 @@ def live_minute_series(
     now = now or timezone.now()
     if bot is not None and bot.organization_id != org.pk:
         raise ValueError("bot is not in this organization")
-    key = functools.partial(bot_key, bot.pk) if bot else functools.partial(org_key, org.pk)
+    key = functools.partial(bot_key, org.pk, bot.pk) if bot else functools.partial(org_key, org.pk)
     current = epoch_minute(now)
     minutes = range(current - points + 1, current + 1)
     pipe = get_redis().pipeline(transaction=False)

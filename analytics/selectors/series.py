@@ -133,7 +133,7 @@ def _bucket_totals(
         sources = (
             [lambda *parts: org_key(org.pk, *parts)]
             if wanted is None
-            else [lambda *parts, b=b: bot_key(b, *parts) for b in wanted]
+            else [lambda *parts, b=b: bot_key(org.pk, b, *parts) for b in wanted]
         )
         groups: dict[int, list] = {}
         for minute in minutes:

@@ -152,7 +152,7 @@ def _today_messages_tail(org, ids, tail, in_tail, totals) -> None:
     ]
     if org.live_stale_since is None:
         try:
-            groups = [[(bot_key(b, "m", m), None) for m in minutes] for b in ids]
+            groups = [[(bot_key(org.pk, b, "m", m), None) for m in minutes] for b in ids]
             for bot_id, (counts, _hist) in zip(ids, live_sums(groups), strict=True):
                 totals[bot_id].add(*counts)
             return

@@ -17,6 +17,7 @@ import orjson
 import redis
 from django.db import connection
 from django.utils import timezone
+from redis.cluster import RedisCluster
 
 from analytics import sketch
 from analytics.live_keys import (
@@ -41,7 +42,7 @@ from analytics.live_keys import (
     wake_channel,
 )
 from analytics.models import Activity, Conversation, Message, Organization
-from analytics.redis import get_redis
+from analytics.redis import REDIS_FAILURES, clustered, get_redis, pipeline_eval
 from analytics.selectors.bots import org_bot_ids
 from analytics.timeutil import org_day_start
 
@@ -119,7 +120,7 @@ class _Accumulator:
     ) -> None:
         """Count an AI-employee activity for the bot's day (org time zone) and keep it for the feed."""
         day = at.astimezone(self.org.tz).strftime("%Y%m%d")
-        counts = self.daily[bot_key(bot.id, "d", day)]
+        counts = self.daily[bot_key(self.org.pk, bot.id, "d", day)]
         counts[kind] += 1
         if value:
             counts["revenue_c"] += int(value * 100)
@@ -167,10 +168,10 @@ class _Accumulator:
         org_hists: dict[int, Counter] = defaultdict(Counter)
         for (bot_id, minute), fields in self.counts.items():
             org_counts[minute].update(fields)
-            _hincr(pipe, bot_key(bot_id, "m", minute), fields)
+            _hincr(pipe, bot_key(org_id, bot_id, "m", minute), fields)
         for (bot_id, minute), buckets in self.hists.items():
             org_hists[minute].update(buckets)
-            _hincr(pipe, bot_key(bot_id, "h", minute), buckets)
+            _hincr(pipe, bot_key(org_id, bot_id, "h", minute), buckets)
         for minute, fields in org_counts.items():
             _hincr(pipe, org_key(org_id, "m", minute), fields)
         for minute, buckets in org_hists.items():
@@ -183,7 +184,7 @@ class _Accumulator:
         adds: dict[str, dict[int, float]] = defaultdict(dict)
         removes: dict[str, list[int]] = defaultdict(list)
         for conv_id, (bot_id, ts, ended) in self.active.items():
-            for key in (org_key(org_id, "active"), bot_key(bot_id, "active")):
+            for key in (org_key(org_id, "active"), bot_key(org_id, bot_id, "active")):
                 if ended:
                     removes[key].append(conv_id)
                 else:
@@ -205,8 +206,18 @@ class _Accumulator:
             pipe.ltrim(org_key(org_id, "acts"), 0, FEED_LENGTH - 1)
         if self.gauges:
             pipe.hset(org_key(org_id, "gauges"), mapping=self.gauges)
-        pipe.sadd(dirty_key(), org_id)
-        pipe.publish(wake_channel(), org_id)
+        if not clustered(pipe):
+            pipe.sadd(dirty_key(), org_id)
+            pipe.publish(wake_channel(), org_id)
+        # On a cluster the dirty set is in another slot than the org's keys (a transaction
+        # cannot hold both) and a pipeline cannot PUBLISH: announce() runs after the pipeline.
+
+    def announce(self, pipe) -> None:
+        """After `pipe` (written by write()) ran on a cluster: tell pulse the org has news."""
+        if clustered(pipe):
+            client = get_redis()
+            client.sadd(dirty_key(), self.org.pk)
+            client.publish(wake_channel(), self.org.pk)
 
 
 def _message_feed_item(m: Message) -> bytes:
@@ -248,7 +259,7 @@ def _hincr(pipe, key: str, fields: Counter) -> None:
         if amount:
             args += (name, amount)
     if len(args) > 1:
-        _hincr_script(get_redis())(keys=[key], args=args, client=pipe)
+        pipeline_eval(pipe, _hincr_script(get_redis()), [key], args)
 
 
 def live_apply(*, org: Organization, events: list, conversation_ids: dict, now: datetime) -> str:
@@ -269,8 +280,9 @@ def live_apply(*, org: Organization, events: list, conversation_ids: dict, now: 
         pipe.hincrby(org_key(org.pk, "u", now.strftime("%Y%m%d%H")), "events", len(events))
         pipe.expire(org_key(org.pk, "u", now.strftime("%Y%m%d%H")), MINUTE_TTL)
         pipe.execute()
+        acc.announce(pipe)
         return "ok"
-    except redis.RedisError as exc:
+    except REDIS_FAILURES as exc:
         marked = Organization.objects.filter(pk=org.pk, live_stale_since__isnull=True).update(
             live_stale_since=now
         )
@@ -287,11 +299,11 @@ def live_rebuild(*, org: Organization, now: datetime | None = None) -> None:
     first_minute, last_minute = epoch_minute(since), epoch_minute(now)
     bot_ids = list(org_bot_ids(org))
     today = now.astimezone(org.tz).strftime("%Y%m%d")
-    counters = [bot_key(bot_id, "d", today) for bot_id in bot_ids]
+    counters = [bot_key(org.pk, bot_id, "d", today) for bot_id in bot_ids]
     for minute in range(first_minute, last_minute + 1):
         counters += (org_key(org.pk, "m", minute), org_key(org.pk, "h", minute))
         for bot_id in bot_ids:
-            counters += (bot_key(bot_id, "m", minute), bot_key(bot_id, "h", minute))
+            counters += (bot_key(org.pk, bot_id, "m", minute), bot_key(org.pk, bot_id, "h", minute))
     r = get_redis()
     # The counters as they are just before PostgreSQL is read. The rebuild takes away these
     # values rather than deleting the keys, so the increments of batches that land while it
@@ -307,7 +319,7 @@ def live_rebuild(*, org: Organization, now: datetime | None = None) -> None:
         )
     pipe.delete(org_key(org.pk, "active"), org_key(org.pk, "feed"), org_key(org.pk, "acts"))
     for bot_id in bot_ids:
-        pipe.delete(bot_key(bot_id, "active"))
+        pipe.delete(bot_key(org.pk, bot_id, "active"))
 
     acc = _Accumulator(org, now)
     with connection.cursor() as cursor:
@@ -358,8 +370,23 @@ def live_rebuild(*, org: Organization, now: datetime | None = None) -> None:
         acc.activity(a.bot, a.kind, a.description, a.customer, a.value, a.created_at)
     acc.write(pipe)
     pipe.execute()
+    acc.announce(pipe)
     Organization.objects.filter(pk=org.pk).update(live_stale_since=None)
     org.live_stale_since = None
+
+
+def _live_state_lost(client) -> bool:
+    """Whether Redis may have lost live state since the last look (and say it has not, now).
+
+    One server: the kept marker is gone. A cluster: the marker holds the run ids of its masters,
+    and any change (a master failed over to its replica, which may not have received the last
+    writes, or restarted empty) counts as a loss: every org is rebuilt, whichever shard it is on.
+    """
+    if not clustered(client):
+        return bool(client.set(kept_key(), "1", nx=True))
+    masters = client.info("server", target_nodes=RedisCluster.PRIMARIES)
+    signature = ",".join(sorted(info["run_id"] for info in masters.values()))
+    return client.set(kept_key(), signature, get=True) != signature.encode()
 
 
 STALE_CHECK_SECONDS = 2.0
@@ -373,11 +400,14 @@ def live_recover(*, now: datetime | None = None, limit: int = 20) -> int:
     Redis refused its batch) at most every STALE_CHECK_SECONDS."""
     global _next_stale_check
     now = now or timezone.now()
-    if get_redis().set(kept_key(), "1", nx=True):
+    if _live_state_lost(get_redis()):
         marked = Organization.objects.filter(live_stale_since__isnull=True).update(
             live_stale_since=now
         )
-        log.warning("Redis holds no live state (restarted empty?): rebuilding %s orgs", marked)
+        log.warning(
+            "Redis holds no live state (restarted empty, or a cluster master changed): rebuilding %s orgs",
+            marked,
+        )
     elif time.monotonic() < _next_stale_check:
         return 0
     stale = list(Organization.objects.filter(live_stale_since__isnull=False)[:limit])
@@ -415,11 +445,16 @@ def live_customer_forget(
         for key, raw in doomed:
             pipe.lrem(key, 0, raw)
         if conversations:
-            for key in (org_key(org.pk, "active"), *(bot_key(b, "active") for b in bot_ids)):
+            for key in (
+                org_key(org.pk, "active"),
+                *(bot_key(org.pk, b, "active") for b in bot_ids),
+            ):
                 pipe.zrem(key, *conversations)
-        pipe.sadd(dirty_key(), org.pk)  # the dashboards redraw the feed without them
-        pipe.publish(wake_channel(), org.pk)
         pipe.execute()
+        # After the pipeline, not in it: on a cluster the dirty set is in another slot and a
+        # pipeline cannot PUBLISH. The dashboards redraw the feed without them.
+        r.sadd(dirty_key(), org.pk)
+        r.publish(wake_channel(), org.pk)
         return len(doomed)
     except redis.RedisError as exc:
         Organization.objects.filter(pk=org.pk, live_stale_since__isnull=True).update(

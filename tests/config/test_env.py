@@ -130,6 +130,16 @@ def test_it_accepts_rabbitmq_and_redis_brokers(url):
     assert parse_broker_url("CELERY_BROKER_URL", url) == url
 
 
+def test_it_takes_a_redis_cluster_by_its_nodes():
+    target = parse_redis_url("REDIS_URL", "redis+cluster://:s3cret@10.0.0.1:7000,10.0.0.2:7001/")
+    assert target.is_cluster and not parse_redis_url("REDIS_URL", "redis://h:1/0").is_cluster
+    assert target.cluster_nodes == (("10.0.0.1", 7000), ("10.0.0.2", 7001))
+    # channels-redis' pub/sub layer gets one node: a cluster hears every PUBLISH on any node
+    assert target.node_url() == "redis://:s3cret@10.0.0.1:7000/0"
+    with pytest.raises(EnvError, match="REDIS_URL is a Redis Cluster.*set CELERY_BROKER_URL"):
+        target.celery_url()
+
+
 @pytest.mark.parametrize(
     ("url", "problem"),
     [
@@ -200,3 +210,51 @@ def test_the_broker_defaults_to_redis_and_rabbitmq_gets_durable_queues_by_enviro
         }
     )
     assert route == "{'queue': 'ci-7.rollups'}"
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("redis+cluster:///", "has no nodes"),
+        ("redis+cluster://10.0.0.1:7000,10.0.0.2/", "has node '10.0.0.2', not host:port"),
+        ("redis+cluster://10.0.0.1:70000/", "has node '10.0.0.1:70000', not host:port"),
+        ("redis+cluster://10.0.0.1:7000/3", "names database '3', but a Redis Cluster has only 0"),
+        ("rediscluster://h:1/", "has scheme 'rediscluster'"),
+    ],
+)
+def test_it_names_what_is_wrong_with_a_redis_cluster_url(url, problem):
+    with pytest.raises(EnvError) as excinfo:
+        parse_redis_url("REDIS_URL", url)
+    message = str(excinfo.value.code)
+    assert message.startswith(f"configuration error: REDIS_URL {problem}")
+    assert "redis+cluster://host1:port1,host2:port2/" in message  # the shape it expects
+
+
+def test_on_a_cluster_the_settings_pick_what_works_there():
+    cluster = {"REDIS_URL": "redis+cluster://127.0.0.1:7000,127.0.0.1:7001/"}
+    result = run_manage(cluster, "check")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        (
+            "configuration error: REDIS_URL is a Redis Cluster, which Celery cannot use: set "
+            "CELERY_BROKER_URL (e.g. amqp://guest:guest@127.0.0.1:5672//)"
+        )
+    ]
+    shown = run_manage(
+        {**cluster, "CELERY_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672//"},
+        "shell",
+        "-c",
+        "from django.conf import settings as s; layer = s.CHANNEL_LAYERS['default'];"
+        "host = layer['CONFIG']['hosts'][0];"
+        "print(layer['BACKEND'], host['address'], host['connection_class'].__name__);"
+        "print(s.CACHES['default']['BACKEND'], s.CELERY_BROKER_URL, s.CELERY_RESULT_BACKEND)",
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.split()[-6:] == [  # after the shell's note on its imports
+        "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "redis://127.0.0.1:7000/0",
+        "AnyNodeConnection",
+        "django.core.cache.backends.locmem.LocMemCache",
+        "amqp://guest:guest@127.0.0.1:5672//",
+        "None",
+    ]

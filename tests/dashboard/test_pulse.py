@@ -8,7 +8,7 @@ import uuid
 import pytest
 from django.conf import settings
 
-from analytics.live_keys import kept_key
+from analytics.live_keys import dirty_key, kept_key
 from analytics.redis import get_redis
 from analytics.services.ingest import events_ingest
 from analytics.services.ops import ops_liveness
@@ -27,6 +27,7 @@ def test_an_idle_pulse_publishes_new_data_within_moments(org, bot):
     # Redis holds this run's live state: pulse's first tick rebuilds nothing and is not busy
     # (a busy tick would hold the next one 30 s).
     get_redis().set(kept_key(), "1")
+    get_redis().delete(dirty_key())  # nor left over by earlier tests' ingestion (same reason)
     before = ops_liveness().pulse_at or 0.0
     pulse = subprocess.Popen(
         [sys.executable, "manage.py", "pulse", "--interval", "30"],  # ticks 30 s apart

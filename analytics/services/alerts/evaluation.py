@@ -102,7 +102,7 @@ def _read_live(org: Organization, needs: dict, now: datetime) -> dict:
     plan = []
     for (kind, pk), need in needs.items():
         key = (
-            (lambda *p, pk=pk: bot_key(pk, *p))
+            (lambda *p, pk=pk: bot_key(org.pk, pk, *p))
             if kind == "bot"
             else (lambda *p: org_key(org.pk, *p))
         )

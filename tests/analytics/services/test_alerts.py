@@ -66,7 +66,7 @@ def put_messages(org, n: int, *, bot=None, minutes_ago: int = 0, failed: int = 0
     """n inbound messages (and `failed` failed replies) in one live minute, as ingestion writes."""
     minute = epoch_minute(timezone.now()) - minutes_ago
     pipe = get_redis().pipeline()
-    keys = [org_key(org.pk, "m", minute)] + ([bot_key(bot.pk, "m", minute)] if bot else [])
+    keys = [org_key(org.pk, "m", minute)] + ([bot_key(org.pk, bot.pk, "m", minute)] if bot else [])
     for key in keys:
         pipe.hincrby(key, "in", n)
         if failed:
@@ -80,7 +80,7 @@ def clear_minutes(org, bot=None, span: int = 30):
     now = epoch_minute(timezone.now())
     keys = [org_key(org.pk, "m", m) for m in range(now - span, now + 2)]
     if bot:
-        keys += [bot_key(bot.pk, "m", m) for m in range(now - span, now + 2)]
+        keys += [bot_key(org.pk, bot.pk, "m", m) for m in range(now - span, now + 2)]
     get_redis().delete(*keys)
 
 

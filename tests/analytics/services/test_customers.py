@@ -248,7 +248,7 @@ def test_it_erases_the_customer_from_every_table_key_and_file(world, settings):
     org, other_org = world["org"], world["other_org"]
     folder = Path(settings.EXPORT_DIR)
     assert rows_naming(CUSTOMER)
-    assert [key for key in redis_values_naming(CUSTOMER) if f":o:{org.pk}:" in key]
+    assert [key for key in redis_values_naming(CUSTOMER) if f"{{o:{org.pk}}}:" in key]
     assert files_naming(folder / str(org.pk), CUSTOMER)
     rollups_before = _rollups(org)
     other_before = _holdings(org, OTHER)
@@ -310,8 +310,8 @@ def test_it_erases_the_customer_from_every_table_key_and_file(world, settings):
         assert org_of[name].objects.get(pk=pk).organization_id == other_org.pk, hit
     # (Keys of other tests' orgs may linger in this run's prefix: look at these two orgs.)
     naming = redis_values_naming(CUSTOMER)
-    assert [key for key in naming if f":o:{org.pk}:" in key] == []
-    assert [key for key in naming if f":o:{other_org.pk}:" in key]
+    assert [key for key in naming if f"{{o:{org.pk}}}:" in key] == []
+    assert [key for key in naming if f"{{o:{other_org.pk}}}:" in key]
     # Everyone else is untouched: the other customer, the other org, the rollups.
     assert _holdings(org, OTHER) == other_before
     assert _holdings(other_org, CUSTOMER) == elsewhere_before
@@ -483,7 +483,7 @@ def test_with_redis_down_it_erases_the_database_and_files_and_rebuilds_the_feed_
     assert org.live_stale_since is not None
     settings.REDIS_URL = reachable
     # Redis missed the erasure...
-    assert [k for k in redis_values_naming(CUSTOMER) if f":o:{org.pk}:" in k]
+    assert [k for k in redis_values_naming(CUSTOMER) if f"{{o:{org.pk}}}:" in k]
     live_recover()  # ...until pulse notices the stale org and rebuilds it from PostgreSQL
-    assert [k for k in redis_values_naming(CUSTOMER) if f":o:{org.pk}:" in k] == []
+    assert [k for k in redis_values_naming(CUSTOMER) if f"{{o:{org.pk}}}:" in k] == []
     assert any(i["customer"] == OTHER for i in live_feed(org=org, limit=50))
