@@ -18,6 +18,7 @@ from analytics.filters import (
     PERIOD_CHOICES,
     SORTS,
     conversation_filter,
+    serial_plans,
 )
 from analytics.services.audit import audit_request, export_details
 from analytics.services.export import (
@@ -96,10 +97,11 @@ def _explorer_context(request, org) -> dict:
         return context
     queryset = filters.qs.select_related("bot", "campaign", "metrics")
     offset = (page - 1) * PAGE_SIZE
-    rows = list(queryset[offset : offset + PAGE_SIZE + 1])
     # Counting a common search term means probing every conversation counted: count less.
     cap = SEARCH_COUNT_CAP if filters.form.cleaned_data.get("q") else COUNT_CAP
-    total = count_capped(filters.qs, cap + 1)
+    with serial_plans():
+        rows = list(queryset[offset : offset + PAGE_SIZE + 1])
+        total = count_capped(filters.qs, cap + 1)
     if page > 1 and not rows:
         last = max(1, -(-min(total, cap) // PAGE_SIZE))
         context["page_error"] = (

@@ -30,7 +30,7 @@ from rest_framework.views import APIView
 
 from analytics.api import read_serializers as s
 from analytics.api.auth import ApiKeyAuthentication, session_org
-from analytics.filters import ConversationFilter
+from analytics.filters import ConversationFilter, serial_plans
 from analytics.models import ApiKey, Bot, Campaign, Conversation, Message
 from analytics.redis import redis_ping
 from analytics.selectors import (
@@ -492,7 +492,8 @@ class ConversationListApi(ReadApi, generics.ListAPIView):
                 details=export_details(request.query_params, kind="conversations"),
             )
             return CsvStreamingResponse(conversations_csv(filterset.qs), filename=name)
-        return super().get(request, *args, **kwargs)
+        with serial_plans():  # a page walked by an index (see serial_plans)
+            return super().get(request, *args, **kwargs)
 
 
 class ConversationDetailApi(ReadApi):

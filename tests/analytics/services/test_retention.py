@@ -13,7 +13,7 @@ from django.urls import reverse
 from django_celery_beat.models import PeriodicTask
 
 from analytics import partitioning
-from analytics.filters import conversation_filter
+from analytics.filters import conversation_filter, serial_plans
 from analytics.models import (
     Activity,
     BotDailyMetrics,
@@ -295,3 +295,17 @@ def test_a_search_reads_only_the_months_of_its_range(bot):
         plan = "\n".join(line for (line,) in cursor.fetchall())
     assert "analytics_message_p2026_11" in plan or "analytics_message_p2026_12" in plan
     assert "analytics_message_p2026_06" not in plan and "analytics_message_p2027" not in plan
+
+
+def test_the_explorer_walks_its_page_without_parallel_workers_and_then_gets_them_back(
+    transactional_db,
+):
+    def workers():
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW max_parallel_workers_per_gather")
+            return cursor.fetchone()[0]
+
+    before = workers()
+    with serial_plans():
+        assert workers() == "0"
+    assert workers() == before != "0"
