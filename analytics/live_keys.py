@@ -9,6 +9,8 @@ Key layout (prefix = settings.LIVE_KEY_PREFIX; O = the org's hash tag "{o:<org i
   {p}:O:active                 zset  conversation id -> last activity (epoch s); {p}:O:b:{bot}:active
   {p}:O:feed                   list  latest 50 conversation events (JSON), newest first
   {p}:O:acts                   list  latest 50 AI-employee activities (JSON), newest first
+  {p}:O:streamed               zset  stream_digest of each feed/acts entry already sent on the
+                                     API stream -> when last seen in the lists (epoch s)
   {p}:O:b:{bot}:d:{yyyymmdd}   hash  today's activity counts (by kind), revenue_c (cents) and
                                      last_ts (epoch s) in the org's time zone
   {p}:O:gauges                 hash  "{campaign}:{name}" -> JSON {value, at}
@@ -27,11 +29,15 @@ presence).
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timedelta
 
 from django.conf import settings
 
 FEED_LENGTH = 50  # items kept in the feed and acts lists
+# Seconds a stream claim is kept after its entry left the feed and acts lists (the pulses' clocks
+# must agree to better than this; NTP keeps them within milliseconds).
+STREAMED_KEEP = 60
 ACTIVE_WINDOW = timedelta(minutes=30)  # a conversation without activity for longer is not active
 MINUTE_TTL = 3 * 24 * 3600  # seconds a minute hash (and a usage hash) lives
 
@@ -85,6 +91,15 @@ def bot_key(org_id: int, bot_id: int, *parts) -> str:
 
 def dirty_key() -> str:
     return f"{_p()}:dirty"
+
+
+def streamed_key(org_id: int) -> str:
+    return org_key(org_id, "streamed")
+
+
+def stream_digest(list_name: str, entry: bytes) -> bytes:
+    """The identity of one feed ("feed") or activity ("acts") entry, as the stream claims it."""
+    return hashlib.blake2b(list_name.encode() + b"|" + entry, digest_size=8).digest()
 
 
 def pulses_key() -> str:

@@ -16,11 +16,12 @@ import orjson
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from analytics.live_keys import dirty_key
+from analytics.live_keys import dirty_key, stream_digest
 from analytics.models import Bot, Campaign, Organization
 from analytics.redis import get_redis
-from analytics.selectors import live_activities, live_feed, live_snapshot
+from analytics.selectors import live_snapshot, live_stream_window
 from analytics.services.alerts import firing_alerts
+from analytics.services.live import live_stream_claim
 from config.outage import TRANSIENT
 from dashboard import presence
 from dashboard.hub import channel_prefix
@@ -222,12 +223,10 @@ class StreamPublisher:
     bot and campaign groups each event concerns (scoped groups only when somebody listens)."""
 
     ITEM_KEYS_HIDDEN = ("at", "ago", "badge", "badge_label", "channel_label")
-    _seen: dict[int, tuple[str, frozenset]] = {}  # org id -> (newest timestamp, frames sent at it)
     _campaign_status: dict[int, dict[str, str]] = {}  # org id -> campaign slug -> last status
 
     @classmethod
     def forget(cls, org_id: int) -> None:
-        cls._seen.pop(org_id, None)
         cls._campaign_status.pop(org_id, None)
 
     def __init__(self, org, context: dict, members) -> None:
@@ -284,35 +283,36 @@ class StreamPublisher:
                 )
 
     def _items(self) -> None:
-        """new_message, ai_activity and call_event for each event newer than the last tick's."""
-        items = []
-        for entry in reversed(feed_items(live_feed(org=self.org, limit=50))):  # oldest first
-            if entry["kind"] == "message":
-                items.append(("new_message", entry))
+        """new_message, ai_activity and call_event for each feed or activity entry that no pulse
+        has sent yet, oldest first. Which ones those are is claimed in Redis (live_stream_claim),
+        not remembered here: the pulse that takes an org over, or two that both render it for a
+        tick while one joins, send each event once; an event that arrives late (an older
+        timestamp than one already sent, from a slower request or another web process) is still
+        sent."""
+        entries = []
+        for list_name, raw in live_stream_window(org=self.org):
+            entry = orjson.loads(raw)
+            if list_name == "acts":
+                kind, item = "ai_activity", {**entry, "at": datetime.fromisoformat(entry["at"])}
+            elif entry.get("kind") == "message":
+                kind, item = "new_message", feed_items([entry])[0]
             elif entry.get("campaign") or entry.get("call_outcome"):
-                items.append(("call_event", entry))
-        items += [
-            ("ai_activity", {**a, "at": datetime.fromisoformat(a["at"])})
-            for a in reversed(live_activities(org=self.org))
-        ]
-        # Events already streamed: everything before the newest timestamp sent, and the ones
-        # sent at exactly that timestamp (a batch shares one).
-        newest, sent_at_newest = self._seen.get(self.org.pk, ("", frozenset()))
-        fresh = []
-        for kind, item in sorted(items, key=lambda pair: pair[1]["at"]):
-            at = item["at"].isoformat()
+                kind, item = "call_event", feed_items([entry])[0]
+            else:
+                continue
+            entries.append((stream_digest(list_name, raw), kind, item))
+        if not entries:
+            return
+        fresh = live_stream_claim(org_id=self.org.pk, window=[digest for digest, _, _ in entries])
+        for digest, kind, item in sorted(entries, key=lambda e: e[2]["at"]):
+            if digest not in fresh:
+                continue
             data = {k: v for k, v in item.items() if k not in self.ITEM_KEYS_HIDDEN}
             if kind == "call_event":
                 data["event"] = item["kind"].removeprefix("conversation.")
-            frame = orjson.dumps({"type": kind, "timestamp": at, "data": data})
-            if at < newest or (at == newest and frame in sent_at_newest):
-                continue
-            if at > newest:
-                newest, sent_at_newest = at, set()
-            sent_at_newest = {*sent_at_newest, frame}
-            fresh.append((item, frame.decode()))
-        self._seen[self.org.pk] = (newest, frozenset(sent_at_newest))
-        for item, frame in fresh:
+            frame = orjson.dumps(
+                {"type": kind, "timestamp": item["at"].isoformat(), "data": data}
+            ).decode()
             for group in self._groups(bot=item.get("bot", ""), campaign=item.get("campaign", "")):
                 publish(group, frame)
 

@@ -34,6 +34,7 @@ from analytics.selectors.live import (
     live_gauges,
     live_minute_series,
     live_snapshot,
+    live_stream_window,
 )
 from analytics.selectors.periods import (
     DEFAULT_PERIOD,
@@ -94,6 +95,7 @@ __all__ = [
     "ingest_rate_per_minute",
     "live_activities",
     "live_feed",
+    "live_stream_window",
     "live_gauges",
     "live_minute_series",
     "live_snapshot",

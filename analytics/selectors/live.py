@@ -124,6 +124,16 @@ def live_feed(*, org: Organization, limit: int = 10) -> list[dict]:
     ]
 
 
+def live_stream_window(*, org: Organization) -> list[tuple[str, bytes]]:
+    """Every entry of the org's feed and activity lists as stored, ("feed" | "acts", JSON),
+    oldest first within each: what the API stream may still have to send."""
+    pipe = get_redis().pipeline(transaction=False)
+    pipe.lrange(org_key(org.pk, "feed"), 0, -1)
+    pipe.lrange(org_key(org.pk, "acts"), 0, -1)
+    feed, acts = pipe.execute()
+    return [("feed", e) for e in reversed(feed)] + [("acts", e) for e in reversed(acts)]
+
+
 def live_activities(*, org: Organization, limit: int = 50) -> list[dict]:
     """The latest AI-employee activities, newest first."""
     return [

@@ -33,12 +33,15 @@ from analytics.live_keys import (
     RT_COUNT,
     RT_SUM_MS,
     STARTED,
+    STREAMED_KEEP,
     TOKENS,
     bot_key,
     dirty_key,
     epoch_minute,
     kept_key,
     org_key,
+    stream_digest,
+    streamed_key,
     wake_channel,
 )
 from analytics.models import Activity, Conversation, Message, Organization
@@ -162,7 +165,9 @@ class _Accumulator:
             }
         )
 
-    def write(self, pipe) -> None:
+    def write(self, pipe, *, streamed: bool = False) -> None:
+        """Queue the batch's writes on `pipe`; with `streamed`, its feed and activity entries
+        count as already sent on the API stream (a rebuild of what was there)."""
         org_id = self.org.pk
         org_counts: dict[int, Counter] = defaultdict(Counter)
         org_hists: dict[int, Counter] = defaultdict(Counter)
@@ -197,13 +202,20 @@ class _Accumulator:
         for key in set(adds) | set(removes):
             pipe.zremrangebyscore(key, "-inf", cutoff)
         newest_feed = sorted(self.feed, key=lambda item: item[0])[-FEED_LENGTH:]
-        if newest_feed:
-            pipe.lpush(org_key(org_id, "feed"), *(build() for _, build in newest_feed))
+        feed = [build() for _, build in newest_feed]
+        if feed:
+            pipe.lpush(org_key(org_id, "feed"), *feed)
             pipe.ltrim(org_key(org_id, "feed"), 0, FEED_LENGTH - 1)
         newest_acts = sorted(self.acts, key=lambda item: item[0])[-FEED_LENGTH:]
-        if newest_acts:
-            pipe.lpush(org_key(org_id, "acts"), *(orjson.dumps(a) for _, a in newest_acts))
+        acts = [orjson.dumps(a) for _, a in newest_acts]
+        if acts:
+            pipe.lpush(org_key(org_id, "acts"), *acts)
             pipe.ltrim(org_key(org_id, "acts"), 0, FEED_LENGTH - 1)
+        if streamed and (feed or acts):
+            # A rebuild puts back entries the stream sent before the live state was lost.
+            digests = [stream_digest("feed", e) for e in feed]
+            digests += [stream_digest("acts", e) for e in acts]
+            pipe.zadd(streamed_key(org_id), dict.fromkeys(digests, time.time()))
         if self.gauges:
             pipe.hset(org_key(org_id, "gauges"), mapping=self.gauges)
         if not clustered(pipe):
@@ -368,11 +380,31 @@ def live_rebuild(*, org: Organization, now: datetime | None = None) -> None:
     activities = Activity.objects.for_org(org).filter(created_at__gte=org_day_start(org, now))
     for a in activities.select_related("bot"):
         acc.activity(a.bot, a.kind, a.description, a.customer, a.value, a.created_at)
-    acc.write(pipe)
+    acc.write(pipe, streamed=True)
     pipe.execute()
     acc.announce(pipe)
     Organization.objects.filter(pk=org.pk).update(live_stale_since=None)
     org.live_stale_since = None
+
+
+def live_stream_claim(*, org_id: int, window: list[bytes], now: float | None = None) -> set[bytes]:
+    """Of the stream digests of an org's feed and activity entries (`window`: those in the lists
+    now), the ones no pulse has sent on the API stream yet, claimed for the caller by the same
+    call: each ZADD NX answers 1 to exactly one pulse, so when two pulses render an org during a
+    hand-over (one joined, or took over a dead one's orgs) each event still goes out once.
+
+    The window's claims are kept fresh; a claim is dropped STREAMED_KEEP seconds after its entry
+    left the lists (it can never be sent again then)."""
+    now = time.time() if now is None else now
+    key = streamed_key(org_id)
+    pipe = get_redis().pipeline(transaction=False)  # one key: one node, commands in order
+    for digest in window:
+        pipe.zadd(key, {digest: now}, nx=True)
+    if window:
+        pipe.zadd(key, dict.fromkeys(window, now), xx=True)
+    pipe.zremrangebyscore(key, "-inf", now - STREAMED_KEEP)
+    added = pipe.execute()[: len(window)]
+    return {digest for digest, new in zip(window, added, strict=True) if new}
 
 
 def _live_state_lost(client) -> bool:

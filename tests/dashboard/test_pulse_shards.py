@@ -5,7 +5,9 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 
+import orjson
 import pytest
 from django.conf import settings
 
@@ -13,7 +15,7 @@ from analytics.live_keys import dirty_key, kept_key, pulses_key
 from analytics.redis import get_redis
 from analytics.services.ingest import events_ingest
 from dashboard import broadcast
-from dashboard.broadcast import org_group, pulse_tick
+from dashboard.broadcast import StreamPublisher, org_group, pulse_tick, stream_group
 from dashboard.hub import channel_prefix
 from dashboard.pulse_shards import PULSE_TTL, PulseShard
 from tests import factories as f
@@ -147,3 +149,39 @@ def test_two_pulses_publish_each_event_once_and_one_survives_the_other(org, bot)
             if process.poll() is None:
                 process.terminate()
                 process.wait(timeout=10)
+
+
+def _streamed_texts(frames, seconds: float = 0.5) -> list[str]:
+    texts, deadline = [], time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        message = frames.get_message(ignore_subscribe_messages=True, timeout=0.05)
+        if message and message["data"].startswith(b'{"type":"new_message"'):
+            texts.append(orjson.loads(message["data"])["data"]["text"])
+    return texts
+
+
+@pytest.mark.django_db
+def test_a_pulse_that_takes_an_org_over_streams_each_event_once_and_late_ones_too(org, bot):
+    """What was sent is claimed in Redis, not remembered by one pulse: the pulse that takes the
+    org over (here: a fresh one, nothing in its memory) sends nothing twice, and an event with
+    an older timestamp than one already sent (a slower request, another web process) still goes."""
+    frames = get_redis().pubsub()
+    frames.subscribe(channel_prefix() + stream_group(org.pk))
+    frames.get_message(timeout=1)
+    now = datetime.now(UTC)
+    try:
+        events_ingest(org=org, events=[_event(bot, "first")], now=now)
+        broadcast.forget_published()
+        pulse_tick(PulseShard("a"))
+        assert _streamed_texts(frames) == ["first"]
+
+        get_redis().delete(pulses_key())
+        StreamPublisher.forget(org.pk)  # what a pulse that never rendered the org knows of it
+        late = {**_event(bot, "late"), "timestamp": (now - timedelta(seconds=30)).isoformat()}
+        events_ingest(org=org, events=[late], now=now)
+        pulse_tick(PulseShard("b"))
+        assert _streamed_texts(frames) == ["late"]
+        pulse_tick(PulseShard("c"))  # a second renderer in the same tick: nothing new
+        assert _streamed_texts(frames) == []
+    finally:
+        frames.close()

@@ -150,10 +150,10 @@ def test_a_batch_that_lands_while_a_rebuild_reads_postgresql_is_kept(org, bot, n
     events_ingest(org=org, events=[message("c1", "inbound", now) for _ in range(5)], now=now)
     real_write = live._Accumulator.write
 
-    def another_batch_lands_first(self, pipe):
+    def another_batch_lands_first(self, pipe, **options):
         monkeypatch.setattr(live._Accumulator, "write", real_write)
         events_ingest(org=org, events=[message("c2", "inbound", now) for _ in range(3)], now=now)
-        real_write(self, pipe)
+        real_write(self, pipe, **options)
 
     monkeypatch.setattr(live._Accumulator, "write", another_batch_lands_first)
     live_rebuild(org=org, now=now)
