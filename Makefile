@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test install browsers lint format bench-seed bench-ingest bench-live bench-page bench-read bench-rollups bench-alerts bench-retention bench-erase bench-load clean
+.PHONY: demo test install browsers lint format bench-seed bench-ingest bench-live bench-live-cluster bench-page bench-read bench-rollups bench-alerts bench-retention bench-erase bench-load clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ bench-seed: install
 
 bench-live: install
 	$(PY) -m config.launcher run -- $(PY) bench/live.py $(BENCH_ARGS)
+
+## bench-live on 2 web processes + 2 pulses on a private Redis Cluster (RabbitMQ as the broker;
+## under the lock), e.g. BENCH_ARGS="--clients 2000".
+bench-live-cluster: install
+	flock /tmp/botflow-bench.lock $(PY) -m config.launcher run -- $(PY) bench/live.py --topology 2x2 $(BENCH_ARGS)
 
 bench-ingest: install
 	$(PY) -m config.launcher run -- $(PY) bench/ingest.py $(BENCH_ARGS)

@@ -21,7 +21,15 @@ pulse's next tick, 150 ms by default, and the render). Fan-out latency, every se
 the sum of the client processes' (100% = one core), both over the measured window. `stale` is the
 number of group members the server still reports after every client disconnected.
 
+Scaled out (`--topology 2x2`, issue 14): 2 web processes and 2 pulses on a private 3-master Redis
+Cluster (started on free ports, tests/scale/cluster.py; Celery's broker is then the machine's
+RabbitMQ, though this load sends no task), the clients split evenly across both web processes and
+the ingest batches alternating between them; product row only (the baselines need one Redis).
+The processes are started by tests/scale/topology.py, as in the topology test. Server CPU is then
+the sum of both web processes'.
+
 Run:  make bench-live BENCH_ARGS="--clients 100 1000 2000 --runs 3"
+      make bench-live-cluster BENCH_ARGS="--clients 2000"   (--topology 2x2)
       (or: python -m config.launcher run -- python bench/live.py --clients 1000)
 Targets (issue 4): p99 <= 250 ms at 1,000 clients with no drops; 2,000 clients per web process.
 """
@@ -30,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import http.client
 import multiprocessing
 import os
@@ -49,10 +58,16 @@ from pathlib import Path
 
 import orjson
 import redis
-from scratch import ROOT, free_port, scratch_database, start, start_web, stop
+from scratch import ROOT, free_port, scratch_database, start, stop
+
+from config.env import parse_redis_url
+from tests.scale.cluster import RedisClusterNodes
+from tests.scale.topology import Topology
 
 BENCH_DB = "botflow_bench_live"
 SETUPS = ("product", "channels", "websockets")
+TOPOLOGIES = {"1x1": (1, 1), "2x2": (2, 2)}  # web processes x pulses
+RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672//"
 TICK = (
     0.15  # pulse's default interval; synthetic frames use it when there is no product row to replay
 )
@@ -86,8 +101,9 @@ def cpu_seconds(pid: int) -> float:
 # --- load: ingest (product) and frame replay (baselines), each in a thread of the parent
 
 
-def ingest_loop(port: int, key: str, deadline: float, sent: list[float]) -> None:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+def ingest_loop(ports: list[int], key: str, deadline: float, sent: list[float]) -> None:
+    """Batches of 20 every 100 ms, to each web process in turn (a round-robin balancer)."""
+    conns = [http.client.HTTPConnection("127.0.0.1", port, timeout=30) for port in ports]
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     n = 0
     while time.time() < deadline:
@@ -104,6 +120,7 @@ def ingest_loop(port: int, key: str, deadline: float, sent: list[float]) -> None
             }
             for _ in range(20)
         ]
+        conn = conns[n % len(conns)]
         n += 1
         conn.request(
             "POST", "/api/v1/events", body=orjson.dumps({"events": events}), headers=headers
@@ -113,10 +130,19 @@ def ingest_loop(port: int, key: str, deadline: float, sent: list[float]) -> None
         time.sleep(max(0.0, 0.1 - (time.time() - started)))
 
 
+def redis_client(url: str):
+    """A client of the live Redis (REDIS_URL; a cluster's nodes for redis+cluster://)."""
+    target = parse_redis_url("REDIS_URL", url)
+    if target.is_cluster:
+        nodes = [redis.cluster.ClusterNode(h, p) for h, p in target.cluster_nodes]
+        return redis.RedisCluster(startup_nodes=nodes)
+    return redis.Redis.from_url(url)
+
+
 def observe(redis_url: str, pattern: str, stop_event: threading.Event, out: list) -> None:
     """(time, frame) of every frame pulse publishes for the org: the replay source and the
-    product's publish times for fan-out latency."""
-    client = redis.Redis.from_url(redis_url)
+    product's publish times for fan-out latency (on a cluster: one node hears every PUBLISH)."""
+    client = redis.Redis.from_url(parse_redis_url("REDIS_URL", redis_url).node_url())
     pubsub = client.pubsub()
     pubsub.psubscribe(pattern)
     while not stop_event.is_set():
@@ -241,9 +267,17 @@ class Server:
     def __init__(self, kind: str, scratch, args) -> None:
         self.kind, self.scratch, self.port = kind, scratch, free_port()
         self.prefix = scratch.env["LIVE_KEY_PREFIX"]
+        self.webs: Topology | None = None
         if kind == "product":
-            options = tuple(args.daphne_option or ())
-            self.proc = start_web(scratch, self.port, log=args.server_log, options=options)
+            self.webs = Topology(scratch.env, logs=args.server_log)
+            try:
+                for _ in range(TOPOLOGIES[args.topology][0]):
+                    self.webs.start_web(options=tuple(args.daphne_option or ()))
+            except BaseException:
+                self.webs.stop()
+                raise
+            self.procs = [web.proc for web in self.webs.webs]
+            self.ports = [web.port for web in self.webs.webs]
             self.path = "/ws/o/bench/live/"
         elif kind == "channels":
             self.layer_prefix = f"{self.prefix}:asgi"
@@ -276,7 +310,17 @@ class Server:
             )
             self.path = "/"
         if kind != "product":
+            self.procs, self.ports = [self.proc], [self.port]
             wait_listening(self.port)
+
+    def cpu_seconds(self) -> float:
+        return sum(cpu_seconds(proc.pid) for proc in self.procs)
+
+    def stop(self) -> None:
+        if self.webs is not None:
+            self.webs.stop()
+        else:
+            stop(self.proc)
 
     def stale_members(self, client: redis.Redis) -> int | None:
         """Group members still reported once every client has gone (None: not observable)."""
@@ -333,18 +377,19 @@ def wait_listening(port: int) -> None:
 
 def run_row(kind: str, n: int, args, scratch, session: str, key: str, frames) -> dict:
     redis_url = scratch.env["REDIS_URL"]
-    client = redis.Redis.from_url(redis_url)
+    client = redis_client(redis_url)
     server = Server(kind, scratch, args)
-    headers = {}
-    if kind == "product":
-        headers = {"Cookie": f"sessionid={session}", "Origin": f"http://127.0.0.1:{server.port}"}
-    url = f"ws://127.0.0.1:{server.port}{server.path}"
     if args.profile:
-        profile(args, server.proc.pid, f"{kind}-{n}-connect", 8)
+        profile(args, server.procs[0].pid, f"{kind}-{n}-connect", 8)
     ctx = multiprocessing.get_context("spawn")
     procs, pipes = [], []
     shares = [n // args.procs + (1 if i < n % args.procs else 0) for i in range(args.procs)]
-    for share in shares:
+    for i, share in enumerate(shares):
+        port = server.ports[i % len(server.ports)]  # client processes split across the webs
+        url = f"ws://127.0.0.1:{port}{server.path}"
+        headers = {}
+        if kind == "product":
+            headers = {"Cookie": f"sessionid={session}", "Origin": f"http://127.0.0.1:{port}"}
         parent, child = ctx.Pipe()
         proc = ctx.Process(
             target=client_process,
@@ -375,12 +420,12 @@ def run_row(kind: str, n: int, args, scratch, session: str, key: str, frames) ->
         window_start = time.time()
         for pipe in pipes:
             pipe.send("start")
-        cpu0 = cpu_seconds(server.proc.pid)
+        cpu0 = server.cpu_seconds()
         if args.profile:
-            profile(args, server.proc.pid, f"{kind}-{n}", int(args.seconds) - 1)
+            profile(args, server.procs[0].pid, f"{kind}-{n}", int(args.seconds) - 1)
         if kind == "product":
             feeder = threading.Thread(
-                target=ingest_loop, args=(server.port, key, window_start + args.seconds, sent)
+                target=ingest_loop, args=(server.ports, key, window_start + args.seconds, sent)
             )
             closer = None
         else:
@@ -391,7 +436,7 @@ def run_row(kind: str, n: int, args, scratch, session: str, key: str, frames) ->
             feeder = threading.Thread(target=replay, args=(publish, frames, window_start, sent))
         feeder.start()
         time.sleep(max(0.0, window_start + args.seconds - time.time()))
-        cpu = (cpu_seconds(server.proc.pid) - cpu0) / args.seconds
+        cpu = (server.cpu_seconds() - cpu0) / args.seconds
         for pipe in pipes:
             pipe.send("stop")
         window = (window_start, time.time())
@@ -414,7 +459,7 @@ def run_row(kind: str, n: int, args, scratch, session: str, key: str, frames) ->
         for proc in procs:
             if proc.is_alive():
                 proc.kill()
-        stop(server.proc)
+        server.stop()
 
     frames_recv = sum(bisect_right(r, window[1]) - bisect_right(r, window[0]) for r in received)
     row = {
@@ -490,7 +535,9 @@ def median_row(rows: list[dict]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, nargs="+", default=[100, 1000, 2000])
-    parser.add_argument("--setups", nargs="+", choices=SETUPS, default=list(SETUPS))
+    parser.add_argument(
+        "--setups", nargs="+", choices=SETUPS, help="default: all three (2x2: product)"
+    )
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--runs", type=int, default=1, help="runs per row; the table shows medians")
     parser.add_argument("--procs", type=int, default=2, help="client processes")
@@ -498,15 +545,31 @@ def main() -> None:
         "--ramp", type=int, default=0, help="open this many sockets per 100 ms (0: all at once)"
     )
     parser.add_argument("--profile", help="directory for py-spy profiles of the server (raw)")
-    parser.add_argument("--server-log", type=Path, help="append the product server's output here")
+    parser.add_argument(
+        "--server-log", type=Path, help="directory for the product processes' output (<name>.log)"
+    )
+    parser.add_argument(
+        "--topology",
+        choices=sorted(TOPOLOGIES),
+        default="1x1",
+        help="web processes x pulses; 2x2 runs them on a private Redis Cluster (product only)",
+    )
     parser.add_argument(
         "--daphne-option", action="append", help="extra daphne option for the product server"
     )
     parser.add_argument("--pulse-interval", type=float, default=TICK, help="pulse's tick, s")
     parser.add_argument("--frame-bytes", type=int, default=6000, help="baselines without product")
     args = parser.parse_args()
+    webs, pulses = TOPOLOGIES[args.topology]
+    args.setups = args.setups or (list(SETUPS) if args.topology == "1x1" else ["product"])
+    if args.topology != "1x1":
+        if set(args.setups) - {"product"}:
+            parser.error("the baselines run on one Redis: give --setups product with --topology")
+        if args.procs < webs:
+            parser.error(f"--procs must be at least {webs}: a client process per web process")
 
-    with scratch_database(BENCH_DB) as scratch:
+    cluster = None
+    with contextlib.ExitStack() as cleanup, scratch_database(BENCH_DB) as scratch:
         scratch.env.update(
             {
                 "LIVE_KEY_PREFIX": f"bench-{uuid.uuid4().hex[:6]}",
@@ -516,13 +579,20 @@ def main() -> None:
             }
         )
         scratch.env.setdefault("REDIS_URL", os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+        if args.topology != "1x1":
+            cluster = RedisClusterNodes(masters=3)
+            cleanup.callback(cluster.stop)
+            cluster.start(timeout=30)
+            scratch.env["REDIS_URL"] = cluster.url
+            # A cluster is no broker: the machine's RabbitMQ, on queues of this run's own.
+            scratch.env["CELERY_BROKER_URL"] = os.environ.get("CELERY_BROKER_URL", RABBITMQ_URL)
+            scratch.env["CELERY_QUEUE_PREFIX"] = f"bench-{uuid.uuid4().hex[:6]}."
         session, key = setup(scratch)
-        pulse = start(
-            scratch, sys.executable, "manage.py", "pulse", "--interval", str(args.pulse_interval)
-        )
+        renderers = cleanup.enter_context(Topology(scratch.env, logs=args.server_log))
+        renderers.start_all(webs=0, pulses=pulses, pulse_interval=args.pulse_interval)
         results: dict[tuple[str, int], list[dict]] = {}
         try:
-            time.sleep(3)  # pulse imports Django
+            time.sleep(1)
             for n in args.clients:
                 for run in range(args.runs):
                     frames = synthetic_frames(args)
@@ -533,11 +603,13 @@ def main() -> None:
                         results.setdefault((kind, n), []).append(row)
                         print(f"run {run + 1}: " + fmt(row), flush=True)
         finally:
-            stop(pulse)
+            renderers.stop()
 
+    redis_kind = "Redis Cluster (3 masters)" if cluster else "Redis"
     print(
         f"\nlive benchmark · {datetime.now(UTC):%Y-%m-%d %H:%M} UTC · {platform.node()} · "
-        f"{os.cpu_count()} cores · 1 server process + 1 pulse · {args.procs} client processes · "
+        f"{os.cpu_count()} cores · {webs} web process{'es' if webs > 1 else ''} + {pulses} "
+        f"pulse{'s' if pulses > 1 else ''} on {redis_kind} · {args.procs} client processes · "
         f"200 events/s ingested (product) · {args.seconds:g} s per row · median of {args.runs}"
     )
     print(HEADER)

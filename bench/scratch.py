@@ -5,7 +5,6 @@ from __future__ import annotations
 import http.client
 import os
 import re
-import shlex
 import socket
 import subprocess
 import sys
@@ -21,6 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from config.env import parse_database_url  # noqa: E402
+from tests.scale.topology import procfile_daphne_options  # noqa: E402
 
 
 class Scratch:
@@ -110,21 +110,6 @@ def start(scratch: Scratch, *args: str, log: Path | None = None) -> subprocess.P
     discarded, or appended to `log`."""
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - the child keeps it
     return subprocess.Popen(list(args), cwd=ROOT, env=scratch.env, stdout=out, stderr=out)
-
-
-def procfile_daphne_options() -> list[str]:
-    """The options the Procfile's web process gives daphne, but for its address, port and app."""
-    line = next(x for x in (ROOT / "Procfile").read_text().splitlines() if x.startswith("web:"))
-    words = shlex.split(line.removeprefix("web:"))
-    options, i = [], 1  # words[0] is daphne
-    while i < len(words):
-        if words[i] in ("-b", "-p"):
-            i += 2
-            continue
-        if not words[i].endswith(":application"):
-            options.append(words[i])
-        i += 1
-    return options
 
 
 def start_web(
