@@ -142,12 +142,14 @@ class Client:
         self.metrics_at: list[str] = []  # metrics_update timestamps, as received
         self.metrics: dict | None = None
         self.closed: str = ""
+        self.ws = None
 
     async def run(self, opened: asyncio.Event) -> None:
         headers = {"Authorization": f"Bearer {self.tenant.key}"}
         async with connect(
             self.url, additional_headers=headers, open_timeout=60, ping_interval=None
         ) as ws:
+            self.ws = ws
             opened.set()
             try:
                 async for raw in ws:
@@ -159,6 +161,8 @@ class Client:
                         self.metrics = frame["metrics"]
             except ConnectionClosed as exc:
                 self.closed = f"closed {exc.rcvd.code if exc.rcvd else 1006}"
+            if not self.closed and ws.close_code != 1000:
+                self.closed = f"closed by the server ({ws.close_code})"
 
 
 def post(web_url: str, key: str, events: list[dict]) -> None:
@@ -267,9 +271,8 @@ def test_it_serves_every_event_once_on_two_webs_two_pulses_and_survives_a_pulse_
         while not everyone_has_everything(clients) and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
         await asyncio.sleep(1.0)  # room for a duplicate to show up
-        for reader in readers:
-            reader.cancel()
-        await asyncio.gather(*readers, return_exceptions=True)
+        await asyncio.gather(*(c.ws.close() for c in clients))  # (daphne then stops at once)
+        await asyncio.gather(*readers)
         return timing
 
     timing = asyncio.run(scenario())

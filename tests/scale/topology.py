@@ -74,13 +74,17 @@ class Process:
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=10)
 
-    def stop(self, timeout: float = 10) -> None:
-        """SIGTERM to its group, SIGKILL after `timeout` s (daphne may wait for open sockets)."""
+    def terminate(self) -> None:
+        """SIGTERM to its group (a clean stop: a pulse leaves the pulse hash)."""
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=timeout)
+
+    def stop(self, timeout: float = 10) -> None:
+        """SIGTERM to its group, SIGKILL after `timeout` s (daphne may wait for open sockets)."""
+        self.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=timeout)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)  # what is left of the group (pool children)
         self.proc.wait(timeout=10)
@@ -205,12 +209,16 @@ class Topology:
             for future in [pool.submit(start) for start in starts]:
                 future.result()
 
-    def stop(self) -> None:
-        """End every process started (the web processes first: their sockets close)."""
-        for group in (self.webs, self.pulses, self.workers):
-            for process in group:
-                with contextlib.suppress(Exception):
-                    process.stop()
+    def stop(self, timeout: float = 10) -> None:
+        """End every process started: SIGTERM to all at once, SIGKILL to what is left after
+        `timeout` s."""
+        processes = [*self.webs, *self.pulses, *self.workers]
+        for process in processes:
+            process.terminate()
+        deadline = time.monotonic() + timeout
+        for process in processes:
+            with contextlib.suppress(Exception):
+                process.stop(timeout=max(0.0, deadline - time.monotonic()))
 
 
 def _drain(stream, sink) -> None:
