@@ -1,8 +1,9 @@
 """Event ingestion: validate each event, dedupe by event id, bulk-write, then update live state.
 
 The hot path costs microseconds per event: hand-written validation (no per-event serializer),
-one INSERT .. ON CONFLICT for the idempotency receipts, one upsert for the conversations the
-batch touches, COPY for messages, activities and gauges, and one Redis pipeline after commit.
+one INSERT .. ON CONFLICT for the idempotency receipts (which also looks the batch's ids up in
+every month), one upsert for the conversations the batch touches, COPY for messages, activities
+and gauges, and one Redis pipeline after commit.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from analytics import partitioning
 from analytics.bulk import ACTIVITY_COLUMNS, GAUGE_COLUMNS, MESSAGE_COLUMNS, copy_rows
 from analytics.models import (
     Activity,
@@ -379,16 +381,36 @@ def _store(org: Organization, events: list[Event], now: datetime) -> tuple[list[
     connection.ensure_connection()
     # A server-side-binding cursor on Django's connection (and so in its transaction): Django's
     # default client-side binding would quote the 500-element arrays into SQL text in Python.
+    receipts = EventReceipt._meta.db_table
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        ids = [e.id for e in events]
+        # Receipts are partitioned by their event's month, so the unique key holds it: ON CONFLICT
+        # settles retries within a month, concurrent ones included. An id re-sent with a
+        # timestamp in another month is found by looking the batch's ids up in every month of
+        # the org's retention (older events are refused; their receipts are on their way out).
         cursor.execute(
             f"""
-            INSERT INTO {EventReceipt._meta.db_table} (organization_id, event_id, type, received_at)
-            SELECT %s, e.id, e.type, %s FROM unnest(%s::uuid[], %s::text[]) AS e(id, type)
+            INSERT INTO {receipts} (organization_id, event_id, type, occurred_month, received_at)
+            SELECT %s, e.id, e.type, e.month, %s
+            FROM unnest(%s::uuid[], %s::text[], %s::date[]) AS e(id, type, month)
+            WHERE e.id NOT IN (
+                SELECT event_id FROM {receipts}
+                WHERE organization_id = %s AND event_id = ANY(%s::uuid[]) AND occurred_month >= %s
+            )
             ORDER BY e.id
-            ON CONFLICT (organization_id, event_id) DO NOTHING
+            ON CONFLICT (organization_id, event_id, occurred_month) DO NOTHING
             RETURNING event_id::text
             """,  # noqa: S608 - table names are ours
-            [org.pk, now, [e.id for e in events], [e.type for e in events]],
+            [
+                org.pk,
+                now,
+                ids,
+                [e.type for e in events],
+                [partitioning.month_start(e.at) for e in events],
+                org.pk,
+                ids,
+                partitioning.month_start(now - timedelta(days=org.raw_retention_days)),
+            ],
         )
         fresh = {row[0] for row in cursor.fetchall()}
         accepted = [e for e in events if e.id in fresh]
