@@ -6,16 +6,18 @@ of rows.
 The table is rebuilt in place by 0009's `_partition` (the same copy month by month, primary key
 (id, occurred_month), `id` counting on from the same value). Its unique key becomes
 (organization, event id, occurred_month) — a partitioned table's unique key must hold the
-partition key — and ingestion also looks a batch's ids up across the months through that key's
-index. The key is the month, not the exact timestamp: an event sent without a timestamp gets
-"now", so two concurrent attempts of it differ in time but (almost always) not in month, and the
-unique index still makes one of them wait and see the other. The BRIN index on received_at goes:
-retention no longer deletes receipts by age.
+partition key. The key is the month, not the exact timestamp: an event sent without a timestamp
+gets "now", so two concurrent attempts of it differ in time but (almost always) not in month,
+and the unique index still makes one of them wait and see the other. The BRIN index on
+received_at goes: retention no longer deletes receipts by age.
 
 Existing receipts get the month of their `received_at`: no message, activity or conversation row
-holds an event id, so the event's own timestamp is not known any more. An event is received at or
-after its timestamp (at most 5 minutes before it, the future tolerance), so such a receipt sits
-in its event's month or a later one and is kept at least as long as the event.
+holds an event id, so the event's own timestamp is not known any more. An event is received at
+or after its timestamp (but for the 5 minutes of future tolerance), so such a receipt sits in its
+event's month or a later one and is kept about as long as the event. What this cannot know: a
+late event (received in a later month than its timestamp's) retried after this migration gets a
+receipt in its own month and is stored a second time; retries come within minutes, so only
+events received just before the deployment could be affected.
 
 Reversible: backwards, the receipts are copied into a plain table again (the earliest receipt of
 an id kept), with the unique (organization, event id) and the BRIN index of 0009.

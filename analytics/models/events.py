@@ -190,8 +190,7 @@ class EventReceipt(TenantModel):
     leaves with the month of the message or activity it produced. A partitioned table's unique
     key must hold the partition key: (org, event id, month) is unique within each month, which
     also settles concurrent retries of an event sent without a timestamp (each attempt gets
-    "now"). Ingestion looks the batch's ids up across the months too (through the same index),
-    so an id re-sent with a timestamp in another month is a duplicate as well.
+    "now"). An id re-sent with a timestamp in another month is a new event (README: the key).
     """
 
     # Not enforced by PostgreSQL, like Message's keys: ingestion writes it for every event.
