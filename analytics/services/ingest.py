@@ -386,8 +386,8 @@ def _store(org: Organization, events: list[Event], now: datetime) -> tuple[list[
         # Receipts are partitioned by their event's month, and the unique key holds it: a retry
         # in the same UTC month (concurrent ones too, and those of an event without a timestamp,
         # which gets "now" each time) conflicts; an id re-sent with a timestamp in another month
-        # is a new event. Looking ids up in every month as well cost ~2.5x this statement
-        # (docs/BENCHMARKS.md: no global unique index exists on a partitioned table).
+        # is a new event. Also looking the ids up in every month cost 2.8x this statement with a
+        # year of receipts (bench/receipts.py): PostgreSQL has no index across partitions.
         cursor.execute(
             f"""
             INSERT INTO {receipts} (organization_id, event_id, type, occurred_month, received_at)
