@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test install browsers lint format bench-seed bench-ingest bench-live bench-live-cluster bench-page bench-read bench-rollups bench-alerts bench-retention bench-erase bench-load clean
+.PHONY: demo test install browsers lint format bench-seed bench-ingest bench-live bench-live-cluster bench-page bench-read bench-rollups bench-alerts bench-retention bench-receipts bench-erase bench-load clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -69,6 +69,9 @@ bench-retention: install
 ## One minute-cycle of alert evaluation over 1,000 rules (its own orgs, removed afterwards).
 bench-alerts: install
 	flock /tmp/botflow-bench.lock $(PY) -m config.launcher run -- $(PY) bench/alerts.py $(BENCH_ARGS)
+
+bench-receipts: install
+	flock /tmp/botflow-bench.lock $(PY) -m config.launcher run -- $(PY) bench/receipts.py $(BENCH_ARGS)
 
 bench-erase: install
 	flock /tmp/botflow-bench.lock $(PY) -m config.launcher run -- $(PY) bench/erase.py $(BENCH_ARGS)

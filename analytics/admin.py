@@ -422,7 +422,7 @@ class GaugeAdmin(ReadOnlyOrgAdmin):
 
 @admin.register(EventReceipt)
 class EventReceiptAdmin(ReadOnlyOrgAdmin):
-    list_display = ("received_at", "type", "event_id")
+    list_display = ("received_at", "occurred_month", "type", "event_id")
     search_fields = ("event_id",)
 
 

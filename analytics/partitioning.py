@@ -1,11 +1,14 @@
 """Monthly range partitions of the raw event tables: their names, bounds and DDL (no I/O).
 
-`analytics_message` and `analytics_activity` are partitioned by RANGE on `created_at`, one
-partition per calendar month in UTC (`<table>_p2026_12` holds December 2026), plus a DEFAULT
-partition (`<table>_pdefault`) that catches a row no month partition covers yet, so an insert
-never fails. Old data leaves by detaching and dropping a whole month (analytics.services
-.retention), never by a DELETE of millions of rows. The migration that partitioned the tables
-(0009) and the maintenance service both build their DDL here.
+`analytics_message` and `analytics_activity` are partitioned by RANGE on `created_at`, and
+`analytics_eventreceipt` (the idempotency receipts) on `occurred_month`, the UTC month of the
+event's own timestamp (a date, the 1st), so a receipt lives in the month of the message or
+activity it produced and leaves with it. One partition per calendar month in UTC
+(`<table>_p2026_12` holds December 2026), plus a DEFAULT partition (`<table>_pdefault`) that
+catches a row no month partition covers yet, so an insert never fails. Old data leaves by
+detaching and dropping a whole month (analytics.services.retention), never by a DELETE of
+millions of rows. The migrations that partitioned the tables (0009, 0011) and the maintenance
+service both build their DDL here.
 """
 
 from __future__ import annotations
@@ -14,7 +17,11 @@ import re
 from datetime import UTC, date, datetime
 
 #: table -> the time column it is partitioned by
-PARTITIONED = {"analytics_message": "created_at", "analytics_activity": "created_at"}
+PARTITIONED = {
+    "analytics_message": "created_at",
+    "analytics_activity": "created_at",
+    "analytics_eventreceipt": "occurred_month",
+}
 #: months of partitions kept ready ahead of the current one
 MONTHS_AHEAD = 3
 
@@ -25,6 +32,11 @@ def month_start(value: date | datetime) -> date:
     if isinstance(value, datetime):
         value = value.astimezone(UTC).date()
     return value.replace(day=1)
+
+
+def current_month() -> date:
+    """The first day of the current month in UTC (a receipt's `occurred_month` by default)."""
+    return month_start(datetime.now(UTC))
 
 
 def add_months(month: date, n: int) -> date:

@@ -8,6 +8,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils.timezone import now
 
+from analytics import partitioning
 from analytics.models.catalog import Bot, Campaign, Channel
 from analytics.models.tenancy import Organization, TenantModel, unenforced_fk
 
@@ -182,24 +183,32 @@ class Gauge(TenantModel):
 
 
 class EventReceipt(TenantModel):
-    """One row per accepted event id: the idempotency key of ingestion, for all event types."""
+    """One row per accepted event id: the idempotency key of ingestion, for all event types.
+
+    Partitioned by month on `occurred_month`, the UTC month of the event's own timestamp
+    (analytics/partitioning.py; primary key (id, occurred_month) in PostgreSQL), so a receipt
+    leaves with the month of the message or activity it produced. A partitioned table's unique
+    key must hold the partition key: (org, event id, month) is unique within each month, which
+    also settles concurrent retries of an event sent without a timestamp (each attempt gets
+    "now"). An id re-sent with a timestamp in another month is a new event (README: the key).
+    """
 
     # Not enforced by PostgreSQL, like Message's keys: ingestion writes it for every event.
     organization = unenforced_fk(Organization)
 
     event_id = models.UUIDField()
     type = models.CharField(max_length=32)
+    occurred_month = models.DateField(default=partitioning.current_month)
     received_at = models.DateTimeField(default=now)
 
     class Meta:
         constraints = [
+            # Its index also serves the lookup by (org, event id) across the partitions.
             models.UniqueConstraint(
-                fields=["organization", "event_id"], name="receipt_unique_event"
+                fields=["organization", "event_id", "occurred_month"],
+                name="receipt_unique_event_month",
             )
         ]
-        # Receipts leave by age (analytics.services.retention); rows arrive in time order, so a
-        # BRIN index finds the old ones at almost no cost to ingestion.
-        indexes = [BrinIndex(fields=["received_at"], name="receipt_received_brin")]
 
     def __str__(self) -> str:
         return f"{self.type} {self.event_id}"

@@ -2,15 +2,18 @@
 after its `rollup_retention_days`. Run daily by beat (`retention_enforce`); idempotent.
 
 How the raw events leave:
-- A month partition of `message` / `activity` whose whole month is older than the LONGEST
-  retention of any org is detached and dropped: milliseconds, whatever its size. Nothing is
-  dropped while a backfill that reads the month runs, and a drop that waits on a query (a
-  running export holds the table) gives up after a lock timeout and is retried next run.
+- A month partition of `message` / `activity` / `eventreceipt` (the idempotency receipts, by
+  their event's month) whose whole month is older than the LONGEST retention of any org is
+  detached and dropped: milliseconds, whatever its size. Nothing is dropped while a backfill
+  that reads the month runs, and a drop that waits on a query (a running export holds the
+  table) gives up after a lock timeout and is retried next run.
 - An org that keeps less than that loses its expired rows in small batches by its own index
   (the rows of one day per daily run), never one statement over millions of rows: most orgs
   keep the default, and their data leaves only with the partitions.
-- Conversations (with their metrics) and idempotency receipts are not partitioned: their
-  expired rows leave in the same bounded batches.
+- Conversations (with their metrics) are not partitioned: their expired rows leave in the same
+  bounded batches.
+A receipt is only needed while its event could be accepted again, and ingestion refuses events
+older than the org's retention: receipts leave with their event's month (or batch).
 Reads clamp to the org's retention at once (analytics.filters, the read API), and ingestion
 refuses older events, so nothing past it is visible even before it is removed.
 """
@@ -69,12 +72,6 @@ def retention_enforce(*, now: datetime | None = None) -> RetentionResult:
     _drop_expired_partitions(now - timedelta(days=longest), now=now, result=result)
     for org in orgs:
         _expire_org(org, now=now, result=result)
-    # Receipts hold no customer data (an event id and type): they serve idempotency for as long
-    # as any org keeps events.
-    result.count(
-        EventReceipt._meta.db_table,
-        _delete_batches(EventReceipt, "received_at", None, now - timedelta(days=longest), key="id"),
-    )
     log.info(
         "retention: dropped %s, deferred %s, deleted %s",
         result.dropped or "none",
@@ -110,8 +107,13 @@ def _backfilled_since(now: datetime) -> date | None:
 
 def _expire_org(org: Organization, *, now: datetime, result: RetentionResult) -> None:
     raw_cutoff = now - timedelta(days=org.raw_retention_days)
-    for model, column in ((Message, "created_at"), (Activity, "created_at")):
-        result.count(model._meta.db_table, _delete_batches(model, column, org.pk, raw_cutoff))
+    for model, column, cutoff in (
+        (Message, "created_at", raw_cutoff),
+        (Activity, "created_at", raw_cutoff),
+        # by the month of their event: a receipt goes once its whole month is past the cutoff
+        (EventReceipt, "occurred_month", partitioning.month_start(raw_cutoff)),
+    ):
+        result.count(model._meta.db_table, _delete_batches(model, column, org.pk, cutoff))
     conversations = Conversation._meta.db_table
     metrics = ConversationMetrics._meta.db_table
     removed = 0
@@ -137,21 +139,18 @@ def _expire_org(org: Organization, *, now: datetime, result: RetentionResult) ->
         result.count(model._meta.db_table, _delete_batches(model, column, org.pk, cutoff, key="id"))
 
 
-def _delete_batches(model, column: str, org_id: int | None, cutoff, *, key: str = "") -> int:
-    """Delete the org's (None: every org's) rows older than `cutoff` in batches of BATCH;
-    returns how many."""
+def _delete_batches(model, column: str, org_id: int, cutoff, *, key: str = "") -> int:
+    """Delete the org's rows older than `cutoff` in batches of BATCH; returns how many."""
     table = model._meta.db_table
     # A partitioned table's rows are named by the whole primary key (id, time).
     ident = key or f"id, {column}"
-    org_filter = "organization_id = %s AND" if org_id is not None else ""
-    params = [org_id, cutoff] if org_id is not None else [cutoff]
     removed = 0
     for _ in range(MAX_BATCHES):
         with connection.cursor() as cursor:
             cursor.execute(
                 f"DELETE FROM {table} WHERE ({ident}) IN (SELECT {ident} FROM {table}"
-                f" WHERE {org_filter} {column} < %s LIMIT {BATCH})",
-                params,
+                f" WHERE organization_id = %s AND {column} < %s LIMIT {BATCH})",
+                [org_id, cutoff],
             )
             removed += cursor.rowcount
             if cursor.rowcount < BATCH:

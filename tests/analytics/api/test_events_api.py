@@ -173,6 +173,59 @@ def test_a_retried_batch_is_stored_once_and_counted_as_duplicates(client, org, b
     assert after.messages_last_hour.value == before.messages_last_hour.value == 2
 
 
+def _message_at(event_id: str, at: datetime, text: str) -> dict:
+    return {
+        "id": event_id,
+        "type": "message",
+        "bot": "support-bot",
+        "conversation": "wa-7",
+        "direction": "inbound",
+        "text": text,
+        "timestamp": iso(at),
+    }
+
+
+def test_a_retry_with_the_same_id_and_timestamp_is_a_duplicate(client, org, bot, key):
+    event = _message_at(eid(), datetime.now(UTC) - timedelta(hours=2), "first")
+    assert post(client, key, {"events": [event]}).json()["accepted"] == 1
+    response = post(client, key, {"events": [event]})
+    assert response.json() == {"accepted": 0, "duplicates": 1, "rejected": [], "live": "ok"}
+    assert list(Message.objects.for_org(org).values_list("text", flat=True)) == ["first"]
+    assert EventReceipt.objects.for_org(org).count() == 1
+
+
+def test_an_id_sent_again_with_another_timestamp_in_its_month_is_a_duplicate(client, org, bot, key):
+    event_id, now = eid(), datetime.now(UTC)
+    earlier = max(now - timedelta(hours=1), now.replace(day=1, hour=0, minute=0, second=0))
+    first = post(client, key, {"events": [_message_at(event_id, earlier, "first")]})
+    assert first.json()["accepted"] == 1
+    again = post(client, key, {"events": [_message_at(event_id, now, "second")]})
+    assert again.json() == {"accepted": 0, "duplicates": 1, "rejected": [], "live": "ok"}
+    message = Message.objects.for_org(org).get()
+    assert (message.text, message.created_at) == ("first", earlier)
+    assert EventReceipt.objects.for_org(org).count() == 1
+
+
+def test_an_id_sent_again_with_a_timestamp_in_another_month_is_a_new_event(client, org, bot, key):
+    # the documented key is (id, the UTC month of its timestamp): 40 days back is another month
+    event_id, now = eid(), datetime.now(UTC)
+    post(client, key, {"events": [_message_at(event_id, now - timedelta(days=40), "first")]})
+    again = post(client, key, {"events": [_message_at(event_id, now, "second")]})
+    assert again.json()["accepted"] == 1
+    texts = Message.objects.for_org(org).order_by("created_at").values_list("text", flat=True)
+    assert list(texts) == ["first", "second"]
+
+
+def test_an_id_of_another_org_is_not_a_duplicate(client, org, other_org, bot, key):
+    BotFactory(organization=other_org, slug="support-bot")
+    other_key = api_key_create(organization=other_org, name="k", scopes="ingest").secret
+    event = _message_at(eid(), datetime.now(UTC) - timedelta(days=40), "hello")
+    assert post(client, key, {"events": [event]}).json()["accepted"] == 1
+    event["timestamp"] = iso(datetime.now(UTC))
+    assert post(client, other_key, {"events": [event]}).json()["accepted"] == 1
+    assert Message.objects.for_org(other_org).count() == 1
+
+
 def test_the_same_id_twice_in_one_batch_is_one_event(client, org, bot, key):
     event = conversation_batch()[1]
     response = post(client, key, {"events": [event, event]})

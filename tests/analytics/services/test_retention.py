@@ -89,6 +89,7 @@ def test_the_months_ahead_are_created_once(db):
     later = datetime(2027, 6, 15, tzinfo=UTC)
     created = partitions_ensure(now=later)
     assert "analytics_message_p2027_09" in created and "analytics_activity_p2027_06" in created
+    assert "analytics_eventreceipt_p2027_09" in created
     assert "analytics_message_p2027_03" not in created  # made by the migration already
     assert partitions_ensure(now=later) == []
     assert "analytics_message_p2027_09" in _tables()
@@ -101,6 +102,13 @@ def test_rows_the_default_partition_caught_move_into_their_new_month(bot):
     assert "analytics_message_p2027_12" in partitions_ensure(now=datetime(2027, 11, 1, tzinfo=UTC))
     assert _partition_of(Message, message.pk) == "analytics_message_p2027_12"
     assert Message.objects.get(pk=message.pk).text == message.text
+
+
+def test_a_receipt_the_default_partition_caught_moves_into_its_new_month(org):
+    receipt = f.EventReceiptFactory(organization=org, occurred_month=date(2027, 12, 1))
+    assert _partition_of(EventReceipt, receipt.pk) == "analytics_eventreceipt_pdefault"
+    partitions_ensure(now=datetime(2027, 11, 1, tzinfo=UTC))
+    assert _partition_of(EventReceipt, receipt.pk) == "analytics_eventreceipt_p2027_12"
 
 
 def test_a_month_past_every_orgs_retention_is_dropped_whole(bot):
@@ -122,6 +130,75 @@ def test_a_month_past_every_orgs_retention_is_dropped_whole(bot):
     assert again.dropped == [] and again.deleted == {}
 
 
+def _receipt_partitions(org) -> dict[str, str]:
+    """event id -> the partition its receipt is stored in."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT r.event_id::text, c.relname FROM analytics_eventreceipt r "
+            "JOIN pg_class c ON c.oid = r.tableoid "
+            "JOIN pg_inherits i ON i.inhrelid = c.oid "
+            "AND i.inhparent = 'analytics_eventreceipt'::regclass WHERE r.organization_id = %s",
+            [org.pk],
+        )
+        return dict(cursor.fetchall())
+
+
+def _event(event_id: str, bot, at: datetime) -> dict:
+    return {
+        "id": event_id,
+        "type": "message",
+        "bot": bot.slug,
+        "conversation": f"c-{event_id[-4:]}",
+        "direction": "inbound",
+        "text": "hello",
+        "timestamp": at.isoformat(),
+    }
+
+
+NOVEMBER = "0c1e2a8e-0000-4000-8000-00000000a011"
+DECEMBER = "0c1e2a8e-0000-4000-8000-00000000a012"
+
+
+def test_a_receipt_is_stored_in_the_partition_of_its_events_month(bot):
+    result = events_ingest(
+        org=bot.organization,
+        events=[
+            _event(NOVEMBER, bot, datetime(2026, 11, 30, 23, 59, tzinfo=UTC)),
+            _event(DECEMBER, bot, datetime(2026, 12, 1, 0, 1, tzinfo=UTC)),
+        ],
+        now=NOW,
+    )
+    assert result.accepted == 2
+    assert _receipt_partitions(bot.organization) == {
+        NOVEMBER: "analytics_eventreceipt_p2026_11",
+        DECEMBER: "analytics_eventreceipt_p2026_12",
+    }
+    # the message and its receipt share the month, and so leave together
+    november = Message.objects.for_org(bot.organization).get(created_at__month=11)
+    assert _partition_of(Message, november.pk) == "analytics_message_p2026_11"
+
+
+def test_dropping_a_month_drops_its_receipts_and_its_events_are_refused_from_then_on(bot):
+    org = bot.organization
+    at = datetime(2026, 8, 14, tzinfo=UTC)
+    august = "0c1e2a8e-0000-4000-8000-00000000a008"
+    assert events_ingest(org=org, events=[_event(august, bot, at)], now=at).accepted == 1
+    assert _receipt_partitions(org) == {august: "analytics_eventreceipt_p2026_08"}
+    Organization.objects.filter(pk=org.pk).update(raw_retention_days=30)
+    org.refresh_from_db()
+
+    result = retention_enforce(now=NOW)
+
+    assert "analytics_eventreceipt_p2026_08" in result.dropped
+    assert "analytics_eventreceipt_p2026_08" not in _tables()
+    assert "analytics_eventreceipt" not in result.deleted  # the month went whole
+    assert not EventReceipt.objects.for_org(org).exists()
+    # its receipt is gone, but no retry of it can be stored twice: it is past the retention
+    retry = events_ingest(org=org, events=[_event(august, bot, at)], now=NOW)
+    assert retry.accepted == 0
+    assert "retention of this organization" in retry.rejected[0]["errors"]["timestamp"]
+
+
 def test_an_org_that_keeps_less_loses_only_its_own_expired_rows(org, other_org):
     short_bot = f.BotFactory(organization=org, slug="short")
     long_bot = f.BotFactory(organization=other_org, slug="long")
@@ -137,6 +214,12 @@ def test_an_org_that_keeps_less_loses_only_its_own_expired_rows(org, other_org):
     f.BotHourlyRollupFactory(bot=short_bot, hour=old_hour)
     f.BotHourlyRollupFactory(bot=short_bot, hour=NOW - timedelta(days=60))
     f.BotDailyMetricsFactory(bot=short_bot, date=old_hour.date())
+    # receipts go by their event's month: October is wholly before NOW - 30 days (Nov 4)
+    f.EventReceiptFactory(organization=org, occurred_month=date(2026, 10, 1))
+    kept_receipts = [
+        f.EventReceiptFactory(organization=org, occurred_month=date(2026, 11, 1)).pk,
+        f.EventReceiptFactory(organization=other_org, occurred_month=date(2026, 10, 1)).pk,
+    ]
 
     result = retention_enforce(now=NOW)
 
@@ -155,6 +238,8 @@ def test_an_org_that_keeps_less_loses_only_its_own_expired_rows(org, other_org):
     assert Message.objects.filter(pk__in=[kept.pk, fresh.pk]).count() == 2
     assert result.deleted["analytics_message"] == 1
     assert result.deleted["analytics_conversation"] == 1
+    assert result.deleted["analytics_eventreceipt"] == 1
+    assert sorted(EventReceipt.objects.values_list("pk", flat=True)) == sorted(kept_receipts)
     # rollups are kept far longer: only the one past the org's 365 days went
     assert list(BotHourlyRollup.objects.for_org(org).values_list("hour", flat=True)) == [
         NOW - timedelta(days=60)
