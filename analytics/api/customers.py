@@ -19,6 +19,7 @@ from analytics.api.read_serializers import ErrorSerializer
 from analytics.models import ApiKey
 from analytics.services.audit import actor_label, audit_request, request_actor, request_ip
 from analytics.services.customers import (
+    KEPT_KINDS,
     KINDS,
     MAX_CUSTOMER_LENGTH,
     customer_erase,
@@ -44,7 +45,9 @@ class CustomerSerializer(serializers.Serializer):
 
 class ReceiptSerializer(serializers.Serializer):
     erasure_id = serializers.IntegerField()
-    erased_at = serializers.DateTimeField()
+    erased_at = serializers.DateTimeField(
+        help_text="The cut-off: everything accepted before it is erased"
+    )
     covers = serializers.CharField(help_text="What the erasure covers (data received up to then)")
     counts = serializers.DictField(
         child=serializers.IntegerField(allow_null=True),
@@ -52,6 +55,13 @@ class ReceiptSerializer(serializers.Serializer):
     )
     previous_erasures = serializers.IntegerField(
         help_text="Earlier erasures of the same identifier in this organization"
+    )
+    kept_after = serializers.DictField(
+        child=serializers.IntegerField(),
+        help_text=(
+            f"Rows still held per kind ({', '.join(KEPT_KINDS)}) once the erasure committed: "
+            "received after the cut-off (while it ran), so kept"
+        ),
     )
     notes = serializers.ListField(child=serializers.CharField())
 
@@ -173,6 +183,7 @@ class CustomerEraseApi(_CustomerApi):
                 "covers": receipt.covers,
                 "counts": receipt.counts,
                 "previous_erasures": receipt.previous_erasures,
+                "kept_after": receipt.kept_after,
                 "notes": receipt.notes,
             }
         )

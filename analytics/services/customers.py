@@ -10,8 +10,14 @@ Erasure removes, in one transaction and set-based (a DELETE per table, never one
 conversations, their messages (no enforced foreign key: deleted by organization and conversation
 ids), their metrics, the activities, the customer's entries among the insights' customers at risk
 and the names Django admin's log copied. Then the live feed and activity list in Redis and the
-finished CSV exports lose the customer's rows. Rollups keep their anonymous aggregates. What was
-stored once the erasure has committed (the customer's later events) is kept: the receipt says so.
+finished CSV exports lose the customer's rows. Rollups keep their anonymous aggregates.
+
+The erasure has a cut-off, its start (`erased_at` on the receipt): everything accepted before it
+goes. Events still arriving meanwhile are kept when they start something new (a conversation
+first stored once the erasure holds the customer's conversations, an activity stored once it has
+deleted theirs) and go when they join a conversation being erased; the receipt counts what is
+kept (`kept_after`). The live feed and the export files follow the same line: items and rows of
+erased rows go, those of kept rows stay.
 The trail (CustomerErasure, AuditEvent) never holds the identifier, only an HMAC of it.
 """
 
@@ -45,7 +51,7 @@ from analytics.models import (
 )
 from analytics.services.audit import audit_record
 from analytics.services.export import export_files_forget
-from analytics.services.live import live_customer_forget
+from analytics.services.live import activity_signature, live_customer_forget
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +67,7 @@ KINDS = (
     "insight_entries",
     "admin_log_entries",
 )
+KEPT_KINDS = ("conversations", "messages", "activities", "conversation_metrics")
 
 
 def customer_clean(value) -> str:
@@ -92,17 +99,27 @@ def customer_fingerprint(*, org: Organization, customer: str) -> str:
 @dataclass
 class ErasureReceipt:
     erasure_id: int
-    erased_at: datetime
+    erased_at: datetime  # the cut-off: everything accepted before it is erased
     counts: dict[str, int | None]
     previous_erasures: int = 0  # earlier erasures of the same identifier in this org
     notes: list[str] = field(default_factory=list)
+    # What the org still holds about the customer once the erasure committed: all of it
+    # received after the cut-off (while the erasure ran, or just after).
+    kept_after: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KEPT_KINDS, 0))
 
     @property
     def covers(self) -> str:
-        return (
+        text = (
             f"Data received up to {self.erased_at.isoformat()}. Events for this customer "
             f"received after that are kept; erase again to remove them."
         )
+        if any(self.kept_after.values()):
+            k = self.kept_after
+            text += (
+                f" Kept so far (received while the erasure ran): {k['conversations']} "
+                f"conversations, {k['messages']} messages, {k['activities']} activities."
+            )
+        return text
 
 
 def _delete(cursor, sql: str, params) -> list[tuple]:
@@ -111,20 +128,35 @@ def _delete(cursor, sql: str, params) -> list[tuple]:
 
 
 def _erase_rows(cursor, org: Organization, names: list[str]) -> dict:
-    """The set-based deletes, in the order that keeps a concurrent ingestion batch consistent:
-    conversations first (their row locks wait for a batch that is adding to them; the message
-    delete that follows then sees that batch's messages too)."""
+    """The set-based deletes, each statement reading what was committed when it began (READ
+    COMMITTED), all after the cut-off was taken; so everything accepted before it goes:
+
+    - activities first: those committed since are kept (an activity joins nothing);
+    - then the customer's conversations are locked in ingestion's own lock order (bot id, then
+      external id by code point, as `_upsert_conversations` sorts them): a batch adding to one
+      of them is waited for (and its messages then go with the conversation), a batch that
+      arrives later waits for this commit and starts the conversation again (kept), and the
+      two never lock in opposite orders (no deadlock). A conversation first stored after the
+      lock was taken is not the erasure's: kept, with its messages;
+    - then the locked conversations' messages (no enforced foreign key: by organization and
+      conversation ids) and metrics, then the conversations."""
     conv, msg, cm, act = (
         m._meta.db_table for m in (Conversation, Message, ConversationMetrics, Activity)
     )
-    gone = _delete(
+    activities = _delete(
         cursor,
-        f"DELETE FROM {conv} WHERE organization_id = %s AND customer = ANY(%s) "  # noqa: S608
-        "RETURNING id, bot_id",
+        f"DELETE FROM {act} WHERE organization_id = %s AND customer = ANY(%s) "  # noqa: S608
+        "RETURNING id, bot_id, kind, description, customer, created_at",
         [org.pk, names],
     )
-    ids = [row[0] for row in gone]
-    counts = {"conversations": len(ids), "messages": 0, "conversation_metrics": 0}
+    locked = _delete(
+        cursor,
+        f"SELECT id, bot_id FROM {conv} WHERE organization_id = %s AND customer = ANY(%s) "  # noqa: S608
+        'ORDER BY bot_id, external_id COLLATE "C" FOR UPDATE',
+        [org.pk, names],
+    )
+    ids = [row[0] for row in locked]
+    counts = {"conversations": 0, "messages": 0, "conversation_metrics": 0}
     if ids:
         cursor.execute(
             f"DELETE FROM {msg} WHERE organization_id = %s AND conversation_id = ANY(%s)",  # noqa: S608
@@ -136,17 +168,24 @@ def _erase_rows(cursor, org: Organization, names: list[str]) -> dict:
             [org.pk, ids],
         )
         counts["conversation_metrics"] = cursor.rowcount
-    activities = _delete(
-        cursor,
-        f"DELETE FROM {act} WHERE organization_id = %s AND customer = ANY(%s) RETURNING id",  # noqa: S608
-        [org.pk, names],
-    )
+        cursor.execute(
+            f"DELETE FROM {conv} WHERE organization_id = %s AND id = ANY(%s)",  # noqa: S608
+            [org.pk, ids],
+        )
+        counts["conversations"] = cursor.rowcount
     counts["activities"] = len(activities)
+    slugs = dict(Bot.objects.for_org(org).values_list("pk", "slug"))
     return {
         "counts": counts,
         "conversation_ids": ids,
-        "bot_ids": sorted({row[1] for row in gone}),
+        "bot_ids": sorted({row[1] for row in locked}),
         "activity_ids": [row[0] for row in activities],
+        "activity_signatures": [
+            activity_signature(
+                kind=kind, bot=slugs.get(bot_id, ""), description=text, customer=who, at=at
+            )
+            for _, bot_id, kind, text, who, at in activities
+        ],
     }
 
 
@@ -221,13 +260,22 @@ def customer_erase(
             details={"erasure": erasure.pk, **counts},  # the audit page lists key: value
             ip=ip,
         )
-    receipt = ErasureReceipt(erasure.pk, erased_at, counts, previous_erasures=previous)
+    committed_at = timezone.now()
+    receipt = ErasureReceipt(
+        erasure.pk,
+        erased_at,
+        counts,
+        previous_erasures=previous,
+        kept_after=customer_counts(org=org, customer=customer),
+    )
     # After the commit: what follows touches what PostgreSQL no longer holds.
     counts["live_feed_entries"] = live_customer_forget(
         org=org,
         customers=names,
         conversation_ids=rows["conversation_ids"],
         bot_ids=rows["bot_ids"],
+        activity_signatures=rows["activity_signatures"],
+        erased_until=committed_at,
     )
     if counts["live_feed_entries"] is None:
         receipt.notes.append(
@@ -236,7 +284,14 @@ def customer_erase(
         )
     try:
         counts["export_files"], counts["export_rows"] = export_files_forget(
-            org=org, customers=names, conversation_ids=rows["conversation_ids"]
+            org=org,
+            customers=names,
+            conversation_ids=rows["conversation_ids"],
+            keep_conversation_ids=list(
+                Conversation.objects.for_org(org)
+                .filter(customer__in=names)
+                .values_list("pk", flat=True)
+            ),
         )
     except (OSError, redis.RedisError):
         log.exception("export files of org %s not cleaned after erasure %s", org.pk, erasure.pk)

@@ -432,8 +432,16 @@ def _record_around(data, boundary: int, at: int) -> tuple[int, int]:
     return start, len(data) if end == -1 else end + 1
 
 
-def _rewrite_without(path: Path, *, column: int, doomed: set[str], needle: re.Pattern) -> int:
-    """Rewrite the file without the records whose cell `column` is in `doomed`; rows removed.
+def _rewrite_without(
+    path: Path,
+    *,
+    column: int,
+    doomed: set[str],
+    needle: re.Pattern,
+    spare: tuple[int, set[str]] | None = None,
+) -> int:
+    """Rewrite the file without the records whose cell `column` is in `doomed` (unless their
+    cell `spare[0]` is in `spare[1]`); rows removed.
     Bytes are searched for `needle` and only the records it hits are parsed; everything between
     them is copied as it is, so a file the size of a big export is rewritten at disk speed."""
     removed = 0
@@ -452,7 +460,8 @@ def _rewrite_without(path: Path, *, column: int, doomed: set[str], needle: re.Pa
         while hit is not None:
             start, end = _record_around(data, boundary, hit.end() - 1)
             cells = next(csv.reader([data[start:end].decode("utf-8")]), [])
-            if len(cells) > column and cells[column] in doomed:
+            spared = spare is not None and len(cells) > spare[0] and cells[spare[0]] in spare[1]
+            if len(cells) > column and cells[column] in doomed and not spared:
                 out.write(data[kept_from:start])
                 kept_from = end
                 removed += 1
@@ -472,13 +481,20 @@ def _header_columns(path: Path) -> list[str]:
 
 
 def export_files_forget(
-    *, org: Organization, customers: list[str], conversation_ids: list[int]
+    *,
+    org: Organization,
+    customers: list[str],
+    conversation_ids: list[int],
+    keep_conversation_ids: list[int] = (),
 ) -> tuple[int, int]:
     """Take the customer's rows out of the org's finished export files: conversation rows by
-    customer, message rows by conversation. Returns (files changed, rows removed)."""
+    customer (but not those of `keep_conversation_ids`, the conversations an erasure kept as
+    received after its cut-off), message rows by conversation. Returns (files changed, rows
+    removed)."""
     folder = Path(settings.EXPORT_DIR) / str(org.pk)
     forms = _csv_forms(customers)
     ids = {str(i) for i in conversation_ids}
+    kept = {str(i) for i in keep_conversation_ids}
     # The shortest forms only: the others hold them ('+27… holds +27…).
     shortest = {f for f in forms if not any(o != f and o in f for o in forms)}
     by_customer = re.compile(_trie(f.replace('"', '""') for f in shortest).encode())
@@ -496,13 +512,18 @@ def export_files_forget(
     try:
         for path in sorted(folder.glob("*.csv")) if folder.is_dir() else []:
             header = _header_columns(path)
+            spare = None
             if "customer" in header:
                 column, doomed, pattern = header.index("customer"), forms, by_customer
+                if kept and "id" in header:
+                    spare = (header.index("id"), kept)
             elif "conversation_id" in header and by_conversation is not None:
                 column, doomed, pattern = header.index("conversation_id"), ids, by_conversation
             else:
                 continue
-            removed = _rewrite_without(path, column=column, doomed=doomed, needle=pattern)
+            removed = _rewrite_without(
+                path, column=column, doomed=doomed, needle=pattern, spare=spare
+            )
             if not removed:
                 continue
             files, rows = files + 1, rows + removed

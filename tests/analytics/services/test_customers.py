@@ -33,6 +33,7 @@ from analytics.models import (
 from analytics.redis import get_redis
 from analytics.selectors import live_activities, live_feed
 from analytics.services import export as export_service
+from analytics.services import ingest as ingest_service
 from analytics.services.customers import (
     customer_counts,
     customer_erase,
@@ -487,3 +488,63 @@ def test_with_redis_down_it_erases_the_database_and_files_and_rebuilds_the_feed_
     live_recover()  # ...until pulse notices the stale org and rebuilds it from PostgreSQL
     assert [k for k in redis_values_naming(CUSTOMER) if f"{{o:{org.pk}}}:" in k] == []
     assert any(i["customer"] == OTHER for i in live_feed(org=org, limit=50))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_stored_before_the_erasure_but_pushed_live_after_it_leaves_nothing_live(
+    org, bot, now, monkeypatch
+):
+    """The batch commits, stalls before updating Redis, the erasure runs, then the batch pushes
+    its feed items: the erasure's tombstone takes them out again; a later batch's stay."""
+    real, stalled, resume = ingest_service.live_apply, threading.Event(), threading.Event()
+
+    def stalling_live_apply(**kwargs):
+        stalled.set()
+        assert resume.wait(10)
+        return real(**kwargs)
+
+    monkeypatch.setattr(ingest_service, "live_apply", stalling_live_apply)
+    worker = threading.Thread(
+        target=lambda: events_ingest(
+            org=org, events=customer_events(CUSTOMER, bot=bot.slug, prefix="c", at=now)
+        )
+    )
+    worker.start()
+    assert stalled.wait(10)  # committed: the rows are stored, Redis not yet updated
+    erased = list(Conversation.objects.for_org(org).values_list("pk", flat=True))
+    receipt = customer_erase(org=org, customer=CUSTOMER, actor_label="alice")
+    assert receipt.counts["conversations"] == 2 and receipt.counts["activities"] == 1
+    monkeypatch.setattr(ingest_service, "live_apply", real)
+    resume.set()
+    worker.join(10)
+    assert not [i for i in live_feed(org=org, limit=50) if i["conversation"] in erased]
+    assert not [a for a in live_activities(org=org) if a["customer"] == CUSTOMER]
+    # A batch that began after the erasure is kept, in PostgreSQL and live.
+    later = customer_events(CUSTOMER, bot=bot.slug, prefix="n", at=now + timedelta(minutes=1))
+    assert events_ingest(org=org, events=later).accepted == 17
+    kept = set(Conversation.objects.for_org(org).values_list("pk", flat=True))
+    feed = live_feed(org=org, limit=50)
+    assert {i["conversation"] for i in feed if i["customer"] == CUSTOMER} == kept
+    assert [a["customer"] for a in live_activities(org=org)] == [CUSTOMER]
+
+
+def test_the_export_files_keep_the_conversations_the_erasure_kept(org, settings, tmp_path):
+    settings.EXPORT_DIR = str(tmp_path)
+    folder = tmp_path / str(org.pk)
+    folder.mkdir()
+    conversations = folder / f"{uuid.uuid4()}.csv"
+    conversations.write_bytes(
+        b"id,external_id,bot,bot_name,campaign,customer,channel\n"
+        b"7,a,b,B,,Ana,web\n"  # erased
+        b"9,c,b,B,,Ana,web\n"  # arrived after the cut-off: kept in PostgreSQL, kept here
+        b"8,b,b,B,,Ben,web\n"
+    )
+    files, rows = export_service.export_files_forget(
+        org=org, customers=["Ana"], conversation_ids=[7], keep_conversation_ids=[9]
+    )
+    assert (files, rows) == (1, 1)
+    assert conversations.read_bytes() == (
+        b"id,external_id,bot,bot_name,campaign,customer,channel\n"
+        b"9,c,b,B,,Ana,web\n"
+        b"8,b,b,B,,Ben,web\n"
+    )
