@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -362,59 +362,100 @@ METRIC_FIELDS = tuple(
 ACTIVITY_FIELDS = ("id", "bot_id", "kind", "description", "customer", "value", "created_at")
 
 
-def customer_export(*, org: Organization, customer: str) -> dict:
-    """Everything the org holds about one customer, as plain data: their conversations with
-    messages and metrics, and their activities (an unknown customer: empty lists)."""
+EXPORT_CHUNK = 1_000  # rows per fetch of a server-side cursor
+
+
+def customer_export_rows(*, org: Organization, customer: str) -> Iterator[tuple[str, dict]]:
+    """Everything the org holds about one customer, as a stream of parts read in one snapshot:
+    ("head", {customer, organization, generated_at, counts}), then per conversation (by start)
+    ("conversation", its row with `metrics`) followed by its ("message", row)s in time order, then
+    the ("activity", row)s. Messages and activities come through server-side cursors, so a
+    customer with 100k messages is never held in memory; their conversations are (with their
+    metrics: one row each). A bad identifier raises ValidationError here, before any part."""
     customer = customer_clean(customer)
-    names = _identifiers(customer)
-    bots = dict(Bot.objects.for_org(org).values_list("pk", "slug"))
-    campaigns = dict(Campaign.objects.for_org(org).values_list("pk", "slug"))
-    conversations = list(
-        Conversation.objects.for_org(org)
-        .filter(customer__in=names)
-        .order_by("started_at", "id")
-        .values(*CONVERSATION_FIELDS)
-    )
-    ids = [c["id"] for c in conversations]
-    messages: dict[int, list[dict]] = defaultdict(list)
-    metrics: dict[int, dict] = {}
-    if ids:
-        for m in (
-            Message.objects.for_org(org)
-            .filter(conversation_id__in=ids)
-            .order_by("conversation_id", "created_at", "id")
-            .values(*MESSAGE_FIELDS)
-        ):
-            messages[m.pop("conversation_id")].append(m)
-        for row in (
-            ConversationMetrics.objects.for_org(org)
+    return _export_parts(org, customer, _identifiers(customer))
+
+
+def _export_parts(org: Organization, customer: str, names: list[str]):
+    with transaction.atomic():
+        if _outermost():
+            with connection.cursor() as cursor:  # the counts and the rows: one snapshot
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        bots = dict(Bot.objects.for_org(org).values_list("pk", "slug"))
+        campaigns = dict(Campaign.objects.for_org(org).values_list("pk", "slug"))
+        conversations = list(
+            Conversation.objects.for_org(org)
+            .filter(customer__in=names)
+            .order_by("started_at", "id")
+            .values(*CONVERSATION_FIELDS)
+        )
+        ids = [c["id"] for c in conversations]
+        metrics = {
+            row.pop("conversation_id"): row
+            for row in ConversationMetrics.objects.for_org(org)
             .filter(conversation_id__in=ids)
             .values("conversation_id", *METRIC_FIELDS)
-        ):
-            metrics[row.pop("conversation_id")] = row
-    for c in conversations:
-        c["bot"] = bots.get(c.pop("bot_id"), "")
-        c["campaign"] = campaigns.get(c.pop("campaign_id"), "")
-        c["metrics"] = metrics.get(c["id"])
-        c["messages"] = messages.get(c["id"], [])
-    activities = list(
-        Activity.objects.for_org(org)
-        .filter(customer__in=names)
-        .order_by("created_at", "id")
-        .values(*ACTIVITY_FIELDS)
-    )
-    for a in activities:
-        a["bot"] = bots.get(a.pop("bot_id"), "")
-    return {
-        "customer": customer,
-        "organization": org.slug,
-        "generated_at": timezone.now(),
-        "counts": {
-            "conversations": len(conversations),
-            "messages": sum(len(v) for v in messages.values()),
-            "activities": len(activities),
-            "conversation_metrics": len(metrics),
-        },
-        "conversations": conversations,
-        "activities": activities,
-    }
+        }
+        messages = (
+            Message.objects.for_org(org)
+            .filter(conversation_id__in=ids)
+            # The conversations' order, then time: one pass over both.
+            .order_by("conversation__started_at", "conversation_id", "created_at", "id")
+            .values(*MESSAGE_FIELDS)
+        )
+        activities = (
+            Activity.objects.for_org(org)
+            .filter(customer__in=names)
+            .order_by("created_at", "id")
+            .values(*ACTIVITY_FIELDS)
+        )
+        yield (
+            "head",
+            {
+                "customer": customer,
+                "organization": org.slug,
+                "generated_at": timezone.now(),
+                "counts": {
+                    "conversations": len(conversations),
+                    "messages": messages.count() if ids else 0,
+                    "activities": activities.count(),
+                    "conversation_metrics": len(metrics),
+                },
+            },
+        )
+        rows = iter(messages.iterator(chunk_size=EXPORT_CHUNK)) if ids else iter(())
+        pending = next(rows, None)
+        for c in conversations:
+            c["bot"] = bots.get(c.pop("bot_id"), "")
+            c["campaign"] = campaigns.get(c.pop("campaign_id"), "")
+            c["metrics"] = metrics.get(c["id"])
+            yield "conversation", c
+            while pending is not None and pending["conversation_id"] == c["id"]:
+                pending.pop("conversation_id")
+                yield "message", pending
+                pending = next(rows, None)
+        for a in activities.iterator(chunk_size=EXPORT_CHUNK):
+            a["bot"] = bots.get(a.pop("bot_id"), "")
+            yield "activity", a
+
+
+def _outermost() -> bool:
+    """Whether the current atomic block is the transaction itself (not a savepoint in a
+    caller's, as in tests): only then can its isolation level still be set."""
+    return len(connection.atomic_blocks) == 1 and not connection.savepoint_ids
+
+
+def customer_export(*, org: Organization, customer: str) -> dict:
+    """Everything the org holds about one customer, as plain data in memory (for a few rows:
+    the API streams customer_export_rows instead)."""
+    data: dict = {}
+    for kind, row in customer_export_rows(org=org, customer=customer):
+        if kind == "head":
+            data = {**row, "conversations": [], "activities": []}
+        elif kind == "conversation":
+            data["conversations"].append({**row, "messages": []})
+        elif kind == "message":
+            data["conversations"][-1]["messages"].append(row)
+        else:
+            data["activities"].append(row)
+    return data

@@ -207,14 +207,10 @@ def export_filename(org: Organization, kind: str, range_slug: str) -> str:
     return f"botflow-{org.slug}-{kind}-{range_slug}.csv"
 
 
-class CsvStreamingResponse(StreamingHttpResponse):
+class ChunkStreamingResponse(StreamingHttpResponse):
     """Streams a sync iterator under ASGI one chunk at a time (Django would buffer it whole)."""
 
-    def __init__(self, chunks: Iterator[bytes], *, filename: str):
-        super().__init__(chunks, content_type="text/csv; charset=utf-8")
-        self["Content-Disposition"] = f'attachment; filename="{filename}"'
-        self["Cache-Control"] = "no-store"
-        self["X-Accel-Buffering"] = "no"
+    interrupted = b""  # what ends a stream that failed after its status line was sent
 
     async def __aiter__(self):
         iterator = iter(self.streaming_content)
@@ -223,20 +219,42 @@ class CsvStreamingResponse(StreamingHttpResponse):
             try:
                 part = await sync_to_async(next, thread_sensitive=True)(iterator, sentinel)
             except Exception:
-                # The status line is gone: the best left is to say so in the file, give the
+                # The status line is gone: the best left is to say so in the body, give the
                 # database connection back and end the response (an exception raised here would
                 # leave the response open and the connection checked out for good).
-                logger.exception("CSV export %s failed while streaming", self.filename)
+                logger.exception("%s failed while streaming", type(self).__name__)
                 await sync_to_async(_release, thread_sensitive=True)(iterator)
-                yield INTERRUPTED_LINE
+                if self.interrupted:
+                    yield self.interrupted
                 return
             if part is sentinel:
                 return
             yield part
 
+
+class CsvStreamingResponse(ChunkStreamingResponse):
+    """A CSV download, streamed."""
+
+    interrupted = INTERRUPTED_LINE
+
+    def __init__(self, chunks: Iterator[bytes], *, filename: str):
+        super().__init__(chunks, content_type="text/csv; charset=utf-8")
+        self["Content-Disposition"] = f'attachment; filename="{filename}"'
+        self["Cache-Control"] = "no-store"
+        self["X-Accel-Buffering"] = "no"
+
     @property
     def filename(self) -> str:
         return self["Content-Disposition"].split('"')[1]
+
+
+class JsonStreamingResponse(ChunkStreamingResponse):
+    """A JSON document written piece by piece (a failure midway leaves it unparseable)."""
+
+    def __init__(self, chunks: Iterator[bytes]):
+        super().__init__(chunks, content_type="application/json")
+        self["Cache-Control"] = "no-store"
+        self["X-Accel-Buffering"] = "no"
 
 
 def _release(iterator) -> None:
