@@ -16,7 +16,7 @@ from django.conf import settings as django_settings
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import connection, models
 from django.db.models.functions import Cast
 
 from analytics.models import (
@@ -38,6 +38,7 @@ from analytics.services.customers import (
     customer_counts,
     customer_erase,
     customer_export,
+    customer_export_rows,
     customer_fingerprint,
 )
 from analytics.services.export import ExportJob, _job_key, _job_load, _job_save, export_job_run
@@ -548,3 +549,32 @@ def test_the_export_files_keep_the_conversations_the_erasure_kept(org, settings,
         b"9,c,b,B,,Ana,web\n"
         b"8,b,b,B,,Ben,web\n"
     )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_export_stream_reads_one_snapshot(org, bot, now, settings, tmp_path):
+    settings.EXPORT_DIR = str(tmp_path)
+    seed_customer(org, bot, at=now, exports=False)
+    parts = customer_export_rows(org=org, customer=CUSTOMER)
+    kind, head = next(parts)  # the snapshot is taken: what is stored from now on is not in it
+    assert kind == "head" and head["counts"]["messages"] == 12
+
+    def meanwhile():
+        try:
+            Conversation.objects.for_org(org).filter(customer=CUSTOMER).update(channel="sms")
+            events_ingest(
+                org=org, events=customer_events(CUSTOMER, bot=bot.slug, prefix="z", at=now)
+            )
+        finally:
+            connection.close()
+
+    other = threading.Thread(target=meanwhile)
+    other.start()
+    other.join(10)
+    rest = list(parts)
+    conversations = [row for kind, row in rest if kind == "conversation"]
+    assert [c["channel"] for c in conversations] == ["whatsapp", "whatsapp"]
+    assert len([row for kind, row in rest if kind == "message"]) == 12
+    assert len([row for kind, row in rest if kind == "activity"]) == 1
+    assert connection.get_autocommit()  # the export's transaction has ended
+    assert customer_counts(org=org, customer=CUSTOMER)["messages"] == 24
