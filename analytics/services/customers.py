@@ -327,41 +327,17 @@ def customer_erasures(*, org: Organization, limit: int = 20) -> list[CustomerEra
 
 # --- access: everything held about a customer -------------------------------------------------
 
-CONVERSATION_FIELDS = (
-    "id",
-    "external_id",
-    "bot_id",
-    "campaign_id",
-    "customer",
-    "channel",
-    "status",
-    "started_at",
-    "last_activity_at",
-    "ended_at",
-    "handoff",
-    "csat",
-    "call_outcome",
-)
-MESSAGE_FIELDS = (
-    "id",
-    "conversation_id",
-    "direction",
-    "text",
-    "created_at",
-    "response_time_ms",
-    "outcome",
-    "tokens",
-    "cost_usd",
-    "kb_hit",
-)
-METRIC_FIELDS = tuple(
-    f.name
-    for f in ConversationMetrics._meta.concrete_fields
-    if f.name not in ("id", "organization", "conversation", "bot")
-)
-ACTIVITY_FIELDS = ("id", "bot_id", "kind", "description", "customer", "value", "created_at")
+def _columns(model, *, without: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The model's columns (as `.values()` names them) that an access request returns: all but
+    the organization's (the request names it) and `without`."""
+    skip = {"organization_id", *without}
+    return tuple(f.attname for f in model._meta.concrete_fields if f.attname not in skip)
 
 
+CONVERSATION_FIELDS = _columns(Conversation)
+MESSAGE_FIELDS = _columns(Message, without=("bot_id",))  # a message's bot is its conversation's
+METRIC_FIELDS = _columns(ConversationMetrics, without=("id", "conversation_id", "bot_id"))
+ACTIVITY_FIELDS = _columns(Activity)
 EXPORT_CHUNK = 1_000  # rows per fetch of a server-side cursor
 
 

@@ -426,25 +426,35 @@ def test_an_export_being_written_during_an_erasure_is_discarded(
     assert again.status == "ready" and CUSTOMER.encode() not in again.path.read_bytes()
 
 
+def _export_file(org, settings, folder: Path, body: bytes) -> Path:
+    """A finished export of `org` holding `body`."""
+    settings.EXPORT_DIR = str(folder)
+    (folder / str(org.pk)).mkdir(exist_ok=True)
+    path = folder / str(org.pk) / f"{uuid.uuid4()}.csv"
+    path.write_bytes(body)
+    return path
+
+
 def test_it_takes_exactly_the_customers_records_out_of_tricky_csv(org, settings, tmp_path):
-    settings.EXPORT_DIR = str(tmp_path)
-    folder = tmp_path / str(org.pk)
-    folder.mkdir()
-    conversations = folder / f"{uuid.uuid4()}.csv"
-    conversations.write_bytes(
+    conversations = _export_file(
+        org,
+        settings,
+        tmp_path,
         b"id,external_id,bot,bot_name,campaign,customer,channel\n"
         b'1,"a,1",b,"Bot ""One""",,"Costa, ""Ana""",web\n'  # quoted, with commas and quotes
         b'2,"multi\nline Costa, ""Ana"" 3,",b,B,,Ben,web\n'  # names her, is not hers
         b"3,x,b,B,,'+1 555,sms\n"  # a neutralised identifier
-        b'4,y,b,B,,"Costa, ""Ana"" Jr",web\n'
+        b'4,y,b,B,,"Costa, ""Ana"" Jr",web\n',
     )
-    messages = folder / f"{uuid.uuid4()}.csv"
-    messages.write_bytes(
+    messages = _export_file(
+        org,
+        settings,
+        tmp_path,
         b"id,conversation_id,bot,created_at,direction,text\n"
         b"10,7,b,t,inbound,hello\n"
         b'11,8,b,t,inbound,"keeps\n12,7,b,t,inbound,a fake row inside a cell"\n'
         b"13,70,b,t,inbound,not 7\n"
-        b'14,7,b,t,outbound,"bye\nthen"\n'
+        b'14,7,b,t,outbound,"bye\nthen"\n',
     )
     files, rows = export_service.export_files_forget(
         org=org, customers=['Costa, "Ana"', "+1 555"], conversation_ids=[7]
@@ -460,7 +470,7 @@ def test_it_takes_exactly_the_customers_records_out_of_tricky_csv(org, settings,
         b'11,8,b,t,inbound,"keeps\n12,7,b,t,inbound,a fake row inside a cell"\n'
         b"13,70,b,t,inbound,not 7\n"
     )
-    assert not list(folder.glob("*.erasing"))
+    assert not list(conversations.parent.glob("*.erasing"))
 
 
 def _closed_port() -> int:
@@ -530,15 +540,14 @@ def test_a_batch_stored_before_the_erasure_but_pushed_live_after_it_leaves_nothi
 
 
 def test_the_export_files_keep_the_conversations_the_erasure_kept(org, settings, tmp_path):
-    settings.EXPORT_DIR = str(tmp_path)
-    folder = tmp_path / str(org.pk)
-    folder.mkdir()
-    conversations = folder / f"{uuid.uuid4()}.csv"
-    conversations.write_bytes(
+    conversations = _export_file(
+        org,
+        settings,
+        tmp_path,
         b"id,external_id,bot,bot_name,campaign,customer,channel\n"
         b"7,a,b,B,,Ana,web\n"  # erased
         b"9,c,b,B,,Ana,web\n"  # arrived after the cut-off: kept in PostgreSQL, kept here
-        b"8,b,b,B,,Ben,web\n"
+        b"8,b,b,B,,Ben,web\n",
     )
     files, rows = export_service.export_files_forget(
         org=org, customers=["Ana"], conversation_ids=[7], keep_conversation_ids=[9]
