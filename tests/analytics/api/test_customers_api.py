@@ -291,3 +291,21 @@ def test_a_customer_with_many_messages_is_exported_whole_without_holding_them(or
     assert last["created_at"] == (at + timedelta(seconds=MANY - 1)).isoformat().replace(
         "+00:00", "Z"
     )
+
+
+def test_a_key_acts_in_its_own_org_whatever_org_the_query_names(seeded, other_org):
+    key = _key(seeded, "admin")
+    export = Client().get(
+        EXPORT, {"customer": CUSTOMER, "org": "globex"}, HTTP_AUTHORIZATION=f"Bearer {key}"
+    )
+    assert _document(export)["organization"] == "acme"
+    response = Client().post(
+        f"{ERASE}?org=globex",
+        {"customer": CUSTOMER},
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {key}",
+    )
+    assert response.status_code == 200
+    assert _held(seeded, CUSTOMER) == 0
+    assert _held(other_org, CUSTOMER) == 2
+    assert not CustomerErasure.objects.for_org(other_org).exists()
