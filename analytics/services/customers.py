@@ -327,6 +327,7 @@ def customer_erasures(*, org: Organization, limit: int = 20) -> list[CustomerEra
 
 # --- access: everything held about a customer -------------------------------------------------
 
+
 def _columns(model, *, without: tuple[str, ...] = ()) -> tuple[str, ...]:
     """The model's columns (as `.values()` names them) that an access request returns: all but
     the organization's (the request names it) and `without`."""
