@@ -444,14 +444,16 @@ def _item_signature(item: dict) -> str:
     )
 
 
-def _forget_items(r, org_id: int, *, doomed_feed, doomed_act, bot_ids, conversation_ids) -> int:
-    """LREM the feed and activity items `doomed_*` (predicates on a parsed item) pick, and take
-    the conversations out of the active sets; returns the items removed."""
+def _forget_items(r, org_id: int, *, predicates, bot_ids, conversation_ids) -> int:
+    """LREM the feed and activity items that `predicates()` (called once the lists are read:
+    (feed item -> doomed, activity item -> doomed)) pick, and take the conversations out of the
+    active sets; returns the items removed."""
     feed_key, acts_key = org_key(org_id, "feed"), org_key(org_id, "acts")
     pipe = r.pipeline(transaction=False)
     pipe.lrange(feed_key, 0, -1)
     pipe.lrange(acts_key, 0, -1)
     feed, acts = pipe.execute()
+    doomed_feed, doomed_act = predicates()
     doomed = [(feed_key, raw) for raw in feed if doomed_feed(orjson.loads(raw))]
     doomed += [(acts_key, raw) for raw in acts if doomed_act(orjson.loads(raw))]
     pipe = r.pipeline(transaction=False)
@@ -475,8 +477,10 @@ def _live_erased_reapply(r, org: Organization, raw: bytes, now: datetime) -> Non
     _forget_items(
         r,
         org.pk,
-        doomed_feed=lambda item: item.get("conversation") in conversations,
-        doomed_act=lambda item: _item_signature(item) in signatures,
+        predicates=lambda: (
+            lambda item: item.get("conversation") in conversations,
+            lambda item: _item_signature(item) in signatures,
+        ),
         bot_ids=tomb["bots"],
         conversation_ids=sorted(conversations),
     )
@@ -503,19 +507,6 @@ def live_customer_forget(
     erased_acts = set(activity_signatures)
     try:
         r = get_redis()
-        # The rows kept, read after the items were pushed (ingestion pushes after its commit):
-        # every item in the list then has its row in this read, if the row is held.
-        held = Conversation.objects.for_org(org).filter(customer__in=customers)
-        kept_conversations = set(held.values_list("pk", flat=True))
-        slugs = dict(Bot.objects.for_org(org).values_list("pk", "slug"))
-        kept_acts = {
-            activity_signature(
-                kind=kind, bot=slugs.get(bot_id, ""), description=text, customer=who, at=at
-            )
-            for kind, bot_id, text, who, at in Activity.objects.for_org(org)
-            .filter(customer__in=customers)
-            .values_list("kind", "bot_id", "description", "customer", "created_at")
-        }
         tomb = {
             "until": (erased_until or timezone.now()).timestamp(),
             "conversations": sorted(conversations),
@@ -524,23 +515,39 @@ def live_customer_forget(
         }
         r.set(org_key(org.pk, "erased"), orjson.dumps(tomb), ex=ERASED_TTL)
 
-        def doomed_feed(item: dict) -> bool:
-            conv = item.get("conversation")
-            return conv in conversations or (
-                item.get("customer") in wanted and conv not in kept_conversations
-            )
+        def predicates():
+            # The rows kept, read after the lists were (ingestion pushes items after its
+            # commit): every item read has its row in this read, if the row is held.
+            held = Conversation.objects.for_org(org).filter(customer__in=customers)
+            kept_conversations = set(held.values_list("pk", flat=True))
+            slugs = dict(Bot.objects.for_org(org).values_list("pk", "slug"))
+            kept_acts = {
+                activity_signature(
+                    kind=kind, bot=slugs.get(bot_id, ""), description=text, customer=who, at=at
+                )
+                for kind, bot_id, text, who, at in Activity.objects.for_org(org)
+                .filter(customer__in=customers)
+                .values_list("kind", "bot_id", "description", "customer", "created_at")
+            }
 
-        def doomed_act(item: dict) -> bool:
-            signature = _item_signature(item)
-            return signature in erased_acts or (
-                item.get("customer") in wanted and signature not in kept_acts
-            )
+            def doomed_feed(item: dict) -> bool:
+                conv = item.get("conversation")
+                return conv in conversations or (
+                    item.get("customer") in wanted and conv not in kept_conversations
+                )
+
+            def doomed_act(item: dict) -> bool:
+                signature = _item_signature(item)
+                return signature in erased_acts or (
+                    item.get("customer") in wanted and signature not in kept_acts
+                )
+
+            return doomed_feed, doomed_act
 
         removed = _forget_items(
             r,
             org.pk,
-            doomed_feed=doomed_feed,
-            doomed_act=doomed_act,
+            predicates=predicates,
             bot_ids=bot_ids,
             conversation_ids=sorted(conversations),
         )
