@@ -507,13 +507,17 @@ def live_customer_forget(
     erased_acts = set(activity_signatures)
     try:
         r = get_redis()
+        tomb_key = org_key(org.pk, "erased")
+        # Merged with the tombstone of an earlier erasure still in force: a batch stalled
+        # across both must not bring back the first one's rows either.
+        earlier = orjson.loads(r.get(tomb_key) or b"{}")
         tomb = {
-            "until": (erased_until or timezone.now()).timestamp(),
-            "conversations": sorted(conversations),
-            "bots": sorted(bot_ids),
-            "activities": sorted(erased_acts),
+            "until": max((erased_until or timezone.now()).timestamp(), earlier.get("until", 0)),
+            "conversations": sorted(conversations | set(earlier.get("conversations", ()))),
+            "bots": sorted(set(bot_ids) | set(earlier.get("bots", ()))),
+            "activities": sorted(erased_acts | set(earlier.get("activities", ()))),
         }
-        r.set(org_key(org.pk, "erased"), orjson.dumps(tomb), ex=ERASED_TTL)
+        r.set(tomb_key, orjson.dumps(tomb), ex=ERASED_TTL)
 
         def predicates():
             # The rows kept, read after the lists were (ingestion pushes items after its

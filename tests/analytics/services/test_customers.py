@@ -525,6 +525,7 @@ def test_a_batch_stored_before_the_erasure_but_pushed_live_after_it_leaves_nothi
     erased = list(Conversation.objects.for_org(org).values_list("pk", flat=True))
     receipt = customer_erase(org=org, customer=CUSTOMER, actor_label="alice")
     assert receipt.counts["conversations"] == 2 and receipt.counts["activities"] == 1
+    customer_erase(org=org, customer="someone else", actor_label="alice")  # a second tombstone
     monkeypatch.setattr(ingest_service, "live_apply", real)
     resume.set()
     worker.join(10)
