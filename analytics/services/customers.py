@@ -10,8 +10,14 @@ Erasure removes, in one transaction and set-based (a DELETE per table, never one
 conversations, their messages (no enforced foreign key: deleted by organization and conversation
 ids), their metrics, the activities, the customer's entries among the insights' customers at risk
 and the names Django admin's log copied. Then the live feed and activity list in Redis and the
-finished CSV exports lose the customer's rows. Rollups keep their anonymous aggregates. What was
-stored once the erasure has committed (the customer's later events) is kept: the receipt says so.
+finished CSV exports lose the customer's rows. Rollups keep their anonymous aggregates.
+
+The erasure has a cut-off, its start (`erased_at` on the receipt): everything accepted before it
+goes. Events still arriving meanwhile are kept when they start something new (a conversation
+first stored once the erasure holds the customer's conversations, an activity stored once it has
+deleted theirs) and go when they join a conversation being erased; the receipt counts what is
+kept (`kept_after`). The live feed and the export files follow the same line: items and rows of
+erased rows go, those of kept rows stay.
 The trail (CustomerErasure, AuditEvent) never holds the identifier, only an HMAC of it.
 """
 
@@ -20,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -45,7 +51,7 @@ from analytics.models import (
 )
 from analytics.services.audit import audit_record
 from analytics.services.export import export_files_forget
-from analytics.services.live import live_customer_forget
+from analytics.services.live import activity_signature, live_customer_forget
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +67,7 @@ KINDS = (
     "insight_entries",
     "admin_log_entries",
 )
+KEPT_KINDS = ("conversations", "messages", "activities", "conversation_metrics")
 
 
 def customer_clean(value) -> str:
@@ -92,17 +99,27 @@ def customer_fingerprint(*, org: Organization, customer: str) -> str:
 @dataclass
 class ErasureReceipt:
     erasure_id: int
-    erased_at: datetime
+    erased_at: datetime  # the cut-off: everything accepted before it is erased
     counts: dict[str, int | None]
     previous_erasures: int = 0  # earlier erasures of the same identifier in this org
     notes: list[str] = field(default_factory=list)
+    # What the org still holds about the customer once the erasure committed: all of it
+    # received after the cut-off (while the erasure ran, or just after).
+    kept_after: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KEPT_KINDS, 0))
 
     @property
     def covers(self) -> str:
-        return (
+        text = (
             f"Data received up to {self.erased_at.isoformat()}. Events for this customer "
             f"received after that are kept; erase again to remove them."
         )
+        if any(self.kept_after.values()):
+            k = self.kept_after
+            text += (
+                f" Kept so far (received while the erasure ran): {k['conversations']} "
+                f"conversations, {k['messages']} messages, {k['activities']} activities."
+            )
+        return text
 
 
 def _delete(cursor, sql: str, params) -> list[tuple]:
@@ -111,20 +128,35 @@ def _delete(cursor, sql: str, params) -> list[tuple]:
 
 
 def _erase_rows(cursor, org: Organization, names: list[str]) -> dict:
-    """The set-based deletes, in the order that keeps a concurrent ingestion batch consistent:
-    conversations first (their row locks wait for a batch that is adding to them; the message
-    delete that follows then sees that batch's messages too)."""
+    """The set-based deletes, each statement reading what was committed when it began (READ
+    COMMITTED), all after the cut-off was taken; so everything accepted before it goes:
+
+    - activities first: those committed since are kept (an activity joins nothing);
+    - then the customer's conversations are locked in ingestion's own lock order (bot id, then
+      external id by code point, as `_upsert_conversations` sorts them): a batch adding to one
+      of them is waited for (and its messages then go with the conversation), a batch that
+      arrives later waits for this commit and starts the conversation again (kept), and the
+      two never lock in opposite orders (no deadlock). A conversation first stored after the
+      lock was taken is not the erasure's: kept, with its messages;
+    - then the locked conversations' messages (no enforced foreign key: by organization and
+      conversation ids) and metrics, then the conversations."""
     conv, msg, cm, act = (
         m._meta.db_table for m in (Conversation, Message, ConversationMetrics, Activity)
     )
-    gone = _delete(
+    activities = _delete(
         cursor,
-        f"DELETE FROM {conv} WHERE organization_id = %s AND customer = ANY(%s) "  # noqa: S608
-        "RETURNING id, bot_id",
+        f"DELETE FROM {act} WHERE organization_id = %s AND customer = ANY(%s) "  # noqa: S608
+        "RETURNING id, bot_id, kind, description, customer, created_at",
         [org.pk, names],
     )
-    ids = [row[0] for row in gone]
-    counts = {"conversations": len(ids), "messages": 0, "conversation_metrics": 0}
+    locked = _delete(
+        cursor,
+        f"SELECT id, bot_id FROM {conv} WHERE organization_id = %s AND customer = ANY(%s) "  # noqa: S608
+        'ORDER BY bot_id, external_id COLLATE "C" FOR UPDATE',
+        [org.pk, names],
+    )
+    ids = [row[0] for row in locked]
+    counts = {"conversations": 0, "messages": 0, "conversation_metrics": 0}
     if ids:
         cursor.execute(
             f"DELETE FROM {msg} WHERE organization_id = %s AND conversation_id = ANY(%s)",  # noqa: S608
@@ -136,17 +168,24 @@ def _erase_rows(cursor, org: Organization, names: list[str]) -> dict:
             [org.pk, ids],
         )
         counts["conversation_metrics"] = cursor.rowcount
-    activities = _delete(
-        cursor,
-        f"DELETE FROM {act} WHERE organization_id = %s AND customer = ANY(%s) RETURNING id",  # noqa: S608
-        [org.pk, names],
-    )
+        cursor.execute(
+            f"DELETE FROM {conv} WHERE organization_id = %s AND id = ANY(%s)",  # noqa: S608
+            [org.pk, ids],
+        )
+        counts["conversations"] = cursor.rowcount
     counts["activities"] = len(activities)
+    slugs = dict(Bot.objects.for_org(org).values_list("pk", "slug"))
     return {
         "counts": counts,
         "conversation_ids": ids,
-        "bot_ids": sorted({row[1] for row in gone}),
+        "bot_ids": sorted({row[1] for row in locked}),
         "activity_ids": [row[0] for row in activities],
+        "activity_signatures": [
+            activity_signature(
+                kind=kind, bot=slugs.get(bot_id, ""), description=text, customer=who, at=at
+            )
+            for _, bot_id, kind, text, who, at in activities
+        ],
     }
 
 
@@ -221,13 +260,22 @@ def customer_erase(
             details={"erasure": erasure.pk, **counts},  # the audit page lists key: value
             ip=ip,
         )
-    receipt = ErasureReceipt(erasure.pk, erased_at, counts, previous_erasures=previous)
+    committed_at = timezone.now()
+    receipt = ErasureReceipt(
+        erasure.pk,
+        erased_at,
+        counts,
+        previous_erasures=previous,
+        kept_after=customer_counts(org=org, customer=customer),
+    )
     # After the commit: what follows touches what PostgreSQL no longer holds.
     counts["live_feed_entries"] = live_customer_forget(
         org=org,
         customers=names,
         conversation_ids=rows["conversation_ids"],
         bot_ids=rows["bot_ids"],
+        activity_signatures=rows["activity_signatures"],
+        erased_until=committed_at,
     )
     if counts["live_feed_entries"] is None:
         receipt.notes.append(
@@ -236,7 +284,14 @@ def customer_erase(
         )
     try:
         counts["export_files"], counts["export_rows"] = export_files_forget(
-            org=org, customers=names, conversation_ids=rows["conversation_ids"]
+            org=org,
+            customers=names,
+            conversation_ids=rows["conversation_ids"],
+            keep_conversation_ids=list(
+                Conversation.objects.for_org(org)
+                .filter(customer__in=names)
+                .values_list("pk", flat=True)
+            ),
         )
     except (OSError, redis.RedisError):
         log.exception("export files of org %s not cleaned after erasure %s", org.pk, erasure.pk)
@@ -272,94 +327,112 @@ def customer_erasures(*, org: Organization, limit: int = 20) -> list[CustomerEra
 
 # --- access: everything held about a customer -------------------------------------------------
 
-CONVERSATION_FIELDS = (
-    "id",
-    "external_id",
-    "bot_id",
-    "campaign_id",
-    "customer",
-    "channel",
-    "status",
-    "started_at",
-    "last_activity_at",
-    "ended_at",
-    "handoff",
-    "csat",
-    "call_outcome",
-)
-MESSAGE_FIELDS = (
-    "id",
-    "conversation_id",
-    "direction",
-    "text",
-    "created_at",
-    "response_time_ms",
-    "outcome",
-    "tokens",
-    "cost_usd",
-    "kb_hit",
-)
-METRIC_FIELDS = tuple(
-    f.name
-    for f in ConversationMetrics._meta.concrete_fields
-    if f.name not in ("id", "organization", "conversation", "bot")
-)
-ACTIVITY_FIELDS = ("id", "bot_id", "kind", "description", "customer", "value", "created_at")
+
+def _columns(model, *, without: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The model's columns (as `.values()` names them) that an access request returns: all but
+    the organization's (the request names it) and `without`."""
+    skip = {"organization_id", *without}
+    return tuple(f.attname for f in model._meta.concrete_fields if f.attname not in skip)
+
+
+CONVERSATION_FIELDS = _columns(Conversation)
+MESSAGE_FIELDS = _columns(Message, without=("bot_id",))  # a message's bot is its conversation's
+METRIC_FIELDS = _columns(ConversationMetrics, without=("id", "conversation_id", "bot_id"))
+ACTIVITY_FIELDS = _columns(Activity)
+EXPORT_CHUNK = 1_000  # rows per fetch of a server-side cursor
+
+
+def customer_export_rows(*, org: Organization, customer: str) -> Iterator[tuple[str, dict]]:
+    """Everything the org holds about one customer, as a stream of parts read in one snapshot:
+    ("head", {customer, organization, generated_at, counts}), then per conversation (by start)
+    ("conversation", its row with `metrics`) followed by its ("message", row)s in time order, then
+    the ("activity", row)s. Messages and activities come through server-side cursors, so a
+    customer with 100k messages is never held in memory; their conversations are (with their
+    metrics: one row each). A bad identifier raises ValidationError here, before any part."""
+    customer = customer_clean(customer)
+    return _export_parts(org, customer, _identifiers(customer))
+
+
+def _export_parts(org: Organization, customer: str, names: list[str]):
+    with transaction.atomic():
+        if _outermost():
+            with connection.cursor() as cursor:  # the counts and the rows: one snapshot
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        bots = dict(Bot.objects.for_org(org).values_list("pk", "slug"))
+        campaigns = dict(Campaign.objects.for_org(org).values_list("pk", "slug"))
+        conversations = list(
+            Conversation.objects.for_org(org)
+            .filter(customer__in=names)
+            .order_by("started_at", "id")
+            .values(*CONVERSATION_FIELDS)
+        )
+        ids = [c["id"] for c in conversations]
+        metrics = {
+            row.pop("conversation_id"): row
+            for row in ConversationMetrics.objects.for_org(org)
+            .filter(conversation_id__in=ids)
+            .values("conversation_id", *METRIC_FIELDS)
+        }
+        messages = (
+            Message.objects.for_org(org)
+            .filter(conversation_id__in=ids)
+            # The conversations' order, then time: one pass over both.
+            .order_by("conversation__started_at", "conversation_id", "created_at", "id")
+            .values(*MESSAGE_FIELDS)
+        )
+        activities = (
+            Activity.objects.for_org(org)
+            .filter(customer__in=names)
+            .order_by("created_at", "id")
+            .values(*ACTIVITY_FIELDS)
+        )
+        yield (
+            "head",
+            {
+                "customer": customer,
+                "organization": org.slug,
+                "generated_at": timezone.now(),
+                "counts": {
+                    "conversations": len(conversations),
+                    "messages": messages.count() if ids else 0,
+                    "activities": activities.count(),
+                    "conversation_metrics": len(metrics),
+                },
+            },
+        )
+        rows = iter(messages.iterator(chunk_size=EXPORT_CHUNK)) if ids else iter(())
+        pending = next(rows, None)
+        for c in conversations:
+            c["bot"] = bots.get(c.pop("bot_id"), "")
+            c["campaign"] = campaigns.get(c.pop("campaign_id"), "")
+            c["metrics"] = metrics.get(c["id"])
+            yield "conversation", c
+            while pending is not None and pending["conversation_id"] == c["id"]:
+                pending.pop("conversation_id")
+                yield "message", pending
+                pending = next(rows, None)
+        for a in activities.iterator(chunk_size=EXPORT_CHUNK):
+            a["bot"] = bots.get(a.pop("bot_id"), "")
+            yield "activity", a
+
+
+def _outermost() -> bool:
+    """Whether the current atomic block is the transaction itself (not a savepoint in a
+    caller's, as in tests): only then can its isolation level still be set."""
+    return len(connection.atomic_blocks) == 1 and not connection.savepoint_ids
 
 
 def customer_export(*, org: Organization, customer: str) -> dict:
-    """Everything the org holds about one customer, as plain data: their conversations with
-    messages and metrics, and their activities (an unknown customer: empty lists)."""
-    customer = customer_clean(customer)
-    names = _identifiers(customer)
-    bots = dict(Bot.objects.for_org(org).values_list("pk", "slug"))
-    campaigns = dict(Campaign.objects.for_org(org).values_list("pk", "slug"))
-    conversations = list(
-        Conversation.objects.for_org(org)
-        .filter(customer__in=names)
-        .order_by("started_at", "id")
-        .values(*CONVERSATION_FIELDS)
-    )
-    ids = [c["id"] for c in conversations]
-    messages: dict[int, list[dict]] = defaultdict(list)
-    metrics: dict[int, dict] = {}
-    if ids:
-        for m in (
-            Message.objects.for_org(org)
-            .filter(conversation_id__in=ids)
-            .order_by("conversation_id", "created_at", "id")
-            .values(*MESSAGE_FIELDS)
-        ):
-            messages[m.pop("conversation_id")].append(m)
-        for row in (
-            ConversationMetrics.objects.for_org(org)
-            .filter(conversation_id__in=ids)
-            .values("conversation_id", *METRIC_FIELDS)
-        ):
-            metrics[row.pop("conversation_id")] = row
-    for c in conversations:
-        c["bot"] = bots.get(c.pop("bot_id"), "")
-        c["campaign"] = campaigns.get(c.pop("campaign_id"), "")
-        c["metrics"] = metrics.get(c["id"])
-        c["messages"] = messages.get(c["id"], [])
-    activities = list(
-        Activity.objects.for_org(org)
-        .filter(customer__in=names)
-        .order_by("created_at", "id")
-        .values(*ACTIVITY_FIELDS)
-    )
-    for a in activities:
-        a["bot"] = bots.get(a.pop("bot_id"), "")
-    return {
-        "customer": customer,
-        "organization": org.slug,
-        "generated_at": timezone.now(),
-        "counts": {
-            "conversations": len(conversations),
-            "messages": sum(len(v) for v in messages.values()),
-            "activities": len(activities),
-            "conversation_metrics": len(metrics),
-        },
-        "conversations": conversations,
-        "activities": activities,
-    }
+    """Everything the org holds about one customer, as plain data in memory (for a few rows:
+    the API streams customer_export_rows instead)."""
+    data: dict = {}
+    for kind, row in customer_export_rows(org=org, customer=customer):
+        if kind == "head":
+            data = {**row, "conversations": [], "activities": []}
+        elif kind == "conversation":
+            data["conversations"].append({**row, "messages": []})
+        elif kind == "message":
+            data["conversations"][-1]["messages"].append(row)
+        else:
+            data["activities"].append(row)
+    return data

@@ -207,14 +207,10 @@ def export_filename(org: Organization, kind: str, range_slug: str) -> str:
     return f"botflow-{org.slug}-{kind}-{range_slug}.csv"
 
 
-class CsvStreamingResponse(StreamingHttpResponse):
+class ChunkStreamingResponse(StreamingHttpResponse):
     """Streams a sync iterator under ASGI one chunk at a time (Django would buffer it whole)."""
 
-    def __init__(self, chunks: Iterator[bytes], *, filename: str):
-        super().__init__(chunks, content_type="text/csv; charset=utf-8")
-        self["Content-Disposition"] = f'attachment; filename="{filename}"'
-        self["Cache-Control"] = "no-store"
-        self["X-Accel-Buffering"] = "no"
+    interrupted = b""  # what ends a stream that failed after its status line was sent
 
     async def __aiter__(self):
         iterator = iter(self.streaming_content)
@@ -223,20 +219,42 @@ class CsvStreamingResponse(StreamingHttpResponse):
             try:
                 part = await sync_to_async(next, thread_sensitive=True)(iterator, sentinel)
             except Exception:
-                # The status line is gone: the best left is to say so in the file, give the
+                # The status line is gone: the best left is to say so in the body, give the
                 # database connection back and end the response (an exception raised here would
                 # leave the response open and the connection checked out for good).
-                logger.exception("CSV export %s failed while streaming", self.filename)
+                logger.exception("%s failed while streaming", type(self).__name__)
                 await sync_to_async(_release, thread_sensitive=True)(iterator)
-                yield INTERRUPTED_LINE
+                if self.interrupted:
+                    yield self.interrupted
                 return
             if part is sentinel:
                 return
             yield part
 
+
+class CsvStreamingResponse(ChunkStreamingResponse):
+    """A CSV download, streamed."""
+
+    interrupted = INTERRUPTED_LINE
+
+    def __init__(self, chunks: Iterator[bytes], *, filename: str):
+        super().__init__(chunks, content_type="text/csv; charset=utf-8")
+        self["Content-Disposition"] = f'attachment; filename="{filename}"'
+        self["Cache-Control"] = "no-store"
+        self["X-Accel-Buffering"] = "no"
+
     @property
     def filename(self) -> str:
         return self["Content-Disposition"].split('"')[1]
+
+
+class JsonStreamingResponse(ChunkStreamingResponse):
+    """A JSON document written piece by piece (a failure midway leaves it unparseable)."""
+
+    def __init__(self, chunks: Iterator[bytes]):
+        super().__init__(chunks, content_type="application/json")
+        self["Cache-Control"] = "no-store"
+        self["X-Accel-Buffering"] = "no"
 
 
 def _release(iterator) -> None:
@@ -432,8 +450,16 @@ def _record_around(data, boundary: int, at: int) -> tuple[int, int]:
     return start, len(data) if end == -1 else end + 1
 
 
-def _rewrite_without(path: Path, *, column: int, doomed: set[str], needle: re.Pattern) -> int:
-    """Rewrite the file without the records whose cell `column` is in `doomed`; rows removed.
+def _rewrite_without(
+    path: Path,
+    *,
+    column: int,
+    doomed: set[str],
+    needle: re.Pattern,
+    spare: tuple[int, set[str]] | None = None,
+) -> int:
+    """Rewrite the file without the records whose cell `column` is in `doomed` (unless their
+    cell `spare[0]` is in `spare[1]`); rows removed.
     Bytes are searched for `needle` and only the records it hits are parsed; everything between
     them is copied as it is, so a file the size of a big export is rewritten at disk speed."""
     removed = 0
@@ -452,7 +478,8 @@ def _rewrite_without(path: Path, *, column: int, doomed: set[str], needle: re.Pa
         while hit is not None:
             start, end = _record_around(data, boundary, hit.end() - 1)
             cells = next(csv.reader([data[start:end].decode("utf-8")]), [])
-            if len(cells) > column and cells[column] in doomed:
+            spared = spare is not None and len(cells) > spare[0] and cells[spare[0]] in spare[1]
+            if len(cells) > column and cells[column] in doomed and not spared:
                 out.write(data[kept_from:start])
                 kept_from = end
                 removed += 1
@@ -472,13 +499,20 @@ def _header_columns(path: Path) -> list[str]:
 
 
 def export_files_forget(
-    *, org: Organization, customers: list[str], conversation_ids: list[int]
+    *,
+    org: Organization,
+    customers: list[str],
+    conversation_ids: list[int],
+    keep_conversation_ids: list[int] = (),
 ) -> tuple[int, int]:
     """Take the customer's rows out of the org's finished export files: conversation rows by
-    customer, message rows by conversation. Returns (files changed, rows removed)."""
+    customer (but not those of `keep_conversation_ids`, the conversations an erasure kept as
+    received after its cut-off), message rows by conversation. Returns (files changed, rows
+    removed)."""
     folder = Path(settings.EXPORT_DIR) / str(org.pk)
     forms = _csv_forms(customers)
     ids = {str(i) for i in conversation_ids}
+    kept = {str(i) for i in keep_conversation_ids}
     # The shortest forms only: the others hold them ('+27… holds +27…).
     shortest = {f for f in forms if not any(o != f and o in f for o in forms)}
     by_customer = re.compile(_trie(f.replace('"', '""') for f in shortest).encode())
@@ -496,13 +530,18 @@ def export_files_forget(
     try:
         for path in sorted(folder.glob("*.csv")) if folder.is_dir() else []:
             header = _header_columns(path)
+            spare = None
             if "customer" in header:
                 column, doomed, pattern = header.index("customer"), forms, by_customer
+                if kept and "id" in header:
+                    spare = (header.index("id"), kept)
             elif "conversation_id" in header and by_conversation is not None:
                 column, doomed, pattern = header.index("conversation_id"), ids, by_conversation
             else:
                 continue
-            removed = _rewrite_without(path, column=column, doomed=doomed, needle=pattern)
+            removed = _rewrite_without(
+                path, column=column, doomed=doomed, needle=pattern, spare=spare
+            )
             if not removed:
                 continue
             files, rows = files + 1, rows + removed

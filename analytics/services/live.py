@@ -7,6 +7,7 @@ The key layout and field names are in analytics/live_keys.py.
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import time
 from collections import Counter, defaultdict
@@ -44,7 +45,7 @@ from analytics.live_keys import (
     streamed_key,
     wake_channel,
 )
-from analytics.models import Activity, Conversation, Message, Organization
+from analytics.models import Activity, Bot, Conversation, Message, Organization
 from analytics.redis import REDIS_FAILURES, clustered, get_redis, pipeline_eval
 from analytics.selectors.bots import org_bot_ids
 from analytics.timeutil import org_day_start
@@ -286,12 +287,16 @@ def live_apply(*, org: Organization, events: list, conversation_ids: dict, now: 
         for e in events:
             key = (e.bot_id, e.data["conversation"]) if "conversation" in e.data else None
             acc.add(e, conversation_ids.get(key) if key else None)
-        pipe = get_redis().pipeline(transaction=False)
+        r = get_redis()
+        pipe = r.pipeline(transaction=False)
+        pipe.get(org_key(org.pk, "erased"))  # an erasure in the last ERASED_TTL seconds
         acc.write(pipe)
         pipe.hincrby(org_key(org.pk, "u", now.strftime("%Y%m%d%H")), "ingest_requests", 1)
         pipe.hincrby(org_key(org.pk, "u", now.strftime("%Y%m%d%H")), "events", len(events))
         pipe.expire(org_key(org.pk, "u", now.strftime("%Y%m%d%H")), MINUTE_TTL)
-        pipe.execute()
+        erased = pipe.execute()[0]
+        if erased is not None:
+            _live_erased_reapply(r, org, erased, now)
         acc.announce(pipe)
         return "ok"
     except REDIS_FAILURES as exc:
@@ -450,44 +455,143 @@ def live_recover(*, now: datetime | None = None, limit: int = 20) -> int:
     return len(stale)
 
 
+ERASED_TTL = 300  # seconds a batch that began before an erasure may still re-add its items
+
+
+def activity_signature(*, kind: str, bot: str, description: str, customer: str, at) -> str:
+    """A hash naming one activity item of the live list (its items carry no row id): the
+    tombstone of an erasure holds these, never the customer's identifier."""
+    when = at if isinstance(at, datetime) else datetime.fromisoformat(at)
+    raw = orjson.dumps([kind, bot, description, customer, when.timestamp()])
+    return hashlib.sha256(raw).hexdigest()
+
+
+def _item_signature(item: dict) -> str:
+    return activity_signature(
+        kind=item.get("kind", ""),
+        bot=item.get("bot", ""),
+        description=item.get("description", ""),
+        customer=item.get("customer", ""),
+        at=item.get("at") or "1970-01-01T00:00:00+00:00",
+    )
+
+
+def _forget_items(r, org_id: int, *, predicates, bot_ids, conversation_ids) -> int:
+    """LREM the feed and activity items that `predicates()` (called once the lists are read:
+    (feed item -> doomed, activity item -> doomed)) pick, and take the conversations out of the
+    active sets; returns the items removed."""
+    feed_key, acts_key = org_key(org_id, "feed"), org_key(org_id, "acts")
+    pipe = r.pipeline(transaction=False)
+    pipe.lrange(feed_key, 0, -1)
+    pipe.lrange(acts_key, 0, -1)
+    feed, acts = pipe.execute()
+    doomed_feed, doomed_act = predicates()
+    doomed = [(feed_key, raw) for raw in feed if doomed_feed(orjson.loads(raw))]
+    doomed += [(acts_key, raw) for raw in acts if doomed_act(orjson.loads(raw))]
+    pipe = r.pipeline(transaction=False)
+    # LREM by value: items pushed meanwhile by ingestion stay where they are.
+    for key, raw in doomed:
+        pipe.lrem(key, 0, raw)
+    if conversation_ids:
+        for key in (org_key(org_id, "active"), *(bot_key(org_id, b, "active") for b in bot_ids)):
+            pipe.zrem(key, *conversation_ids)
+    pipe.execute()
+    return len(doomed)
+
+
+def _live_erased_reapply(r, org: Organization, raw: bytes, now: datetime) -> None:
+    """A batch that began before an erasure committed may push the erased rows' items after
+    the erasure cleaned the feed: take them out again (the tombstone names rows, not people)."""
+    tomb = orjson.loads(raw)
+    if now.timestamp() >= tomb["until"]:
+        return  # this batch began after the erasure: its rows are kept, and so are its items
+    conversations, signatures = set(tomb["conversations"]), set(tomb["activities"])
+    _forget_items(
+        r,
+        org.pk,
+        predicates=lambda: (
+            lambda item: item.get("conversation") in conversations,
+            lambda item: _item_signature(item) in signatures,
+        ),
+        bot_ids=tomb["bots"],
+        conversation_ids=sorted(conversations),
+    )
+
+
 def live_customer_forget(
-    *, org: Organization, customers: list[str], conversation_ids: list[int], bot_ids: list[int]
+    *,
+    org: Organization,
+    customers: list[str],
+    conversation_ids: list[int],
+    bot_ids: list[int],
+    activity_signatures: list[str] = (),
+    erased_until: datetime | None = None,
 ) -> int | None:
-    """Take one customer's items out of the org's live feed and activity list, and their
-    conversations out of the active sets; returns the feed and activity items removed, or None
-    when Redis is unreachable (the org is then marked stale: its live state is rebuilt from
-    PostgreSQL, which no longer holds the customer, once Redis answers)."""
+    """Take an erased customer's items out of the org's live feed and activity list, and their
+    conversations out of the active sets, consistently with the erasure's cut-off: an item goes
+    when its row was erased (`conversation_ids`, `activity_signatures`) or when it names the
+    customer and its row is not one PostgreSQL still holds (kept: arrived after the cut-off).
+    Leaves a tombstone for ingestion batches that began before `erased_until` (the erasure's
+    commit) and update Redis after this. Returns the items removed, or None when Redis is
+    unreachable (the org is then marked stale: its live state is rebuilt from PostgreSQL, which
+    holds only what was kept, once Redis answers)."""
     wanted, conversations = set(customers), set(conversation_ids)
-    feed_key, acts_key = org_key(org.pk, "feed"), org_key(org.pk, "acts")
+    erased_acts = set(activity_signatures)
     try:
         r = get_redis()
-        pipe = r.pipeline(transaction=False)
-        pipe.lrange(feed_key, 0, -1)
-        pipe.lrange(acts_key, 0, -1)
-        feed, acts = pipe.execute()
-        doomed = [
-            (feed_key, raw)
-            for raw in feed
-            if (item := orjson.loads(raw)).get("customer") in wanted
-            or item.get("conversation") in conversations
-        ]
-        doomed += [(acts_key, raw) for raw in acts if orjson.loads(raw).get("customer") in wanted]
-        pipe = r.pipeline(transaction=False)
-        # LREM by value: items pushed meanwhile by ingestion stay where they are.
-        for key, raw in doomed:
-            pipe.lrem(key, 0, raw)
-        if conversations:
-            for key in (
-                org_key(org.pk, "active"),
-                *(bot_key(org.pk, b, "active") for b in bot_ids),
-            ):
-                pipe.zrem(key, *conversations)
-        pipe.execute()
+        tomb_key = org_key(org.pk, "erased")
+        # Merged with the tombstone of an earlier erasure still in force: a batch stalled
+        # across both must not bring back the first one's rows either.
+        earlier = orjson.loads(r.get(tomb_key) or b"{}")
+        tomb = {
+            "until": max((erased_until or timezone.now()).timestamp(), earlier.get("until", 0)),
+            "conversations": sorted(conversations | set(earlier.get("conversations", ()))),
+            "bots": sorted(set(bot_ids) | set(earlier.get("bots", ()))),
+            "activities": sorted(erased_acts | set(earlier.get("activities", ()))),
+        }
+        r.set(tomb_key, orjson.dumps(tomb), ex=ERASED_TTL)
+
+        def predicates():
+            # The rows kept, read after the lists were (ingestion pushes items after its
+            # commit): every item read has its row in this read, if the row is held.
+            held = Conversation.objects.for_org(org).filter(customer__in=customers)
+            kept_conversations = set(held.values_list("pk", flat=True))
+            slugs = dict(Bot.objects.for_org(org).values_list("pk", "slug"))
+            kept_acts = {
+                activity_signature(
+                    kind=kind, bot=slugs.get(bot_id, ""), description=text, customer=who, at=at
+                )
+                for kind, bot_id, text, who, at in Activity.objects.for_org(org)
+                .filter(customer__in=customers)
+                .values_list("kind", "bot_id", "description", "customer", "created_at")
+            }
+
+            def doomed_feed(item: dict) -> bool:
+                conv = item.get("conversation")
+                return conv in conversations or (
+                    item.get("customer") in wanted and conv not in kept_conversations
+                )
+
+            def doomed_act(item: dict) -> bool:
+                signature = _item_signature(item)
+                return signature in erased_acts or (
+                    item.get("customer") in wanted and signature not in kept_acts
+                )
+
+            return doomed_feed, doomed_act
+
+        removed = _forget_items(
+            r,
+            org.pk,
+            predicates=predicates,
+            bot_ids=bot_ids,
+            conversation_ids=sorted(conversations),
+        )
         # After the pipeline, not in it: on a cluster the dirty set is in another slot and a
         # pipeline cannot PUBLISH. The dashboards redraw the feed without them.
         r.sadd(dirty_key(), org.pk)
         r.publish(wake_channel(), org.pk)
-        return len(doomed)
+        return removed
     except redis.RedisError as exc:
         Organization.objects.filter(pk=org.pk, live_stale_since__isnull=True).update(
             live_stale_since=timezone.now()

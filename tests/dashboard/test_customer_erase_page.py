@@ -3,12 +3,14 @@ a POST needs the CSRF token; roles below admin get 403 and outsiders 404."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.test import Client
 
 from analytics.models import Conversation, CustomerErasure
+from dashboard import customer_views
 from tests import factories as f
 from tests.analytics.services.test_customers import CUSTOMER, OTHER, seed_customer
 
@@ -108,3 +110,25 @@ def test_the_audit_log_shows_the_erasure_without_the_customer(seeded, alice):
     assert "Customer data erased" in page
     assert "<span>messages: 12</span>" in page and "<span>conversations: 2</span>" in page
     assert CUSTOMER not in page
+
+
+def test_the_receipt_says_what_arrived_during_the_erasure_and_was_kept(seeded, erin, monkeypatch):
+    real = customer_views.customer_erase
+
+    def erase_while_events_arrive(**kwargs):
+        # What the concurrent test (tests/analytics/api/test_customers_erase_concurrent.py)
+        # produces for real: rows received after the cut-off, still held when it committed.
+        kept = {"conversations": 1, "messages": 3, "activities": 1, "conversation_metrics": 0}
+        return replace(real(**kwargs), kept_after=kept)
+
+    monkeypatch.setattr(customer_views, "customer_erase", erase_while_events_arrive)
+    client = Client()
+    client.force_login(erin)
+    body = client.post(URL, {"customer": CUSTOMER, "action": "erase"}).content.decode()
+    assert (
+        "Received while the erasure ran, so kept: 1 conversation, 3 messages and 1 activity."
+        in body
+    )
+    monkeypatch.setattr(customer_views, "customer_erase", real)
+    quiet = client.post(URL, {"customer": OTHER, "action": "erase"}).content.decode()
+    assert 'id="erase-receipt"' in quiet and 'id="receipt-kept"' not in quiet

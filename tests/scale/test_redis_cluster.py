@@ -20,9 +20,11 @@ from django.conf import settings
 from django.test import Client
 
 from analytics.live_keys import org_tag
+from analytics.models import Conversation
 from analytics.redis import cluster_channel_layer, get_redis, reset_clients
 from analytics.selectors import live_feed, live_snapshot
 from analytics.selectors.live import ai_employee_cards, live_minute_series
+from analytics.services.customers import customer_erase
 from analytics.services.ingest import events_ingest
 from analytics.services.live import live_rebuild, live_recover
 from analytics.services.ops import ops_liveness
@@ -259,3 +261,24 @@ def test_a_pulse_process_on_the_cluster_is_woken_by_ingestion_and_publishes(on_c
         frames.close()
         pulse.terminate()
         pulse.wait(timeout=10)
+
+
+@pytest.mark.django_db
+def test_an_erasure_on_the_cluster_cleans_the_feed_and_keeps_its_keys_in_the_org_slot(
+    on_cluster, settings, tmp_path
+):
+    settings.EXPORT_DIR = str(tmp_path)
+    now = datetime.now(UTC)
+    org = org_with_bots("cluster-erase")
+    assert events_ingest(org=org, events=traffic(now, ["sales", "helper"], 8), now=now).live == "ok"
+    receipt = customer_erase(org=org, customer="Customer 0", actor_label="dpo")
+    assert receipt.counts["conversations"] == 1 and receipt.counts["live_feed_entries"] > 0
+    assert not [i for i in live_feed(org=org, limit=50) if i["customer"] == "Customer 0"]
+    assert [i for i in live_feed(org=org, limit=50) if i["customer"] == "Customer 1"]
+    # A batch that began before the erasure committed reads the tombstone in its pipeline.
+    later = [message("sales", "n0", "inbound", now, customer="Customer 0")]
+    assert events_ingest(org=org, events=later, now=now).live == "ok"
+    assert [i["conversation"] for i in live_feed(org=org) if i["customer"] == "Customer 0"] == [
+        Conversation.objects.for_org(org).get(external_id="n0").pk
+    ]
+    assert len(keys_by_slot(org)) == 1

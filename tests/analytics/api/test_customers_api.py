@@ -3,14 +3,22 @@ members only, field errors for bad input, and never another org's data."""
 
 from __future__ import annotations
 
+import json
+import tracemalloc
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 import yaml
+from django.db import connection
 from django.test import Client
+from rest_framework.renderers import JSONRenderer
 
+from analytics.api.customers import CustomerExportSerializer
+from analytics.bulk import MESSAGE_COLUMNS, copy_rows
 from analytics.models import AuditEvent, Conversation, CustomerErasure, Message
 from analytics.services.api_keys import api_key_create
+from analytics.services.customers import customer_export
 from tests import factories as f
 from tests.analytics.services.test_customers import CUSTOMER, OTHER, seed_customer
 
@@ -33,6 +41,11 @@ def _key(org, scopes: str) -> str:
 def _post(key: str | None, body, client=None):
     headers = {"HTTP_AUTHORIZATION": f"Bearer {key}"} if key else {}
     return (client or Client()).post(ERASE, body, content_type="application/json", **headers)
+
+
+def _document(response) -> dict:
+    """The streamed export, parsed."""
+    return json.loads(b"".join(response.streaming_content))
 
 
 def _held(org, customer) -> int:
@@ -134,8 +147,9 @@ def test_a_session_post_needs_the_csrf_token(seeded, erin):
 def test_the_export_returns_what_is_held(seeded, other_org):
     key = _key(seeded, "admin")
     response = Client().get(EXPORT, {"customer": CUSTOMER}, HTTP_AUTHORIZATION=f"Bearer {key}")
-    assert response.status_code == 200, response.content
-    data = response.json()
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
+    data = _document(response)
     assert data["customer"] == CUSTOMER and data["organization"] == "acme"
     assert data["counts"] == {
         "conversations": 2,
@@ -175,7 +189,7 @@ def test_members_export_as_the_role_matrix_says(seeded, bob, dave, alice, charli
         client.force_login(user)
         response = client.get(EXPORT, {"customer": CUSTOMER, "org": "acme"})
         assert response.status_code == status, (user, response.content)
-    assert len(response.json()["conversations"]) == 2
+    assert len(_document(response)["conversations"]) == 2
 
 
 def test_the_schema_documents_both_routes(client):
@@ -189,3 +203,109 @@ def test_the_schema_documents_both_routes(client):
     params = {p["name"]: p for p in export["parameters"]}
     assert params["customer"]["required"] is True
     assert params["customer"]["schema"]["maxLength"] == 200
+    # Streamed, and documented as the document it is.
+    body = export["responses"]["200"]["content"]["application/json"]["schema"]
+    assert body["$ref"].endswith("/CustomerExport")
+    receipt = schema["components"]["schemas"]["Receipt"]["properties"]
+    assert {"erased_at", "kept_after", "covers"} <= set(receipt)
+
+
+def test_the_streamed_export_is_the_document_the_serializer_describes(seeded):
+    key = _key(seeded, "admin")
+    response = Client().get(EXPORT, {"customer": CUSTOMER}, HTTP_AUTHORIZATION=f"Bearer {key}")
+    streamed = _document(response)
+    whole = customer_export(org=seeded, customer=CUSTOMER)
+    expected = json.loads(JSONRenderer().render(CustomerExportSerializer(whole).data))
+    streamed.pop("generated_at"), expected.pop("generated_at")
+    assert streamed == expected
+    assert streamed["conversations"][0]["messages"][1]["cost_usd"] == "0.000000"
+    nobody = _document(
+        Client().get(EXPORT, {"customer": "nobody"}, HTTP_AUTHORIZATION=f"Bearer {key}")
+    )
+    assert (nobody["conversations"], nobody["activities"]) == ([], [])
+    assert set(nobody["counts"].values()) == {0}
+
+
+MANY = 40_000
+
+
+def test_a_customer_with_many_messages_is_exported_whole_without_holding_them(org, bot, tmp_path):
+    at = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
+    conversations = [
+        f.ConversationFactory(
+            organization=org,
+            bot=bot,
+            customer=CUSTOMER,
+            external_id=f"m-{n}",
+            started_at=at + timedelta(minutes=n),
+        )
+        for n in range(4)
+    ]
+    f.ConversationFactory(organization=org, bot=bot, customer=OTHER, external_id="theirs")
+    with connection.cursor() as cursor:
+        copy_rows(
+            cursor.cursor,
+            Message._meta.db_table,
+            MESSAGE_COLUMNS,
+            (
+                (
+                    org.pk,
+                    bot.pk,
+                    conversations[i % 4].pk,
+                    "inbound",
+                    f"message {i:06} " + "x" * 200,
+                    at + timedelta(seconds=i),
+                    None,
+                    "",
+                    i % 7,
+                    Decimal("0.000100"),
+                    None,
+                )
+                for i in range(MANY)
+            ),
+        )
+    key = _key(org, "admin")
+    response = Client().get(EXPORT, {"customer": CUSTOMER}, HTTP_AUTHORIZATION=f"Bearer {key}")
+    assert response.status_code == 200
+    body = tmp_path / "export.json"
+    tracemalloc.start()
+    try:
+        with open(body, "wb") as out:
+            for chunk in response.streaming_content:
+                out.write(chunk)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    size = body.stat().st_size
+    assert size > MANY * 200
+    # Rows are rendered a few thousand at a time: far below the document (or its rows as dicts).
+    assert peak < size / 4, (peak, size)
+    data = json.loads(body.read_bytes())
+    assert data["counts"]["messages"] == MANY and data["counts"]["conversations"] == 4
+    assert [c["external_id"] for c in data["conversations"]] == ["m-0", "m-1", "m-2", "m-3"]
+    for n, c in enumerate(data["conversations"]):
+        texts = [m["text"][:14] for m in c["messages"]]
+        assert texts == [f"message {i:06}" for i in range(n, MANY, 4)]
+    last = data["conversations"][3]["messages"][-1]
+    assert last["tokens"] == (MANY - 1) % 7 and last["cost_usd"] == "0.000100"
+    assert last["created_at"] == (at + timedelta(seconds=MANY - 1)).isoformat().replace(
+        "+00:00", "Z"
+    )
+
+
+def test_a_key_acts_in_its_own_org_whatever_org_the_query_names(seeded, other_org):
+    key = _key(seeded, "admin")
+    export = Client().get(
+        EXPORT, {"customer": CUSTOMER, "org": "globex"}, HTTP_AUTHORIZATION=f"Bearer {key}"
+    )
+    assert _document(export)["organization"] == "acme"
+    response = Client().post(
+        f"{ERASE}?org=globex",
+        {"customer": CUSTOMER},
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {key}",
+    )
+    assert response.status_code == 200
+    assert _held(seeded, CUSTOMER) == 0
+    assert _held(other_org, CUSTOMER) == 2
+    assert not CustomerErasure.objects.for_org(other_org).exists()

@@ -16,7 +16,7 @@ from django.conf import settings as django_settings
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import connection, models
 from django.db.models.functions import Cast
 
 from analytics.models import (
@@ -33,10 +33,12 @@ from analytics.models import (
 from analytics.redis import get_redis
 from analytics.selectors import live_activities, live_feed
 from analytics.services import export as export_service
+from analytics.services import ingest as ingest_service
 from analytics.services.customers import (
     customer_counts,
     customer_erase,
     customer_export,
+    customer_export_rows,
     customer_fingerprint,
 )
 from analytics.services.export import ExportJob, _job_key, _job_load, _job_save, export_job_run
@@ -424,25 +426,35 @@ def test_an_export_being_written_during_an_erasure_is_discarded(
     assert again.status == "ready" and CUSTOMER.encode() not in again.path.read_bytes()
 
 
+def _export_file(org, settings, folder: Path, body: bytes) -> Path:
+    """A finished export of `org` holding `body`."""
+    settings.EXPORT_DIR = str(folder)
+    (folder / str(org.pk)).mkdir(exist_ok=True)
+    path = folder / str(org.pk) / f"{uuid.uuid4()}.csv"
+    path.write_bytes(body)
+    return path
+
+
 def test_it_takes_exactly_the_customers_records_out_of_tricky_csv(org, settings, tmp_path):
-    settings.EXPORT_DIR = str(tmp_path)
-    folder = tmp_path / str(org.pk)
-    folder.mkdir()
-    conversations = folder / f"{uuid.uuid4()}.csv"
-    conversations.write_bytes(
+    conversations = _export_file(
+        org,
+        settings,
+        tmp_path,
         b"id,external_id,bot,bot_name,campaign,customer,channel\n"
         b'1,"a,1",b,"Bot ""One""",,"Costa, ""Ana""",web\n'  # quoted, with commas and quotes
         b'2,"multi\nline Costa, ""Ana"" 3,",b,B,,Ben,web\n'  # names her, is not hers
         b"3,x,b,B,,'+1 555,sms\n"  # a neutralised identifier
-        b'4,y,b,B,,"Costa, ""Ana"" Jr",web\n'
+        b'4,y,b,B,,"Costa, ""Ana"" Jr",web\n',
     )
-    messages = folder / f"{uuid.uuid4()}.csv"
-    messages.write_bytes(
+    messages = _export_file(
+        org,
+        settings,
+        tmp_path,
         b"id,conversation_id,bot,created_at,direction,text\n"
         b"10,7,b,t,inbound,hello\n"
         b'11,8,b,t,inbound,"keeps\n12,7,b,t,inbound,a fake row inside a cell"\n'
         b"13,70,b,t,inbound,not 7\n"
-        b'14,7,b,t,outbound,"bye\nthen"\n'
+        b'14,7,b,t,outbound,"bye\nthen"\n',
     )
     files, rows = export_service.export_files_forget(
         org=org, customers=['Costa, "Ana"', "+1 555"], conversation_ids=[7]
@@ -458,7 +470,7 @@ def test_it_takes_exactly_the_customers_records_out_of_tricky_csv(org, settings,
         b'11,8,b,t,inbound,"keeps\n12,7,b,t,inbound,a fake row inside a cell"\n'
         b"13,70,b,t,inbound,not 7\n"
     )
-    assert not list(folder.glob("*.erasing"))
+    assert not list(conversations.parent.glob("*.erasing"))
 
 
 def _closed_port() -> int:
@@ -487,3 +499,92 @@ def test_with_redis_down_it_erases_the_database_and_files_and_rebuilds_the_feed_
     live_recover()  # ...until pulse notices the stale org and rebuilds it from PostgreSQL
     assert [k for k in redis_values_naming(CUSTOMER) if f"{{o:{org.pk}}}:" in k] == []
     assert any(i["customer"] == OTHER for i in live_feed(org=org, limit=50))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_stored_before_the_erasure_but_pushed_live_after_it_leaves_nothing_live(
+    org, bot, now, monkeypatch
+):
+    """The batch commits, stalls before updating Redis, the erasure runs, then the batch pushes
+    its feed items: the erasure's tombstone takes them out again; a later batch's stay."""
+    real, stalled, resume = ingest_service.live_apply, threading.Event(), threading.Event()
+
+    def stalling_live_apply(**kwargs):
+        stalled.set()
+        assert resume.wait(10)
+        return real(**kwargs)
+
+    monkeypatch.setattr(ingest_service, "live_apply", stalling_live_apply)
+    worker = threading.Thread(
+        target=lambda: events_ingest(
+            org=org, events=customer_events(CUSTOMER, bot=bot.slug, prefix="c", at=now)
+        )
+    )
+    worker.start()
+    assert stalled.wait(10)  # committed: the rows are stored, Redis not yet updated
+    erased = list(Conversation.objects.for_org(org).values_list("pk", flat=True))
+    receipt = customer_erase(org=org, customer=CUSTOMER, actor_label="alice")
+    assert receipt.counts["conversations"] == 2 and receipt.counts["activities"] == 1
+    customer_erase(org=org, customer="someone else", actor_label="alice")  # a second tombstone
+    monkeypatch.setattr(ingest_service, "live_apply", real)
+    resume.set()
+    worker.join(10)
+    assert not [i for i in live_feed(org=org, limit=50) if i["conversation"] in erased]
+    assert not [a for a in live_activities(org=org) if a["customer"] == CUSTOMER]
+    # A batch that began after the erasure is kept, in PostgreSQL and live.
+    later = customer_events(CUSTOMER, bot=bot.slug, prefix="n", at=now + timedelta(minutes=1))
+    assert events_ingest(org=org, events=later).accepted == 17
+    kept = set(Conversation.objects.for_org(org).values_list("pk", flat=True))
+    feed = live_feed(org=org, limit=50)
+    assert {i["conversation"] for i in feed if i["customer"] == CUSTOMER} == kept
+    assert [a["customer"] for a in live_activities(org=org)] == [CUSTOMER]
+
+
+def test_the_export_files_keep_the_conversations_the_erasure_kept(org, settings, tmp_path):
+    conversations = _export_file(
+        org,
+        settings,
+        tmp_path,
+        b"id,external_id,bot,bot_name,campaign,customer,channel\n"
+        b"7,a,b,B,,Ana,web\n"  # erased
+        b"9,c,b,B,,Ana,web\n"  # arrived after the cut-off: kept in PostgreSQL, kept here
+        b"8,b,b,B,,Ben,web\n",
+    )
+    files, rows = export_service.export_files_forget(
+        org=org, customers=["Ana"], conversation_ids=[7], keep_conversation_ids=[9]
+    )
+    assert (files, rows) == (1, 1)
+    assert conversations.read_bytes() == (
+        b"id,external_id,bot,bot_name,campaign,customer,channel\n"
+        b"9,c,b,B,,Ana,web\n"
+        b"8,b,b,B,,Ben,web\n"
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_export_stream_reads_one_snapshot(org, bot, now, settings, tmp_path):
+    settings.EXPORT_DIR = str(tmp_path)
+    seed_customer(org, bot, at=now, exports=False)
+    parts = customer_export_rows(org=org, customer=CUSTOMER)
+    kind, head = next(parts)  # the snapshot is taken: what is stored from now on is not in it
+    assert kind == "head" and head["counts"]["messages"] == 12
+
+    def meanwhile():
+        try:
+            Conversation.objects.for_org(org).filter(customer=CUSTOMER).update(channel="sms")
+            events_ingest(
+                org=org, events=customer_events(CUSTOMER, bot=bot.slug, prefix="z", at=now)
+            )
+        finally:
+            connection.close()
+
+    other = threading.Thread(target=meanwhile)
+    other.start()
+    other.join(10)
+    rest = list(parts)
+    conversations = [row for kind, row in rest if kind == "conversation"]
+    assert [c["channel"] for c in conversations] == ["whatsapp", "whatsapp"]
+    assert len([row for kind, row in rest if kind == "message"]) == 12
+    assert len([row for kind, row in rest if kind == "activity"]) == 1
+    assert connection.get_autocommit()  # the export's transaction has ended
+    assert customer_counts(org=org, customer=CUSTOMER)["messages"] == 24
