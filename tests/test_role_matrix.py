@@ -21,7 +21,15 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, include, path, reverse
 from django.utils import timezone
 
-from analytics.models import AlertEvent, Invitation, Membership, Organization, Role, TenantModel
+from analytics.models import (
+    AlertEvent,
+    CustomerErasure,
+    Invitation,
+    Membership,
+    Organization,
+    Role,
+    TenantModel,
+)
 from analytics.roles import PERMISSIONS, RANK, matrix_rows, role_allows
 from analytics.services.export import ExportJob, _job_save
 from tests import factories as f
@@ -184,6 +192,7 @@ ADMIN: dict[str, dict[str, str | None]] = {
         "change": "bots.manage",
         "delete": "org.delete",
         "delete_selected": "org.delete",
+        "erase_customers": "customers.erase",
     },
     "alertrule": {
         "add": "alerts.manage",
@@ -201,6 +210,7 @@ ADMIN: dict[str, dict[str, str | None]] = {
             "activity",
             "gauge",
             "eventreceipt",
+            "customererasure",
             "conversationmetrics",
             "bothourlyrollup",
             "botdailymetrics",
@@ -535,6 +545,9 @@ def admin_rows(world):
         "activity": f.ActivityFactory(bot=bot),
         "gauge": f.GaugeFactory(bot=bot),
         "eventreceipt": f.EventReceiptFactory(organization=org),
+        "customererasure": CustomerErasure.objects.create(
+            organization=org, actor_label="adam", fingerprint="0" * 64
+        ),
         "conversationmetrics": f.ConversationMetricsFactory(conversation=conversation),
         "bothourlyrollup": f.BotHourlyRollupFactory(bot=bot),
         "botdailymetrics": f.BotDailyMetricsFactory(bot=bot),

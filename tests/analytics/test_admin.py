@@ -5,9 +5,27 @@ import re
 import pytest
 from django.urls import reverse
 
-from analytics.models import AlertRule, ApiKey, AuditEvent, Bot, Conversation, Membership, Role
+from analytics.models import (
+    Activity,
+    AlertRule,
+    ApiKey,
+    AuditEvent,
+    Bot,
+    Conversation,
+    CustomerErasure,
+    Membership,
+    Message,
+    Role,
+)
 from analytics.services.api_keys import api_key_authenticate
-from tests.factories import BotFactory, MembershipFactory, UserFactory
+from tests.factories import (
+    ActivityFactory,
+    BotFactory,
+    ConversationFactory,
+    MembershipFactory,
+    MessageFactory,
+    UserFactory,
+)
 
 
 @pytest.fixture
@@ -332,3 +350,55 @@ def test_an_org_admin_creates_and_changes_a_rule_like_the_page_and_the_api(
         ("alert_rule.changed", "alice", "Slow replies"),
     ]
     assert entries[1].details["changed"] == ["warning_threshold"]
+
+
+# --- customer erasure from admin (issue 14) ----------------------------------------------------
+
+
+def test_an_org_admin_erases_a_customer_from_the_conversation_list(client, alice, org, other_org):
+    bot = BotFactory(organization=org)
+    selected = ConversationFactory(bot=bot, customer="+27 82 555 0101")
+    unselected = ConversationFactory(bot=bot, customer="+27 82 555 0101")  # same customer
+    other_customer = ConversationFactory(bot=bot, customer="Ben Brown")
+    elsewhere = ConversationFactory(
+        bot=BotFactory(organization=other_org), customer="+27 82 555 0101"
+    )
+    for conversation in (selected, unselected, other_customer, elsewhere):
+        MessageFactory.create_batch(3, conversation=conversation)
+    ActivityFactory(bot=BotFactory(organization=org, slug="ai"), customer="+27 82 555 0101")
+
+    client.force_login(alice)
+    response = client.post(
+        reverse("admin:analytics_conversation_changelist"),
+        # another org's conversation posted by hand is outside alice's rows: ignored
+        {"action": "erase_customers", "_selected_action": [selected.pk, elsewhere.pk]},
+        follow=True,
+    )
+    page = response.content.decode()
+    assert "Erased 1 customer(s): 2 conversations, 6 messages, 1 activities." in page
+
+    left = set(Conversation.objects.for_org(org).values_list("customer", flat=True))
+    assert left == {"Ben Brown"}  # every conversation of the customer, not only the selected one
+    assert Message.objects.for_org(org).count() == 3
+    assert not Activity.objects.for_org(org).exists()
+    assert Conversation.objects.for_org(other_org).get().pk == elsewhere.pk
+    assert Message.objects.for_org(other_org).count() == 3
+
+    erasure = CustomerErasure.objects.for_org(org).get()
+    assert erasure.actor_label == "alice"
+    assert erasure.counts["messages"] == 6
+    trail = client.get(reverse("admin:analytics_customererasure_changelist")).content.decode()
+    assert "alice" in trail
+    assert "+27 82 555 0101" not in trail  # the audit trail never holds the identifier
+
+
+def test_an_analyst_has_no_erase_action(client, org):
+    analyst = UserFactory(username="carol", is_staff=True)
+    MembershipFactory(organization=org, user=analyst, role=Role.ANALYST)
+    conversation = ConversationFactory(bot=BotFactory(organization=org))
+    client.force_login(analyst)
+    client.post(
+        reverse("admin:analytics_conversation_changelist"),
+        {"action": "erase_customers", "_selected_action": [conversation.pk]},
+    )
+    assert Conversation.objects.filter(pk=conversation.pk).exists()
