@@ -11,3 +11,9 @@ def join_if_list(value) -> str:
     if isinstance(value, list | tuple):
         return ", ".join(str(v) for v in value)
     return str(value)
+
+
+@register.filter
+def kind_label(value) -> str:
+    """A receipt's count name for display: `live_feed_entries` -> `Live feed entries`."""
+    return str(value).replace("_", " ").capitalize()

@@ -11,7 +11,7 @@ from tests.e2e.test_accessibility import serious
 
 
 def test_an_owner_erases_a_customer_and_reads_the_receipt(
-    sign_in, page: Page, alice, org, bot, settings, tmp_path
+    sign_in, page: Page, alice, org, bot, settings, tmp_path, screenshot
 ):
     settings.EXPORT_DIR = str(tmp_path)
     seed_customer(org, bot, at=datetime.now(UTC) - timedelta(minutes=10), exports=False)
@@ -31,7 +31,9 @@ def test_an_owner_erases_a_customer_and_reads_the_receipt(
     receipt = page.locator("#erase-receipt")
     expect(receipt).to_contain_text("Erased (receipt")
     expect(receipt.locator('[data-kind="messages"]')).to_have_text("12")
+    expect(receipt.locator("#receipt-counts")).to_contain_text("Live feed entries")
     expect(page.locator("#erasures")).to_contain_text("alice")
+    screenshot("customer-erase-receipt")
     assert serious(page) == []
     assert not Conversation.objects.for_org(org).filter(customer=CUSTOMER).exists()
     assert Conversation.objects.for_org(org).filter(customer=OTHER).count() == 2
