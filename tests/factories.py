@@ -117,6 +117,16 @@ class EventReceiptFactory(factory.django.DjangoModelFactory):
     type = "message"
 
 
+class CustomerErasureFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = m.CustomerErasure
+
+    organization = factory.SubFactory(OrganizationFactory)
+    actor_label = "alice"
+    fingerprint = factory.Sequence(lambda n: f"{n:064x}")
+    counts = factory.LazyFunction(lambda: {"conversations": 1, "messages": 3})
+
+
 class ApiKeyFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = m.ApiKey

@@ -23,7 +23,6 @@ from django.utils import timezone
 
 from analytics.models import (
     AlertEvent,
-    CustomerErasure,
     Invitation,
     Membership,
     Organization,
@@ -545,9 +544,7 @@ def admin_rows(world):
         "activity": f.ActivityFactory(bot=bot),
         "gauge": f.GaugeFactory(bot=bot),
         "eventreceipt": f.EventReceiptFactory(organization=org),
-        "customererasure": CustomerErasure.objects.create(
-            organization=org, actor_label="adam", fingerprint="0" * 64
-        ),
+        "customererasure": f.CustomerErasureFactory(organization=org),
         "conversationmetrics": f.ConversationMetricsFactory(conversation=conversation),
         "bothourlyrollup": f.BotHourlyRollupFactory(bot=bot),
         "botdailymetrics": f.BotDailyMetricsFactory(bot=bot),

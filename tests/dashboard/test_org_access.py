@@ -139,6 +139,7 @@ def other_rows(other_org):
         f.ActivityFactory(bot=bot),
         f.GaugeFactory(bot=bot),
         f.EventReceiptFactory(organization=other_org),
+        f.CustomerErasureFactory(organization=other_org),
         f.ApiKeyFactory(organization=other_org),
         f.MembershipFactory(organization=other_org, role=Role.VIEWER),
         f.ConversationMetricsFactory(conversation=conversation),
