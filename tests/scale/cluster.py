@@ -179,3 +179,15 @@ class RedisClusterNodes:
                 proc.kill()
                 proc.wait()
         shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> RedisClusterNodes:
+        """`with RedisClusterNodes(...) as nodes:` a cluster started, and stopped whatever happens."""
+        try:
+            self.start(timeout=30.0 if self.replicas == 0 else 40.0)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

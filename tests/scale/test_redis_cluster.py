@@ -42,12 +42,8 @@ from tests.scale.cluster import RedisClusterNodes
 
 @pytest.fixture(scope="module")
 def cluster():
-    nodes = RedisClusterNodes(masters=3)
-    try:
-        nodes.start(timeout=30)
+    with RedisClusterNodes(masters=3) as nodes:
         yield nodes
-    finally:
-        nodes.stop()
 
 
 @pytest.fixture

@@ -44,12 +44,8 @@ TAKEOVER_SECONDS = 5.0
 
 @pytest.fixture
 def cluster():
-    nodes = RedisClusterNodes(masters=3)
-    try:
-        nodes.start(timeout=30)
+    with RedisClusterNodes(masters=3) as nodes:
         yield nodes
-    finally:
-        nodes.stop()
 
 
 @pytest.fixture
