@@ -127,6 +127,12 @@ class Batch:
         return await asyncio.shield(future)
 
     async def _drain(self, waiting: dict) -> None:
+        try:
+            await self._answer(waiting)
+        finally:  # a finished task holds its loop: let a closed test loop go
+            self._drains.pop(asyncio.get_running_loop(), None)
+
+    async def _answer(self, waiting: dict) -> None:
         while waiting:
             keys = list(waiting)[: self.limit]
             futures = [waiting.pop(key) for key in keys]
