@@ -2,6 +2,7 @@
 the burst, and the same answers as Django's session auth plus the org's membership."""
 
 import asyncio
+import time
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -12,7 +13,7 @@ from django.db.backends import utils as db_utils
 from analytics.models import Membership, Role
 from config.asgi import application
 from dashboard import consumers
-from dashboard.access import member_access, session_user
+from dashboard.access import Batch, member_access, session_user
 from tests.dashboard.test_consumers import run
 from tests.dashboard.test_revocation import open_page, page_headers, signed_in
 from tests.factories import MembershipFactory
@@ -75,6 +76,36 @@ def test_one_batch_answers_each_socket_for_itself(org, other_org, alice, bob, qu
     assert answers[:10] == [(True, None)] * 10
     assert answers[10:] == [(False, 4403), (False, 4403)]
     assert count <= 2 * 11 + 1  # 11 sessions with a user; the unknown key is one session read
+
+
+def test_a_batch_asks_each_key_once_and_keeps_answers_apart():
+    """Keys asked for while a batch runs go in the next one, each once; a waiter that goes away
+    does not take the others' shared answer with it; a failing lookup fails only its own key."""
+    calls = []
+
+    def lookup(key):
+        calls.append(key)
+        time.sleep(0.2)
+        if key == "bad":
+            raise LookupError(key)
+        return key * 2
+
+    batch = Batch(lookup)
+
+    async def scenario():
+        first = asyncio.create_task(batch("a"))
+        await asyncio.sleep(0.05)  # "a" is being looked up
+        gone = asyncio.create_task(batch("b"))
+        stay = [asyncio.create_task(batch(key)) for key in ("b", "b", "c", "bad")]
+        await asyncio.sleep(0)
+        gone.cancel()
+        answers = await asyncio.gather(first, *stay, return_exceptions=True)
+        return answers, gone.cancelled()
+
+    answers, cancelled = run(scenario)
+    assert answers[:4] == ["aa", "bb", "bb", "cc"]
+    assert isinstance(answers[4], LookupError) and cancelled
+    assert calls == ["a", "b", "c", "bad"]
 
 
 def who_of(client):
