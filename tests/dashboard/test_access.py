@@ -1,5 +1,5 @@
-"""A dashboard socket's access check (dashboard/access.py): two queries per connect, whatever
-the burst, and the same answers as Django's session auth plus the org's membership."""
+"""A dashboard socket's access check (dashboard/access.py): at most two queries per connect, shared
+in a burst, and the same answers as Django's session auth plus the org's membership."""
 
 import asyncio
 import time
