@@ -2,7 +2,13 @@
 
 import os
 
+from autobahn.websocket import protocol as autobahn_protocol
 from django.core.asgi import get_asgi_application
+
+# autobahn pretty-prints every new WebSocket's ~40 settings for a debug line it builds eagerly,
+# logged or not: in a burst of 1,000 connects that pformat was ~14% of the web process's time
+# (py-spy, docs/BENCHMARKS.md "Issue 15: connect time"). repr says the same, in C.
+autobahn_protocol.pformat = repr
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_asgi_app = get_asgi_application()

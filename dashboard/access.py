@@ -5,13 +5,23 @@ membership, org and whether the session row still exists, together. The same che
 connect and every later re-check (a role change, a password change). It says what Django's
 `auth.get_user()` plus `analytics.tenancy.get_org_for_user()` would, without their four queries.
 Sessions live in the database (Django's default engine, which this product keeps).
+
+A burst of connects (a deploy, 1,000 dashboards reconnecting at once) shares its lookups: `Batch`
+runs every lookup asked for while the previous batch was in flight in one worker-thread call, on
+one pooled connection (one checkout and health check, not one per socket), and asks each distinct
+key once. Every answer is still read after it was asked for, so no revocation is missed.
 """
 
 from __future__ import annotations
 
+import asyncio
+import weakref
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from importlib import import_module
+from typing import Any
 
+from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.contrib.sessions.models import Session
@@ -86,3 +96,67 @@ def _hash_matches(user, auth_hash: str) -> bool:
         constant_time_compare(auth_hash, fallback)
         for fallback in user.get_session_auth_fallback_hash()
     )
+
+
+class Batch:
+    """`await batch(key)` is `lookup(key)`, run in a worker thread together with every other
+    lookup asked for on this event loop while the previous batch ran (at most `limit` a call)."""
+
+    def __init__(self, lookup: Callable[..., Any], limit: int = 200) -> None:
+        self.lookup, self.limit = lookup, limit
+        # Not thread-sensitive: the process's one shared sync thread would queue every socket's
+        # check behind every other's; the executor's threads share the connection pool.
+        self._run = database_sync_to_async(self._lookup_all, thread_sensitive=False)
+        self._waiting: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._drains: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    async def __call__(self, *key: Hashable) -> Any:
+        loop = asyncio.get_running_loop()
+        waiting = self._waiting.setdefault(loop, {})
+        future = waiting.get(key)
+        if future is None:
+            future = waiting[key] = loop.create_future()
+        drain = self._drains.get(loop)
+        if drain is None or drain.done():
+            self._drains[loop] = loop.create_task(self._drain(waiting))
+        # Shielded: a socket that goes away mid-check must not cancel the answer others share.
+        return await asyncio.shield(future)
+
+    async def _drain(self, waiting: dict) -> None:
+        try:
+            await self._answer(waiting)
+        finally:  # a finished task holds its loop: let a closed test loop go
+            self._drains.pop(asyncio.get_running_loop(), None)
+
+    async def _answer(self, waiting: dict) -> None:
+        while waiting:
+            keys = list(waiting)[: self.limit]
+            futures = [waiting.pop(key) for key in keys]
+            try:
+                answers = await self._run(keys)
+            except asyncio.CancelledError:
+                for future in futures:
+                    future.cancel()
+                raise
+            except Exception as exc:  # noqa: BLE001 - every waiter of the batch gets the failure
+                answers = [(None, exc)] * len(keys)
+            for future, (value, error) in zip(futures, answers, strict=True):
+                if future.done():
+                    continue
+                if error is None:
+                    future.set_result(value)
+                else:
+                    future.set_exception(error)
+
+    def _lookup_all(self, keys: list[tuple]) -> list[tuple[Any, Exception | None]]:
+        answers = []
+        for key in keys:
+            try:
+                answers.append((self.lookup(*key), None))
+            except Exception as exc:  # noqa: BLE001 - handed to that key's waiter
+                answers.append((None, exc))
+        return answers

@@ -16,7 +16,7 @@ from django.utils.html import format_html
 from analytics.api.auth import cached_api_key
 from analytics.models import Bot, Campaign
 from analytics.services.api_keys import api_key_find
-from dashboard.access import SessionUser, member_access, session_user
+from dashboard.access import Batch, SessionUser, member_access, session_user
 from dashboard.broadcast import org_group, scoped_group, stream_group
 from dashboard.hub import Subscriber, WireWriter, get_hub
 from dashboard.revocation import (
@@ -37,12 +37,9 @@ CLOSE_TOO_SLOW = 4408  # the client fell too far behind
 CLOSE_TRY_LATER = 4013
 
 
-# Not thread-sensitive: by default every database_sync_to_async call of the process runs on one
-# shared thread, so in a burst of 1,000 connects each check would wait behind every other
-# socket's, past daphne's 5 s handshake timeout. The checks need no thread affinity; the
-# executor's few threads share the connection pool.
-_session_user = database_sync_to_async(session_user, thread_sensitive=False)
-_member_access = database_sync_to_async(member_access, thread_sensitive=False)
+# A burst of connects shares worker-thread calls and pooled connections (dashboard.access.Batch).
+_session_user = Batch(session_user)
+_member_access = Batch(member_access)
 
 
 async def _member_access_code(who: SessionUser, slug: str) -> int | None:

@@ -1,7 +1,8 @@
-"""A dashboard socket's access check (dashboard/access.py): two queries per connect, whatever
-the burst, and the same answers as Django's session auth plus the org's membership."""
+"""A dashboard socket's access check (dashboard/access.py): at most two queries per connect, shared
+in a burst, and the same answers as Django's session auth plus the org's membership."""
 
 import asyncio
+import time
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -12,7 +13,7 @@ from django.db.backends import utils as db_utils
 from analytics.models import Membership, Role
 from config.asgi import application
 from dashboard import consumers
-from dashboard.access import member_access, session_user
+from dashboard.access import Batch, member_access, session_user
 from tests.dashboard.test_consumers import run
 from tests.dashboard.test_revocation import open_page, page_headers, signed_in
 from tests.factories import MembershipFactory
@@ -34,9 +35,10 @@ def queries(monkeypatch):
     return seen
 
 
-def test_a_burst_of_sockets_costs_two_queries_each(org, alice, queries):
-    """Before: the session, the user and the membership were read to connect, then read again
-    when the user's group had been joined after the check (every socket of a burst): six."""
+def test_a_burst_of_sockets_shares_its_lookups(org, alice, queries):
+    """Before: two queries per socket (40 for 20 tabs of one browser), each in a worker-thread
+    call of its own with its own pool checkout and health check. Now the checks asked for while
+    a batch is in flight are answered together, each distinct session once."""
     browser = signed_in(alice)
 
     async def scenario():
@@ -47,7 +49,63 @@ def test_a_burst_of_sockets_costs_two_queries_each(org, alice, queries):
             await page.disconnect()
         return count
 
-    assert run(scenario) == 40
+    assert run(scenario) <= 8
+
+
+def test_one_batch_answers_each_socket_for_itself(org, other_org, alice, bob, queries):
+    """Members and an outsider (and a signed-out browser) in the same burst: each socket gets its
+    own answer, and distinct sessions still cost at most two queries each."""
+    members = [signed_in(alice) for _ in range(5)] + [signed_in(bob) for _ in range(5)]
+    outsider = page_headers(signed_in(MembershipFactory(organization=other_org).user))
+    unknown = [*page_headers(members[0])[:2], (b"cookie", b"sessionid=no-such-session-key")]
+
+    async def attempt(headers):
+        page = WebsocketCommunicator(application, "/ws/o/acme/live/", headers)
+        answer = await page.connect(timeout=5)
+        if answer[0]:
+            await page.disconnect()
+        return answer
+
+    async def scenario():
+        queries.clear()
+        browsers = [*map(page_headers, members), outsider, unknown]
+        answers = await asyncio.gather(*map(attempt, browsers))
+        return answers, len(queries)
+
+    answers, count = run(scenario)
+    assert answers[:10] == [(True, None)] * 10
+    assert answers[10:] == [(False, 4403), (False, 4403)]
+    assert count <= 2 * 11 + 1  # 11 sessions with a user; the unknown key is one session read
+
+
+def test_a_batch_asks_each_key_once_and_keeps_answers_apart():
+    """Keys asked for while a batch runs go in the next one, each once; a waiter that goes away
+    does not take the others' shared answer with it; a failing lookup fails only its own key."""
+    calls = []
+
+    def lookup(key):
+        calls.append(key)
+        time.sleep(0.2)
+        if key == "bad":
+            raise LookupError(key)
+        return key * 2
+
+    batch = Batch(lookup)
+
+    async def scenario():
+        first = asyncio.create_task(batch("a"))
+        await asyncio.sleep(0.05)  # "a" is being looked up
+        gone = asyncio.create_task(batch("b"))
+        stay = [asyncio.create_task(batch(key)) for key in ("b", "b", "c", "bad")]
+        await asyncio.sleep(0)
+        gone.cancel()
+        answers = await asyncio.gather(first, *stay, return_exceptions=True)
+        return answers, gone.cancelled()
+
+    answers, cancelled = run(scenario)
+    assert answers[:4] == ["aa", "bb", "bb", "cc"]
+    assert isinstance(answers[4], LookupError) and cancelled
+    assert calls == ["a", "b", "c", "bad"]
 
 
 def who_of(client):
