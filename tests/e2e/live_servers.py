@@ -124,13 +124,19 @@ def _stop(proc: subprocess.Popen) -> None:
 
 def post_events(servers: Servers, key: str, events: list[dict]) -> None:
     """Send events through the HTTP API, as a bot platform does; all must be accepted."""
+    post_events_to(servers.url, key, events)
+
+
+def post_events_to(url: str, key: str, events: list[dict], timeout: float = 10) -> None:
+    """`post_events` to the web process at `url` (e.g. one of several behind a balancer)."""
     request = urllib.request.Request(
-        f"{servers.url}/api/v1/events",
+        f"{url}/api/v1/events",
         data=orjson.dumps({"events": events}),
         headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
     )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        assert orjson.loads(response.read())["accepted"] == len(events)
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        body = orjson.loads(response.read())
+    assert body["accepted"] == len(events), body
 
 
 def ingest(servers: Servers, key: str, n: int) -> None:

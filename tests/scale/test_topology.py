@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-import urllib.request
 import uuid
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +28,7 @@ from analytics.redis import cluster_channel_layer, get_redis, reset_clients
 from analytics.services.api_keys import api_key_create
 from config.env import parse_redis_url
 from dashboard.pulse_shards import PulseShard
-from tests.e2e.live_servers import database_url_of_tests
+from tests.e2e.live_servers import database_url_of_tests, post_events_to
 from tests.factories import BotFactory, OrganizationFactory
 from tests.scale.cluster import RedisClusterNodes
 from tests.scale.rabbitmq import SHARED_URL, Broker, unreachable
@@ -162,17 +161,6 @@ class Client:
                 self.closed = f"closed by the server ({ws.close_code})"
 
 
-def post(web_url: str, key: str, events: list[dict]) -> None:
-    request = urllib.request.Request(
-        f"{web_url}/api/v1/events",
-        data=orjson.dumps({"events": events}),
-        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        body = orjson.loads(response.read())
-    assert body["accepted"] == len(events), body
-
-
 def conversation_events(tenant: Tenant, name: str, *, end: str | None = None) -> list[dict]:
     """A customer's question and the bot's reply in conversation `name` (timestamps: now, as
     the server sees it), and the end of conversation `end`."""
@@ -221,7 +209,13 @@ async def ingest_round(webs: list[str], tenants: list[Tenant], r: int) -> None:
         for w, web in enumerate(webs):
             end = f"r{r - 1}w{w}" if r > 0 else None
             posts.append(
-                asyncio.to_thread(post, web, t.key, conversation_events(t, f"r{r}w{w}", end=end))
+                asyncio.to_thread(
+                    post_events_to,
+                    web,
+                    t.key,
+                    conversation_events(t, f"r{r}w{w}", end=end),
+                    timeout=30,
+                )
             )
     await asyncio.gather(*posts)
 
