@@ -21,6 +21,11 @@ pulse's next tick, 150 ms by default, and the render). Fan-out latency, every se
 the sum of the client processes' (100% = one core), both over the measured window. `stale` is the
 number of group members the server still reports after every client disconnected.
 
+Bytes, every setup: `frames published` is the mean size x rate of the frames pulse published (the
+baselines replay those); `recv frame` is the mean and p95 size of every frame the clients received
+in the window (payload bytes, WebSocket framing left out), `per viewer` those bytes / connected
+sockets / window seconds; `handshakes/s` is connected sockets / connect s (the connect burst).
+
 Scaled out (`--topology 2x2`, issue 14): 2 web processes and 2 pulses on a private 3-master Redis
 Cluster (started on free ports, tests/scale/cluster.py; Celery's broker is then the machine's
 RabbitMQ, though this load sends no task), the clients split evenly across both web processes and
@@ -208,12 +213,13 @@ async def _clients(url: str, headers: dict, n: int, ramp: int, conn) -> None:
             failures[type(exc).__name__] += 1
         return None
 
-    async def read(ws, stamps: array) -> str:
-        append, now = stamps.append, time.time
+    async def read(ws, stamps: array, sizes: array) -> str:
+        stamp, size, now = stamps.append, sizes.append, time.time
         try:
             while True:
-                await ws.recv(decode=False)
-                append(now())
+                frame = await ws.recv(decode=False)
+                stamp(now())
+                size(len(frame))
         except ConnectionClosed as exc:
             return f"closed {exc.rcvd.code if exc.rcvd else 1006}"
 
@@ -226,7 +232,10 @@ async def _clients(url: str, headers: dict, n: int, ramp: int, conn) -> None:
     sockets = [ws for ws in await asyncio.gather(*opening) if ws]
     conn.send(("connected", len(sockets), dict(failures), time.time() - started))
     stamps = [array("d") for _ in sockets]
-    readers = [asyncio.create_task(read(ws, s)) for ws, s in zip(sockets, stamps, strict=True)]
+    sizes = [array("I") for _ in sockets]
+    readers = [
+        asyncio.create_task(read(ws, t, s)) for ws, t, s in zip(sockets, stamps, sizes, strict=True)
+    ]
     await loop.run_in_executor(None, conn.recv)  # "start"
     cpu = time.process_time()
     await loop.run_in_executor(None, conn.recv)  # "stop"
@@ -235,7 +244,15 @@ async def _clients(url: str, headers: dict, n: int, ramp: int, conn) -> None:
     for reader in readers:
         reader.cancel()
     await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
-    conn.send(("done", [s.tobytes() for s in stamps], cpu, dict(closed_by_server)))
+    conn.send(
+        (
+            "done",
+            [s.tobytes() for s in stamps],
+            [s.tobytes() for s in sizes],
+            cpu,
+            dict(closed_by_server),
+        )
+    )
 
 
 def percentiles(values: list[float]) -> tuple[float, float, float]:
@@ -258,6 +275,14 @@ def latencies(clients: list[array], sent: list[float], window: tuple[float, floa
             else:
                 missing += 1
     return out, missing
+
+
+def received_sizes(clients: list[array], sizes: list[array], window: tuple[float, float]) -> array:
+    """The size of every frame each client received in the window."""
+    out = array("I")
+    for received, size in zip(clients, sizes, strict=True):
+        out.extend(size[bisect_right(received, window[0]) : bisect_right(received, window[1])])
+    return out
 
 
 # --- one row
@@ -446,10 +471,11 @@ def run_row(kind: str, n: int, args, scratch, session: str, key: str, frames) ->
         stop_observing.set()
         if observer:
             observer.join()
-        received, client_cpu, closed = [], 0.0, Counter()
+        received, recv_sizes, client_cpu, closed = [], [], 0.0, Counter()
         for pipe in pipes:
-            _, stamps, cpu_s, closed_by_server = pipe.recv()
+            _, stamps, sizes, cpu_s, closed_by_server = pipe.recv()
             received += [array("d", s) for s in stamps]
+            recv_sizes += [array("I", s) for s in sizes]
             client_cpu += cpu_s / args.seconds
             closed.update(closed_by_server)
         for proc in procs:
@@ -461,15 +487,19 @@ def run_row(kind: str, n: int, args, scratch, session: str, key: str, frames) ->
                 proc.kill()
         server.stop()
 
-    frames_recv = sum(bisect_right(r, window[1]) - bisect_right(r, window[0]) for r in received)
+    got = received_sizes(received, recv_sizes, window)
     row = {
         "setup": kind,
         "clients": n,
         "connected": connected,
         "failures": dict(failures + closed),
         "connect_s": connect_s,
+        "handshakes_s": connected / connect_s if connect_s else float("nan"),
         "drops": n - connected + sum(closed.values()),
-        "deliveries": frames_recv / args.seconds,
+        "deliveries": len(got) / args.seconds,
+        "recv_bytes": statistics.mean(got) if got else float("nan"),
+        "recv_p95": statistics.quantiles(got, n=100)[94] if len(got) > 1 else float("nan"),
+        "viewer_bps": sum(got) / max(connected, 1) / (window[1] - window[0]),
         "server_cpu": cpu,
         "client_cpu": client_cpu,
         "stale": stale,
@@ -504,17 +534,61 @@ def fmt(row: dict) -> str:
     fan = " | ".join(f"{v:,.0f}" for v in row["fanout"])
     fails = ", ".join(f"{k} ×{v}" for k, v in row["failures"].items()) or "0"
     stale = "–" if row["stale"] is None else str(row["stale"])
-    return (
-        f"| {row['setup']} | {row['clients']:,} | {row['connect_s']:.1f} | {e2e} | {fan} | {row['deliveries']:,.0f} | "
-        f"{row['drops']} | {fails} | {stale} | {row['frame_bytes'] / 1024:.1f} KB × "
-        f"{row['frames_per_s']:.1f}/s | {row['server_cpu']:.0%} | {row['client_cpu']:.0%} |"
+    cells = (
+        row["setup"],
+        f"{row['clients']:,}",
+        f"{row['connect_s']:.1f}",
+        f"{row['handshakes_s']:,.0f}",
+        e2e,
+        fan,
+        f"{row['deliveries']:,.0f}",
+        str(row["drops"]),
+        fails,
+        stale,
+        f"{row['frame_bytes'] / 1024:.1f} KB × {row['frames_per_s']:.1f}/s",
+        f"{row['recv_bytes'] / 1024:.1f} KB",
+        f"{row['recv_p95'] / 1024:.1f} KB",
+        f"{row['viewer_bps'] / 1024:.1f} KB/s",
+        f"{row['server_cpu']:.0%}",
+        f"{row['client_cpu']:.0%}",
     )
+    return "| " + " | ".join(cells) + " |"
 
 
-HEADER = (
-    "| setup | clients | connect s | e2e p50 ms | e2e p95 | e2e p99 | fan-out p50 ms | fan-out p95 | "
-    "fan-out p99 | deliveries/s | drops | failed handshakes / closes | stale | frames | server CPU | "
-    "client CPU |\n|" + "---|" * 16
+COLUMNS = (
+    "setup",
+    "clients",
+    "connect s",
+    "handshakes/s",
+    "e2e p50 ms",
+    "e2e p95",
+    "e2e p99",
+    "fan-out p50 ms",
+    "fan-out p95",
+    "fan-out p99",
+    "deliveries/s",
+    "drops",
+    "failed handshakes / closes",
+    "stale",
+    "frames published",
+    "recv frame mean",
+    "recv frame p95",
+    "per viewer",
+    "server CPU",
+    "client CPU",
+)
+HEADER = "| " + " | ".join(COLUMNS) + " |\n|" + "---|" * len(COLUMNS)
+MEDIAN_COLUMNS = (
+    "connect_s",
+    "handshakes_s",
+    "deliveries",
+    "server_cpu",
+    "client_cpu",
+    "frame_bytes",
+    "frames_per_s",
+    "recv_bytes",
+    "recv_p95",
+    "viewer_bps",
 )
 
 
@@ -523,7 +597,7 @@ def median_row(rows: list[dict]) -> dict:
     med = dict(rows[0])
     for col in ("e2e", "fanout"):
         med[col] = tuple(statistics.median(r[col][i] for r in rows) for i in range(3))
-    for col in ("deliveries", "server_cpu", "client_cpu", "frame_bytes", "frames_per_s"):
+    for col in MEDIAN_COLUMNS:
         med[col] = statistics.median(r[col] for r in rows)
     med["drops"] = max(r["drops"] for r in rows)
     med["failures"] = max((r["failures"] for r in rows), key=lambda f: sum(f.values()))
