@@ -77,6 +77,11 @@ if env_bool("DB_POOL", default=True):
         # connects (a burst of sockets checks out up to min(32, cores + 4) connections at once).
         "max_size": env_int("DB_POOL_MAX", 20, minimum=1),
         "timeout": 3,  # an unreachable database answers 503 in seconds, not minutes
+        # psycopg_pool retries a lost connection with a doubling delay (1, 2, 4, ... s) until
+        # this many seconds have passed, then lets the next request start a fresh attempt at
+        # once: so a restarted database is used again within ~2 s, not after the backoff of a
+        # long outage (which grows past the 3 s timeout above and answered 503 after recovery).
+        "reconnect_timeout": 4,
     }
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 60, minimum=0)
